@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod evaluate;
+pub mod train;
+pub mod translate;

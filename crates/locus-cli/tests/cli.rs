@@ -1,0 +1,187 @@
+//! End-to-end runs of the `locus` binary on tiny generated data in a temporary directory:
+//! train from `configs/tiny.toml`, translate, evaluate, and the errors users hit first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn locus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_locus")).args(args).output().expect("running locus")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn tiny_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml")
+}
+
+/// Writes a small "translation" corpus: each target is the source's words in upper case.
+fn write_corpus(dir: &Path) {
+    let words = ["ein", "hund", "läuft", "über", "die", "wiese", "zwei", "kinder", "spielen", "ball"];
+    let mut src = String::new();
+    let mut tgt = String::new();
+    for i in 0..200 {
+        let sentence: Vec<&str> = (0..3 + i % 4).map(|j| words[(i * 7 + j * 3) % words.len()]).collect();
+        src += &(sentence.join(" ") + "\n");
+        tgt += &(sentence.join(" ").to_uppercase() + "\n");
+    }
+    for split in ["train", "valid"] {
+        std::fs::write(dir.join(format!("{split}.de")), &src).unwrap();
+        std::fs::write(dir.join(format!("{split}.en")), &tgt).unwrap();
+    }
+}
+
+fn data_overrides(dir: &Path) -> Vec<String> {
+    let p = |name: &str| dir.join(name).display().to_string();
+    vec![
+        format!("data.train_src={}", p("train.de")),
+        format!("data.train_tgt={}", p("train.en")),
+        format!("data.valid_src={}", p("valid.de")),
+        format!("data.valid_tgt={}", p("valid.en")),
+        format!("train.out_dir={}", p("run")),
+    ]
+}
+
+fn train_args<'a>(config: &'a str, overrides: &'a [String]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--config", config, "--device", "cpu"];
+    for item in overrides {
+        args.extend(["--set", item.as_str()]);
+    }
+    args
+}
+
+#[test]
+fn train_translate_evaluate_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let config = tiny_config().display().to_string();
+    let overrides = data_overrides(dir.path());
+    let out = locus(&train_args(&config, &overrides));
+    assert!(out.status.success(), "train failed: {}", stderr(&out));
+    let run = dir.path().join("run");
+    for file in
+        ["config.toml", "tokenizer.json", "metrics.jsonl", "last/model.safetensors", "best/model.safetensors"]
+    {
+        assert!(run.join(file).exists(), "missing {file}");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.iter().any(|r| r["event"] == "train" && r["step"] == 20));
+    assert!(records.iter().any(|r| r["event"] == "valid" && r["ppl"].as_f64().unwrap() > 1.0));
+
+    // Translate a file with an empty line in the middle: three lines in, three lines out.
+    let input = dir.path().join("input.de");
+    std::fs::write(&input, "ein hund läuft\n\nzwei kinder spielen ball\n").unwrap();
+    let output = dir.path().join("output.en");
+    let checkpoint = run.join("best").display().to_string();
+    let out = locus(&[
+        "translate",
+        "--checkpoint",
+        &checkpoint,
+        "--input",
+        &input.display().to_string(),
+        "--output",
+        &output.display().to_string(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.status.success(), "translate failed: {}", stderr(&out));
+    let translations = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = translations.lines().collect();
+    assert_eq!(lines.len(), 3, "{translations:?}");
+    assert_eq!(lines[1], "");
+
+    // Evaluate prints one JSON object with the promised keys, decoding as translate does.
+    let hyps = dir.path().join("hyps.txt");
+    let out = locus(&[
+        "evaluate",
+        "--checkpoint",
+        &checkpoint,
+        "--src",
+        &input.display().to_string(),
+        "--ref",
+        &output.display().to_string(),
+        "--json",
+        "--device",
+        "cpu",
+        "--hypotheses",
+        &hyps.display().to_string(),
+    ]);
+    assert!(out.status.success(), "evaluate failed: {}", stderr(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["bleu", "chrf", "loss", "ppl", "sentences"] {
+        assert!(record.get(key).is_some(), "missing {key} in {record}");
+    }
+    assert_eq!(record["sentences"], 3);
+    // The references are the model's own translations, so the scores are perfect.
+    assert_eq!(std::fs::read_to_string(&hyps).unwrap(), translations);
+    assert_eq!(record["chrf"].as_f64().unwrap(), 100.0);
+}
+
+#[test]
+fn missing_checkpoint_is_named() {
+    let out = locus(&["translate", "--checkpoint", "/nonexistent/run/best", "--device", "cpu"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("/nonexistent/run/best") && err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    let text =
+        std::fs::read_to_string(tiny_config()).unwrap().replace("d_ff = 64", "d_ff = 64\ndropuot = 0.3");
+    std::fs::write(&config, text).unwrap();
+    let out = locus(&["train", "--config", &config.display().to_string(), "--device", "cpu"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("bad.toml") && err.contains("dropuot"), "{err}");
+}
+
+#[test]
+fn impossible_shape_is_named() {
+    let out = locus(&[
+        "train",
+        "--config",
+        &tiny_config().display().to_string(),
+        "--set",
+        "model.n_heads=5",
+        "--device",
+        "cpu",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("model.d_model (32) must be divisible by model.n_heads (5)"), "{err}");
+}
+
+#[test]
+fn mismatched_parallel_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    std::fs::write(dir.path().join("train.en"), "ONE LINE\nTWO LINES\n").unwrap();
+    let config = tiny_config().display().to_string();
+    let overrides = data_overrides(dir.path());
+    let out = locus(&train_args(&config, &overrides));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("train.de") && err.contains("train.en"), "{err}");
+    assert!(err.contains("200") && err.contains('2'), "{err}");
+}
+
+#[test]
+fn invalid_utf8_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let mut bytes = std::fs::read(dir.path().join("train.de")).unwrap();
+    let third_line = bytes.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(1).unwrap().0 + 1;
+    bytes.insert(third_line, 0xff);
+    std::fs::write(dir.path().join("train.de"), bytes).unwrap();
+    let config = tiny_config().display().to_string();
+    let overrides = data_overrides(dir.path());
+    let out = locus(&train_args(&config, &overrides));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("train.de:3") && err.contains("invalid UTF-8"), "{err}");
+}

@@ -1,0 +1,270 @@
+//! Reading line-oriented text files and sentence-aligned parallel corpora.
+//!
+//! Files are plain UTF-8 text, or gzip-compressed text when the file name
+//! ends in `.gz`. Lines are split on `'\n'`; a trailing `'\r'` is stripped
+//! (so Windows line endings are fine), a final newline does not produce an
+//! extra empty line, and a UTF-8 byte-order mark at the start of the file is
+//! dropped. Each line is checked for valid UTF-8 separately, so an error
+//! names the exact 1-based line.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+use crate::error::{DataError, Result};
+
+/// The UTF-8 byte-order mark some editors put at the start of a file.
+const BOM: &str = "\u{feff}";
+
+/// Reads every line of `path`, rejecting empty (or whitespace-only) lines.
+///
+/// Use this for training data, where every line must hold a sentence; use
+/// [`read_lines_allow_empty`] for text to translate.
+///
+/// # Errors
+///
+/// [`DataError::Io`] if the file cannot be read or decompressed,
+/// [`DataError::InvalidUtf8`] or [`DataError::EmptyLine`] naming the file and
+/// the first offending 1-based line.
+pub fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let lines = read_lines_allow_empty(path)?;
+    match first_blank_line(&lines) {
+        Some(line) => Err(DataError::EmptyLine { path: path.to_path_buf(), line }),
+        None => Ok(lines),
+    }
+}
+
+/// Reads every line of `path`, keeping empty lines (as empty strings).
+///
+/// # Errors
+///
+/// [`DataError::Io`] if the file cannot be read or decompressed,
+/// [`DataError::InvalidUtf8`] naming the file and the first bad 1-based line.
+pub fn read_lines_allow_empty(path: &Path) -> Result<Vec<String>> {
+    let bytes = read_bytes(path)?;
+    split_lines(&bytes).map_err(|line| DataError::InvalidUtf8 { path: path.to_path_buf(), line })
+}
+
+/// Whether `path` names a gzip-compressed file (its extension is `gz`).
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "gz")
+}
+
+/// Reads the whole (decompressed) content of `path`.
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut bytes = Vec::new();
+    let read = if is_gzip(path) {
+        MultiGzDecoder::new(file).read_to_end(&mut bytes)
+    } else {
+        let mut file = file;
+        file.read_to_end(&mut bytes)
+    };
+    read.map_err(|e| DataError::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Splits `bytes` into UTF-8 lines; on failure returns the 1-based number of
+/// the first line that is not valid UTF-8.
+fn split_lines(bytes: &[u8]) -> std::result::Result<Vec<String>, usize> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A final newline ends the last line; it does not start a new one.
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, raw)| {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let text = std::str::from_utf8(raw).map_err(|_| i + 1)?;
+            let text = if i == 0 { text.strip_prefix(BOM).unwrap_or(text) } else { text };
+            Ok(text.to_owned())
+        })
+        .collect()
+}
+
+/// The 1-based number of the first empty or whitespace-only line, if any.
+fn first_blank_line(lines: &[String]) -> Option<usize> {
+    lines.iter().position(|line| line.trim().is_empty()).map(|i| i + 1)
+}
+
+/// A sentence-aligned parallel corpus: line `i` of `src` translates to line
+/// `i` of `tgt`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParallelCorpus {
+    /// Source-language sentences.
+    pub src: Vec<String>,
+    /// Target-language sentences, aligned with `src`.
+    pub tgt: Vec<String>,
+}
+
+impl ParallelCorpus {
+    /// Reads a parallel corpus from two line-aligned files (plain or `.gz`).
+    ///
+    /// # Errors
+    ///
+    /// Besides the errors of [`read_lines_allow_empty`]:
+    /// [`DataError::LineCountMismatch`] naming both files and both counts if
+    /// they differ, and otherwise [`DataError::EmptyLine`] naming the file and
+    /// line of the first empty (or whitespace-only) line on either side.
+    pub fn read(src_path: &Path, tgt_path: &Path) -> Result<Self> {
+        let src = read_lines_allow_empty(src_path)?;
+        let tgt = read_lines_allow_empty(tgt_path)?;
+        check_alignment(src_path, &src, tgt_path, &tgt)?;
+        Ok(ParallelCorpus { src, tgt })
+    }
+
+    /// Number of sentence pairs.
+    pub fn len(&self) -> usize {
+        self.src.len()
+    }
+
+    /// Whether the corpus holds no sentence pairs.
+    pub fn is_empty(&self) -> bool {
+        self.src.is_empty()
+    }
+
+    /// Iterates over the `(source, target)` sentence pairs.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.src.iter().zip(&self.tgt).map(|(s, t)| (s.as_str(), t.as_str()))
+    }
+}
+
+/// Checks that both sides have the same number of lines and no blank line.
+fn check_alignment(src_path: &Path, src: &[String], tgt_path: &Path, tgt: &[String]) -> Result<()> {
+    if src.len() != tgt.len() {
+        return Err(DataError::LineCountMismatch {
+            src_path: src_path.to_path_buf(),
+            src_lines: src.len(),
+            tgt_path: tgt_path.to_path_buf(),
+            tgt_lines: tgt.len(),
+        });
+    }
+    let blank = [(src_path, first_blank_line(src)), (tgt_path, first_blank_line(tgt))]
+        .into_iter()
+        .filter_map(|(path, line)| line.map(|line| (line, path)))
+        .min_by_key(|&(line, _)| line);
+    match blank {
+        Some((line, path)) => Err(DataError::EmptyLine { path: PathBuf::from(path), line }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+    use std::io::Write;
+
+    fn write_plain(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn write_gz(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        let mut enc = GzEncoder::new(File::create(&path).unwrap(), Compression::default());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn plain_and_gzip_give_the_same_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "Ein Mann läuft.\r\nZwei Hunde spielen.\nÇa va ?\n".as_bytes();
+        let plain = read_lines(&write_plain(dir.path(), "a.txt", text)).unwrap();
+        let gz = read_lines(&write_gz(dir.path(), "a.txt.gz", text)).unwrap();
+        let expected = vec!["Ein Mann läuft.", "Zwei Hunde spielen.", "Ça va ?"];
+        assert_eq!(plain, expected);
+        assert_eq!(gz, expected);
+    }
+
+    #[test]
+    fn no_phantom_line_and_last_line_without_newline() {
+        assert_eq!(split_lines(b"a\nb\n").unwrap(), vec!["a", "b"]);
+        assert_eq!(split_lines(b"a\nb").unwrap(), vec!["a", "b"]);
+        assert_eq!(split_lines(b"").unwrap(), Vec::<String>::new());
+        assert_eq!(split_lines(b"\n").unwrap(), vec![""]);
+        assert_eq!(split_lines(b"a\n\nb\n").unwrap(), vec!["a", "", "b"]);
+        assert_eq!(split_lines("\u{feff}x\r\n".as_bytes()).unwrap(), vec!["x"]);
+    }
+
+    #[test]
+    fn invalid_utf8_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_gz(dir.path(), "bad.de.gz", b"gut\nauch gut\nschlecht \xff\n");
+        let err = read_lines_allow_empty(&path).unwrap_err();
+        assert!(matches!(err, DataError::InvalidUtf8 { line: 3, .. }), "{err:?}");
+        assert_eq!(err.to_string(), format!("{}:3: invalid UTF-8", path.display()));
+    }
+
+    #[test]
+    fn read_lines_rejects_blank_lines_but_allow_empty_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_plain(dir.path(), "in.en", b"one\n  \nthree\n");
+        assert_eq!(read_lines_allow_empty(&path).unwrap(), vec!["one", "  ", "three"]);
+        let err = read_lines(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}:2: empty line (parallel corpora must have text on every line)", path.display())
+        );
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error_naming_it() {
+        let err = read_lines(Path::new("/definitely/not/here.gz")).unwrap_err();
+        assert!(matches!(err, DataError::Io { .. }));
+        assert!(err.to_string().starts_with("reading /definitely/not/here.gz: "));
+    }
+
+    #[test]
+    fn corrupt_gzip_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_plain(dir.path(), "fake.gz", b"this is not gzip\n");
+        let err = read_lines(&path).unwrap_err();
+        assert!(matches!(err, DataError::Io { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn parallel_corpus_reads_aligned_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = write_gz(dir.path(), "train.de.gz", "Hallo Welt.\nGuten Morgen.\n".as_bytes());
+        let tgt = write_plain(dir.path(), "train.en", b"Hello world.\nGood morning.\n");
+        let corpus = ParallelCorpus::read(&src, &tgt).unwrap();
+        assert_eq!(corpus.len(), 2);
+        assert!(!corpus.is_empty());
+        let pairs: Vec<_> = corpus.pairs().collect();
+        assert_eq!(pairs[1], ("Guten Morgen.", "Good morning."));
+    }
+
+    #[test]
+    fn line_count_mismatch_names_both_files_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = write_plain(dir.path(), "train.de", b"a\nb\nc\n");
+        let tgt = write_plain(dir.path(), "train.en", b"a\nb\n");
+        let err = ParallelCorpus::read(&src, &tgt).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{} has 3 lines", src.display())), "{msg}");
+        assert!(msg.contains(&format!("{} has 2 lines", tgt.display())), "{msg}");
+    }
+
+    #[test]
+    fn empty_line_names_the_side_and_the_earliest_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = write_plain(dir.path(), "s.de", b"a\nb\nc\n\n");
+        let tgt = write_plain(dir.path(), "t.en", b"a\n\nc\nd\n");
+        let err = ParallelCorpus::read(&src, &tgt).unwrap_err();
+        match err {
+            DataError::EmptyLine { path, line } => {
+                assert_eq!(path, tgt);
+                assert_eq!(line, 2);
+            }
+            other => panic!("expected EmptyLine, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Data handling for Locus: parallel corpora, a joint subword tokenizer,
+//! length filtering and token-budget batching.
+//!
+//! The usual pipeline:
+//!
+//! 1. [`ParallelCorpus::read`] the training files (plain or `.gz`);
+//! 2. [`SubwordTokenizer::train`] a joint tokenizer on both sides, and
+//!    [`save`](SubwordTokenizer::save) it next to the model;
+//! 3. [`SubwordTokenizer::encode_corpus`] into [`TokenizedPair`]s;
+//! 4. [`filter_pairs`] with the [`LengthFilter`] from the [`DataConfig`];
+//! 5. every epoch, [`BatchPlanner::plan`] batches of example indices.
+//!
+//! All errors are [`DataError`]s whose messages name the file and line, the
+//! configuration field, or the example involved.
+
+#![warn(missing_docs)]
+
+pub mod batching;
+pub mod config;
+pub mod corpus;
+pub mod error;
+pub mod filter;
+pub mod tokenizer;
+
+pub use batching::{padded_tokens, BatchPlanner, TokenizedPair};
+pub use config::DataConfig;
+pub use corpus::{read_lines, read_lines_allow_empty, ParallelCorpus};
+pub use error::{DataError, Result};
+pub use filter::{filter_pairs, FilterReport, LengthFilter, LengthVerdict};
+pub use tokenizer::{SubwordModel, SubwordTokenizer, BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID};

@@ -1,0 +1,41 @@
+//! The position-wise feed-forward block: `fc2(dropout(act(fc1(x))))`.
+
+use candle_core::Tensor;
+use candle_nn::{Linear, Module, VarBuilder};
+
+use crate::config::{Activation, ModelConfig};
+use crate::dropout::{Dropout, DropoutRng};
+use crate::init::linear;
+
+/// Two linear maps around a non-linearity, applied to every position independently.
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    fc1: Linear,
+    fc2: Linear,
+    activation: Activation,
+    activation_dropout: Dropout,
+}
+
+impl FeedForward {
+    /// A block `d_model → d_ff → d_model` under `vb` (`fc1`, `fc2`).
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            fc1: linear(cfg.d_model, cfg.d_ff, vb.pp("fc1"))?,
+            fc2: linear(cfg.d_ff, cfg.d_model, vb.pp("fc2"))?,
+            activation: cfg.activation,
+            activation_dropout: Dropout::new(cfg.activation_dropout),
+        })
+    }
+
+    /// # Shapes
+    /// `xs`: `(b_sz, seq_len, d_model)`; returns the same shape.
+    pub fn forward(&self, xs: &Tensor, rng: Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {
+        let hidden = self.fc1.forward(xs)?;
+        let hidden = match self.activation {
+            Activation::Relu => hidden.relu()?,
+            Activation::Gelu => hidden.gelu_erf()?,
+        };
+        let hidden = self.activation_dropout.forward(&hidden, rng)?;
+        self.fc2.forward(&hidden)
+    }
+}

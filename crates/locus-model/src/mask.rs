@@ -1,0 +1,47 @@
+//! Additive attention biases that hide padding and the future.
+//!
+//! A bias is added to the attention scores before the softmax: `0` keeps a key, a large
+//! negative number removes it (its weight underflows to exactly zero in f32).
+
+use candle_core::{DType, Device, Tensor};
+
+/// The score given to keys that must not be attended to.
+pub const MASKED: f64 = -1e9;
+
+/// Hides padding keys: `(b_sz, 1, 1, seq_len)`, [`MASKED`] where `tokens == pad_id`, else 0.
+///
+/// # Shapes
+/// `tokens`: `(b_sz, seq_len)` of `u32` token ids.
+pub fn padding_bias(tokens: &Tensor, pad_id: u32, dtype: DType) -> candle_core::Result<Tensor> {
+    let (b_sz, seq_len) = tokens.dims2()?;
+    let is_pad = tokens.eq(pad_id)?.to_dtype(dtype)?;
+    (is_pad * MASKED)?.reshape((b_sz, 1, 1, seq_len))
+}
+
+/// Hides the future: `(1, 1, len, len)`, [`MASKED`] above the diagonal, else 0.
+pub fn causal_bias(len: usize, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    let values: Vec<f32> =
+        (0..len).flat_map(|i| (0..len).map(move |j| if j > i { MASKED as f32 } else { 0.0 })).collect();
+    Tensor::from_vec(values, (1, 1, len, len), device)?.to_dtype(dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_bias_marks_pad_keys() {
+        let tokens = Tensor::new(&[[5u32, 6, 0], [7, 0, 0]], &Device::Cpu).unwrap();
+        let bias = padding_bias(&tokens, 0, DType::F32).unwrap();
+        assert_eq!(bias.dims(), &[2, 1, 1, 3]);
+        let rows = bias.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(rows, vec![0.0, 0.0, -1e9, 0.0, -1e9, -1e9]);
+    }
+
+    #[test]
+    fn causal_bias_hides_later_positions() {
+        let bias = causal_bias(3, DType::F32, &Device::Cpu).unwrap();
+        let rows = bias.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(rows, vec![vec![0.0, -1e9, -1e9], vec![0.0, 0.0, -1e9], vec![0.0, 0.0, 0.0]]);
+    }
+}

@@ -1,0 +1,34 @@
+//! Layer normalisation (Ba et al. 2016, <https://arxiv.org/abs/1607.06450>).
+//!
+//! candle's fused `layer_norm` kernel has no backward pass, so gradients would silently stop
+//! there; this module composes differentiable tensor operations instead.
+
+use candle_core::Tensor;
+use candle_nn::{Init, VarBuilder};
+
+/// `y = (x - mean) / sqrt(var + eps) * weight + bias` over the last dimension.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// A layer norm of width `dim`, weight 1 and bias 0, under `vb` (`weight`, `bias`).
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
+            eps: eps as f32,
+        })
+    }
+
+    /// Normalises over the last dimension.
+    ///
+    /// # Shapes
+    /// `xs`: `(..., dim)`; returns the same shape.
+    pub fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps)
+    }
+}

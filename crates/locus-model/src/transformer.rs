@@ -1,0 +1,219 @@
+//! The encoder-decoder model: embeddings, positional encodings, both stacks and the output
+//! projection, with full (teacher-forced) and incremental (cached) decoding.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::config::ModelConfig;
+use crate::decoder::{Decoder, DecoderCache};
+use crate::dropout::{Dropout, DropoutRng};
+use crate::encoder::Encoder;
+use crate::error::Result;
+use crate::mask::{causal_bias, padding_bias};
+use crate::positional::PositionalEncoding;
+
+/// Ids of the special tokens the model relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenIds {
+    /// Padding: masked out of attention and of the loss.
+    pub pad: u32,
+    /// Begin-of-sentence: the first decoder input.
+    pub bos: u32,
+    /// End-of-sentence: ends every source and every target.
+    pub eos: u32,
+}
+
+/// The encoder's output for a batch, with the padding bias cross-attention needs.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    /// `(b_sz, src_len, d_model)`.
+    pub hidden: Tensor,
+    /// `(b_sz, 1, 1, src_len)`: hides source padding.
+    pub padding_bias: Tensor,
+}
+
+/// A token embedding table and the output projection that may share it.
+#[derive(Debug, Clone)]
+struct Embeddings {
+    source: Tensor,
+    target: Tensor,
+    output: Tensor,
+}
+
+impl Embeddings {
+    fn new(cfg: &ModelConfig, vocab_size: usize, vb: &VarBuilder) -> candle_core::Result<Self> {
+        // Normal(0, d^-1/2), as fairseq: after scaling by sqrt(d) the embeddings have unit variance.
+        let init = Init::Randn { mean: 0.0, stdev: (cfg.d_model as f64).powf(-0.5) };
+        let table = |name: &str| vb.get_with_hints((vocab_size, cfg.d_model), name, init);
+        if cfg.tie_embeddings {
+            let shared = table("embed.weight")?;
+            Ok(Self { source: shared.clone(), target: shared.clone(), output: shared })
+        } else {
+            Ok(Self {
+                source: table("encoder.embed.weight")?,
+                target: table("decoder.embed.weight")?,
+                output: table("output_projection.weight")?,
+            })
+        }
+    }
+}
+
+/// `table[ids]`: `(b_sz, seq_len)` ids to `(b_sz, seq_len, d_model)` vectors.
+fn lookup(table: &Tensor, ids: &Tensor) -> candle_core::Result<Tensor> {
+    let (b_sz, seq_len) = ids.dims2()?;
+    let d_model = table.dim(1)?;
+    table.index_select(&ids.flatten_all()?, 0)?.reshape((b_sz, seq_len, d_model))
+}
+
+/// An encoder-decoder Transformer over one joint vocabulary.
+#[derive(Debug, Clone)]
+pub struct Seq2Seq {
+    cfg: ModelConfig,
+    tokens: TokenIds,
+    vocab_size: usize,
+    embeddings: Embeddings,
+    embed_scale: f64,
+    embed_dropout: Dropout,
+    source_positions: PositionalEncoding,
+    target_positions: PositionalEncoding,
+    encoder: Encoder,
+    decoder: Decoder,
+}
+
+impl Seq2Seq {
+    /// Builds the model described by `cfg` (validated here) for a vocabulary of `vocab_size`
+    /// tokens, creating or loading its weights through `vb`.
+    ///
+    /// # Errors
+    /// An invalid config, or weights of the wrong shape in `vb`.
+    pub fn new(cfg: &ModelConfig, vocab_size: usize, tokens: TokenIds, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let embeddings = Embeddings::new(cfg, vocab_size, &vb)?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            tokens,
+            vocab_size,
+            embeddings,
+            embed_scale: if cfg.scale_embeddings { (cfg.d_model as f64).sqrt() } else { 1.0 },
+            embed_dropout: Dropout::new(cfg.dropout),
+            source_positions: PositionalEncoding::new(
+                &cfg.positional,
+                cfg.d_model,
+                vb.pp("encoder.positional"),
+            )?,
+            target_positions: PositionalEncoding::new(
+                &cfg.positional,
+                cfg.d_model,
+                vb.pp("decoder.positional"),
+            )?,
+            encoder: Encoder::new(cfg, vb.pp("encoder"))?,
+            decoder: Decoder::new(cfg, vb.pp("decoder"))?,
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The special token ids.
+    pub fn tokens(&self) -> TokenIds {
+        self.tokens
+    }
+
+    /// Size of the (joint) vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The data type of the weights.
+    pub fn dtype(&self) -> DType {
+        self.embeddings.output.dtype()
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.embeddings.output.device()
+    }
+
+    /// Scaled token embeddings plus positions `offset..`, then dropout.
+    fn embed(
+        &self,
+        table: &Tensor,
+        positions: &PositionalEncoding,
+        ids: &Tensor,
+        offset: usize,
+        rng: Option<&mut DropoutRng>,
+    ) -> Result<Tensor> {
+        let xs = (lookup(table, ids)? * self.embed_scale)?;
+        let xs = positions.embed(&xs, offset)?;
+        Ok(self.embed_dropout.forward(&xs, rng)?)
+    }
+
+    /// Encodes a batch of source sentences (right-padded with the pad id).
+    ///
+    /// # Shapes
+    /// `src`: `(b_sz, src_len)` `u32` ids.
+    pub fn encode(&self, src: &Tensor, mut rng: Option<&mut DropoutRng>) -> Result<Memory> {
+        let padding_bias = padding_bias(src, self.tokens.pad, self.dtype())?;
+        let xs = self.embed(&self.embeddings.source, &self.source_positions, src, 0, rng.as_deref_mut())?;
+        let hidden = self.encoder.forward(&xs, Some(&padding_bias), rng)?;
+        Ok(Memory { hidden, padding_bias })
+    }
+
+    /// Projects decoder states onto the vocabulary.
+    fn project(&self, hidden: &Tensor) -> Result<Tensor> {
+        let (b_sz, len, d_model) = hidden.dims3()?;
+        let logits = hidden.reshape((b_sz * len, d_model))?.matmul(&self.embeddings.output.t()?)?;
+        Ok(logits.reshape((b_sz, len, self.vocab_size))?)
+    }
+
+    /// Teacher-forced decoding of whole target prefixes: logits for every position.
+    ///
+    /// # Shapes
+    /// `tgt_in`: `(b_sz, tgt_len)` ids starting with BOS; returns `(b_sz, tgt_len, vocab)`.
+    pub fn decode(
+        &self,
+        tgt_in: &Tensor,
+        memory: &Memory,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> Result<Tensor> {
+        let tgt_len = tgt_in.dim(1)?;
+        let xs =
+            self.embed(&self.embeddings.target, &self.target_positions, tgt_in, 0, rng.as_deref_mut())?;
+        let causal = causal_bias(tgt_len, self.dtype(), self.device())?;
+        let hidden = self.decoder.forward(
+            &xs,
+            Some(&causal),
+            &memory.hidden,
+            Some(&memory.padding_bias),
+            None,
+            rng,
+        )?;
+        self.project(&hidden)
+    }
+
+    /// Encodes `src` and decodes `tgt_in` with teacher forcing: `(b_sz, tgt_len, vocab)` logits.
+    pub fn forward(&self, src: &Tensor, tgt_in: &Tensor, mut rng: Option<&mut DropoutRng>) -> Result<Tensor> {
+        let memory = self.encode(src, rng.as_deref_mut())?;
+        self.decode(tgt_in, &memory, rng)
+    }
+
+    /// An empty key/value cache for [`Seq2Seq::decode_step`].
+    pub fn new_cache(&self) -> DecoderCache {
+        DecoderCache::new(self.decoder.n_layers())
+    }
+
+    /// Incremental decoding (inference only): feeds the next token of every sentence and returns
+    /// its logits, reusing the keys and values of earlier steps from `cache`.
+    ///
+    /// # Shapes
+    /// `tokens`: `(b_sz, 1)`; returns `(b_sz, vocab)`.
+    pub fn decode_step(&self, tokens: &Tensor, memory: &Memory, cache: &mut DecoderCache) -> Result<Tensor> {
+        let offset = cache.offset();
+        let xs = self.embed(&self.embeddings.target, &self.target_positions, tokens, offset, None)?;
+        let hidden =
+            self.decoder.forward(&xs, None, &memory.hidden, Some(&memory.padding_bias), Some(cache), None)?;
+        Ok(self.project(&hidden)?.squeeze(1)?)
+    }
+}

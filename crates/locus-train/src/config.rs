@@ -1,0 +1,265 @@
+//! The run config: one TOML file with `[data]`, `[model]` and `[train]`, plus command-line
+//! overrides (`--set train.max_steps=100`). Unknown keys are errors, and loading parses and
+//! validates in one step, so a run never starts on a config it would reject later.
+
+use std::path::{Path, PathBuf};
+
+use locus_data::DataConfig;
+use locus_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// The `[train]` section: optimisation, logging and output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Directory for `config.toml`, `tokenizer.json`, `metrics.jsonl` and the checkpoints
+    /// `last` and `best`.
+    pub out_dir: PathBuf,
+    /// Seed of weight initialisation, dropout and batch order.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Number of optimizer updates to run.
+    pub max_steps: usize,
+    /// Peak learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Updates of linear warmup before the inverse-square-root decay.
+    #[serde(default = "default_warmup")]
+    pub warmup_steps: usize,
+    /// Adam's `(beta1, beta2)`.
+    #[serde(default = "default_betas")]
+    pub adam_betas: [f64; 2],
+    /// Adam's epsilon.
+    #[serde(default = "default_adam_eps")]
+    pub adam_eps: f64,
+    /// Decoupled weight decay.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Clip gradients to this global L2 norm (0 disables clipping).
+    #[serde(default = "default_clip")]
+    pub clip_norm: f64,
+    /// Label smoothing of the training loss.
+    #[serde(default = "default_label_smoothing")]
+    pub label_smoothing: f64,
+    /// Updates between two training log lines in `metrics.jsonl`.
+    #[serde(default = "default_log_interval")]
+    pub log_interval: usize,
+    /// Updates between two validations (each saves `last`, and `best` when it improves).
+    #[serde(default = "default_valid_interval")]
+    pub valid_interval: usize,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_lr() -> f64 {
+    5e-4
+}
+fn default_warmup() -> usize {
+    4000
+}
+fn default_betas() -> [f64; 2] {
+    [0.9, 0.98]
+}
+fn default_adam_eps() -> f64 {
+    1e-8
+}
+fn default_clip() -> f64 {
+    1.0
+}
+fn default_label_smoothing() -> f64 {
+    0.1
+}
+fn default_log_interval() -> usize {
+    50
+}
+fn default_valid_interval() -> usize {
+    500
+}
+
+impl TrainConfig {
+    /// Checks every rule, naming the field, the value and the rule.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(TrainError::Config(msg));
+        if self.max_steps == 0 {
+            return fail("train.max_steps (0) must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return fail(format!("train.lr ({}) must be positive", self.lr));
+        }
+        for (i, beta) in self.adam_betas.iter().enumerate() {
+            if !(0.0..1.0).contains(beta) {
+                return fail(format!("train.adam_betas[{i}] ({beta}) must be in [0, 1)"));
+            }
+        }
+        if self.adam_eps <= 0.0 || self.weight_decay < 0.0 || self.clip_norm < 0.0 {
+            return fail(format!(
+                "train.adam_eps ({}) must be positive; train.weight_decay ({}) and train.clip_norm ({}) non-negative",
+                self.adam_eps, self.weight_decay, self.clip_norm
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return fail(format!("train.label_smoothing ({}) must be in [0, 1)", self.label_smoothing));
+        }
+        if self.log_interval == 0 || self.valid_interval == 0 {
+            return fail(format!(
+                "train.log_interval ({}) and train.valid_interval ({}) must be at least 1",
+                self.log_interval, self.valid_interval
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A whole run: data, model and training sections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Corpora, tokenizer and batching.
+    pub data: DataConfig,
+    /// Architecture.
+    pub model: ModelConfig,
+    /// Optimisation and output.
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// Loads `path`, applies `overrides` (`section.key=value`, the value in TOML syntax or a
+    /// bare string) and validates the result.
+    ///
+    /// # Errors
+    /// Unreadable files, TOML syntax errors and unknown keys (named with file and line),
+    /// malformed overrides, and every rule of [`RunConfig::validate`].
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let in_file = |e: toml::de::Error| TrainError::Config(format!("{}: {e}", path.display()));
+        // Parse the file alone first, so that its own mistakes are reported with their line.
+        toml::from_str::<RunConfig>(&text).map_err(in_file)?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(in_file)?;
+        for item in overrides {
+            apply_override(&mut table, item)?;
+        }
+        let config = RunConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
+            TrainError::Config(format!("{} with --set {}: {e}", path.display(), overrides.join(" --set ")))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a config from TOML text (no overrides) and validates it.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: RunConfig = toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The resolved config as TOML, every default written out.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| TrainError::Config(format!("serialising config: {e}")))
+    }
+
+    /// Checks every section.
+    pub fn validate(&self) -> Result<()> {
+        self.data.validate()?;
+        self.model.validate()?;
+        self.train.validate()
+    }
+}
+
+/// Sets `section.key=value` in `table`; the value is read as TOML (`3`, `true`, `"x"`,
+/// `[0.9, 0.98]`) or else taken as a bare string (`post`).
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
+    let bad = |why: &str| TrainError::Config(format!("--set {item}: {why} (expected section.key=value)"));
+    let (key, raw) = item.split_once('=').ok_or_else(|| bad("no '='"))?;
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.len() < 2 || path.iter().any(|part| part.is_empty()) {
+        return Err(bad("the key needs a section, like train.max_steps"));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let (last, parents) = path.split_last().ok_or_else(|| bad("empty key"))?;
+    let mut node = table;
+    for part in parents {
+        let entry = node.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry.as_table_mut().ok_or_else(|| bad(&format!("{part} is not a section")))?;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[data]
+train_src = "a.de"
+train_tgt = "a.en"
+valid_src = "b.de"
+valid_tgt = "b.en"
+
+[model]
+d_model = 32
+n_heads = 4
+
+[train]
+out_dir = "runs/x"
+max_steps = 10
+"#;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn overrides_replace_values_and_add_sections() {
+        let (_dir, path) = write(MINIMAL);
+        let overrides = [
+            "train.max_steps=25",
+            "model.norm=pre",
+            "model.positional.kind=learned",
+            "model.positional.max_len=64",
+        ]
+        .map(String::from);
+        let cfg = RunConfig::load(&path, &overrides).unwrap();
+        assert_eq!(cfg.train.max_steps, 25);
+        assert_eq!(cfg.model.norm, locus_model::NormPosition::Pre);
+        assert_eq!(cfg.model.positional, locus_model::PositionalConfig::Learned { max_len: 64 });
+    }
+
+    #[test]
+    fn unknown_key_in_the_file_names_file_line_and_key() {
+        let (_dir, path) = write(&MINIMAL.replace("n_heads = 4", "n_heads = 4\nn_haeds = 8"));
+        let err = RunConfig::load(&path, &[]).unwrap_err().to_string();
+        assert!(err.contains("run.toml"), "{err}");
+        assert!(err.contains("line 11"), "{err}");
+        assert!(err.contains("unknown field `n_haeds`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_an_override_is_named() {
+        let (_dir, path) = write(MINIMAL);
+        let err = RunConfig::load(&path, &["train.max_stepz=3".into()]).unwrap_err().to_string();
+        assert!(err.contains("max_stepz"), "{err}");
+    }
+
+    #[test]
+    fn impossible_shapes_are_rejected_at_load() {
+        let (_dir, path) = write(&MINIMAL.replace("d_model = 32", "d_model = 30"));
+        let err = RunConfig::load(&path, &[]).unwrap_err().to_string();
+        assert!(err.contains("model.d_model (30) must be divisible by model.n_heads (4)"), "{err}");
+    }
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let cfg = RunConfig::from_toml(MINIMAL).unwrap();
+        assert_eq!(RunConfig::from_toml(&cfg.to_toml().unwrap()).unwrap(), cfg);
+    }
+}

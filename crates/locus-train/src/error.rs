@@ -1,0 +1,59 @@
+//! The training crate's error type.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Errors raised while configuring, training, saving, loading or evaluating.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// A config file or override is malformed or breaks a rule.
+    #[error("{0}")]
+    Config(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A checkpoint is missing, incomplete or incompatible.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The training loss became NaN or infinite.
+    #[error("training diverged at step {step}: loss is {loss}; lower train.lr or raise train.warmup_steps")]
+    Diverged {
+        /// The update at which it happened.
+        step: usize,
+        /// The offending loss.
+        loss: f64,
+    },
+    /// A data error (corpus, tokenizer, batching).
+    #[error(transparent)]
+    Data(#[from] locus_data::DataError),
+    /// A model error (config, shapes, positions).
+    #[error(transparent)]
+    Model(#[from] locus_model::ModelError),
+    /// A metric error (mismatched hypothesis and reference counts).
+    #[error(transparent)]
+    Metric(#[from] crate::metrics::MetricError),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl TrainError {
+    /// An [`TrainError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+}
+
+/// Result with [`TrainError`].
+pub type Result<T> = std::result::Result<T, TrainError>;
