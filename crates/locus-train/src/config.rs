@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use locus_data::DataConfig;
-use locus_model::ModelConfig;
+use locus_model::{ModelConfig, PositionalConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -160,11 +160,22 @@ impl RunConfig {
         toml::to_string_pretty(self).map_err(|e| TrainError::Config(format!("serialising config: {e}")))
     }
 
-    /// Checks every section.
+    /// Checks every section, and the rules that span sections.
     pub fn validate(&self) -> Result<()> {
         self.data.validate()?;
         self.model.validate()?;
-        self.train.validate()
+        self.train.validate()?;
+        // Training sequences carry one special token (EOS on the source, BOS on the target).
+        if let PositionalConfig::Learned { max_len } = self.model.positional {
+            if max_len < self.data.max_len + 1 {
+                return Err(TrainError::Config(format!(
+                    "model.positional.max_len ({max_len}) must be at least data.max_len + 1 ({}): \
+                     training sentences of data.max_len tokens plus EOS/BOS need that many positions",
+                    self.data.max_len + 1
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -225,13 +236,13 @@ max_steps = 10
             "train.max_steps=25",
             "model.norm=pre",
             "model.positional.kind=learned",
-            "model.positional.max_len=64",
+            "model.positional.max_len=200",
         ]
         .map(String::from);
         let cfg = RunConfig::load(&path, &overrides).unwrap();
         assert_eq!(cfg.train.max_steps, 25);
         assert_eq!(cfg.model.norm, locus_model::NormPosition::Pre);
-        assert_eq!(cfg.model.positional, locus_model::PositionalConfig::Learned { max_len: 64 });
+        assert_eq!(cfg.model.positional, locus_model::PositionalConfig::Learned { max_len: 200 });
     }
 
     #[test]
@@ -255,6 +266,18 @@ max_steps = 10
         let (_dir, path) = write(&MINIMAL.replace("d_model = 32", "d_model = 30"));
         let err = RunConfig::load(&path, &[]).unwrap_err().to_string();
         assert!(err.contains("model.d_model (30) must be divisible by model.n_heads (4)"), "{err}");
+    }
+
+    #[test]
+    fn learned_table_shorter_than_training_sentences_is_rejected() {
+        let text =
+            MINIMAL.replace("n_heads = 4", "n_heads = 4\npositional = { kind = \"learned\", max_len = 100 }");
+        let err = RunConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("model.positional.max_len (100) must be at least data.max_len + 1 (129)"),
+            "{err}"
+        );
+        assert!(RunConfig::from_toml(&text.replace("max_len = 100", "max_len = 129")).is_ok());
     }
 
     #[test]
