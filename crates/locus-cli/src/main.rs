@@ -5,6 +5,7 @@
 
 mod commands;
 mod device;
+mod plot;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,8 @@ enum Command {
     Translate(commands::translate::TranslateArgs),
     /// Score a checkpoint on a source/reference pair: BLEU, chrF, loss and perplexity.
     Evaluate(commands::evaluate::EvaluateArgs),
+    /// Inspect positional encodings (`locus pe show`).
+    Pe(commands::pe::PeArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Translate(args) => commands::translate::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Pe(args) => commands::pe::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

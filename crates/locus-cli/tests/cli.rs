@@ -117,6 +117,23 @@ fn train_translate_evaluate_end_to_end() {
     // The references are the model's own translations, so the scores are perfect.
     assert_eq!(std::fs::read_to_string(&hyps).unwrap(), translations);
     assert_eq!(record["chrf"].as_f64().unwrap(), 100.0);
+
+    // `pe show` draws what the checkpoint's decoder uses.
+    let picture = dir.path().join("pe.svg");
+    let out = locus(&[
+        "pe",
+        "show",
+        "--checkpoint",
+        &checkpoint,
+        "--stack",
+        "decoder",
+        "--len",
+        "16",
+        "--out",
+        &picture.display().to_string(),
+    ]);
+    assert!(out.status.success(), "pe show failed: {}", stderr(&out));
+    assert!(std::fs::read_to_string(&picture).unwrap().contains("sinusoidal table"));
 }
 
 #[test]

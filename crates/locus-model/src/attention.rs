@@ -1,9 +1,9 @@
 //! Multi-head scaled dot-product attention (Vaswani et al. 2017, section 3.2) with an
 //! additive score bias and a key/value cache for incremental decoding.
 //!
-//! The bias is the seam for everything that shapes *which* keys a query may see or prefer:
-//! padding and causal masks today, and relative-position biases for the encodings that act
-//! inside attention.
+//! Positional encodings that act inside attention plug in here: an additive score bias
+//! (padding and causal masks, T5 and ALiBi biases), rotated queries and keys (RoPE), and
+//! relative key and value vectors (Shaw et al.), which each self-attention layer owns.
 
 use candle_core::{Tensor, D};
 use candle_nn::{Linear, Module, VarBuilder};
@@ -11,6 +11,19 @@ use candle_nn::{Linear, Module, VarBuilder};
 use crate::config::ModelConfig;
 use crate::dropout::{Dropout, DropoutRng};
 use crate::init::linear;
+use crate::positional::{RelativePositions, RelativeSpec, Rotary};
+
+/// Where the queries and keys of one attention call sit, for the encodings that act inside
+/// attention: query `i` is at position `q_offset + i`, key `j` at `k_offset + j`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Positions<'a> {
+    /// The rotation of RoPE, if the stack uses it.
+    pub rotary: Option<&'a Rotary>,
+    /// Position of the first query.
+    pub q_offset: usize,
+    /// Position of the first key.
+    pub k_offset: usize,
+}
 
 /// Projected keys and values, split into heads: each `(b_sz, n_heads, seq_len, head_dim)`.
 ///
@@ -52,14 +65,25 @@ pub struct MultiHeadAttention {
     n_heads: usize,
     head_dim: usize,
     dropout: Dropout,
+    relative: Option<RelativePositions>,
 }
 
 impl MultiHeadAttention {
     /// Attention of width `d_model` with `n_heads` heads under `vb`
-    /// (`q_proj`, `k_proj`, `v_proj`, `out_proj`).
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    /// (`q_proj`, `k_proj`, `v_proj`, `out_proj`, and `relative` with Shaw et al.'s vectors).
+    pub fn new(
+        cfg: &ModelConfig,
+        relative: Option<RelativeSpec>,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         let d = cfg.d_model;
+        let relative = relative
+            .map(|spec| {
+                RelativePositions::new(spec.max_distance, cfg.head_dim(), spec.values, vb.pp("relative"))
+            })
+            .transpose()?;
         Ok(Self {
+            relative,
             q_proj: linear(d, d, vb.pp("q_proj"))?,
             k_proj: linear(d, d, vb.pp("k_proj"))?,
             v_proj: linear(d, d, vb.pp("v_proj"))?,
@@ -76,18 +100,32 @@ impl MultiHeadAttention {
         xs.reshape((b_sz, seq_len, self.n_heads, self.head_dim))?.transpose(1, 2)?.contiguous()
     }
 
-    /// Projects `xs` into keys and values for this attention.
+    /// The relative vectors of Shaw et al., if this attention has them.
+    pub fn relative(&self) -> Option<&RelativePositions> {
+        self.relative.as_ref()
+    }
+
+    /// Projects `xs` into keys and values for this attention; with `rotary`, the keys are
+    /// rotated to their positions `offset..`.
     ///
     /// # Shapes
     /// `xs`: `(b_sz, seq_len, d_model)`.
-    pub fn key_values(&self, xs: &Tensor) -> candle_core::Result<KeyValues> {
-        Ok(KeyValues {
-            keys: self.split_heads(&self.k_proj.forward(xs)?)?,
-            values: self.split_heads(&self.v_proj.forward(xs)?)?,
-        })
+    pub fn key_values(
+        &self,
+        xs: &Tensor,
+        rotary: Option<&Rotary>,
+        offset: usize,
+    ) -> candle_core::Result<KeyValues> {
+        let keys = self.split_heads(&self.k_proj.forward(xs)?)?;
+        let keys = match rotary {
+            Some(rotary) => rotary.rotate(&keys, offset)?,
+            None => keys,
+        };
+        Ok(KeyValues { keys, values: self.split_heads(&self.v_proj.forward(xs)?)? })
     }
 
-    /// Attends from the queries `xs` to `kv`, adding `bias` to the scores before the softmax.
+    /// Attends from the queries `xs` to `kv`, adding `bias` to the scores before the softmax;
+    /// `positions` places queries and keys for RoPE and relative vectors.
     ///
     /// # Shapes
     /// - `xs`: `(b_sz, q_len, d_model)`;
@@ -99,19 +137,35 @@ impl MultiHeadAttention {
         xs: &Tensor,
         kv: &KeyValues,
         bias: Option<&Tensor>,
+        positions: Positions,
         rng: Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let (b_sz, q_len, d_model) = xs.dims3()?;
         let scale = (self.head_dim as f64).powf(-0.5);
-        let queries = (self.split_heads(&self.q_proj.forward(xs)?)? * scale)?;
-        let scores = queries.matmul(&kv.keys.t()?)?;
+        let queries = self.split_heads(&self.q_proj.forward(xs)?)?;
+        let queries = match positions.rotary {
+            Some(rotary) => rotary.rotate(&queries, positions.q_offset)?,
+            None => queries,
+        };
+        let queries = (queries * scale)?;
+        let mut scores = queries.matmul(&kv.keys.t()?)?;
+        if let Some(relative) = &self.relative {
+            let k_len = kv.len();
+            scores =
+                (scores + relative.score_bias(&queries, k_len, positions.q_offset, positions.k_offset)?)?;
+        }
         let scores = match bias {
             Some(bias) => scores.broadcast_add(bias)?,
             None => scores,
         };
         let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let weights = self.dropout.forward(&weights, rng)?;
-        let context = weights.matmul(&kv.values)?;
+        let mut context = weights.matmul(&kv.values)?;
+        if let Some(relative) = &self.relative {
+            if let Some(values) = relative.value_term(&weights, positions.q_offset, positions.k_offset)? {
+                context = (context + values)?;
+            }
+        }
         let context = context.transpose(1, 2)?.reshape((b_sz, q_len, d_model))?;
         self.out_proj.forward(&context)
     }

@@ -69,9 +69,25 @@ pub struct ModelConfig {
     /// (needs the joint vocabulary Locus trains). `false` gives three separate matrices.
     #[serde(default = "default_true")]
     pub tie_embeddings: bool,
-    /// How the model learns position (`[model.positional]`, tagged by `kind`).
+    /// How both stacks learn position (`[model.positional]`, tagged by `kind`), unless a stack
+    /// sets its own.
     #[serde(default)]
     pub positional: PositionalConfig,
+    /// Encoder-only settings (`[model.encoder]`).
+    #[serde(default)]
+    pub encoder: StackConfig,
+    /// Decoder-only settings (`[model.decoder]`).
+    #[serde(default)]
+    pub decoder: StackConfig,
+}
+
+/// Settings of one stack that may differ from the other's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackConfig {
+    /// This stack's positional encoding (`[model.encoder.positional]`); default: `model.positional`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positional: Option<PositionalConfig>,
 }
 
 fn default_d_model() -> usize {
@@ -120,6 +136,8 @@ impl Default for ModelConfig {
             scale_embeddings: true,
             tie_embeddings: true,
             positional: PositionalConfig::default(),
+            encoder: StackConfig::default(),
+            decoder: StackConfig::default(),
         }
     }
 }
@@ -136,6 +154,21 @@ impl ModelConfig {
             dropout: 0.0,
             ..Self::default()
         }
+    }
+
+    /// A tiny model whose two stacks both use `positional`.
+    pub fn tiny_with(positional: PositionalConfig) -> Self {
+        Self { positional, ..Self::tiny() }
+    }
+
+    /// The encoder's positional encoding.
+    pub fn encoder_positional(&self) -> &PositionalConfig {
+        self.encoder.positional.as_ref().unwrap_or(&self.positional)
+    }
+
+    /// The decoder's positional encoding.
+    pub fn decoder_positional(&self) -> &PositionalConfig {
+        self.decoder.positional.as_ref().unwrap_or(&self.positional)
     }
 
     /// Width of one attention head.
@@ -182,7 +215,13 @@ impl ModelConfig {
         if self.layer_norm_eps <= 0.0 {
             return fail(format!("model.layer_norm_eps ({}) must be positive", self.layer_norm_eps));
         }
-        self.positional.validate(self.d_model)
+        for (field, positional) in [
+            ("model.encoder.positional", self.encoder_positional()),
+            ("model.decoder.positional", self.decoder_positional()),
+        ] {
+            positional.validate(field, self.d_model, self.n_heads, self.tie_embeddings)?;
+        }
+        Ok(())
     }
 }
 

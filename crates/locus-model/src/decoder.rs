@@ -1,20 +1,24 @@
-//! The Transformer decoder: masked self-attention, cross-attention to the encoder output and
-//! feed-forward layers, with a per-layer key/value cache for incremental decoding.
+//! The Transformer decoder: positions, then masked self-attention, cross-attention to the
+//! encoder output and feed-forward layers, with a per-layer key/value cache for incremental
+//! decoding.
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use crate::attention::{KeyValues, MultiHeadAttention};
+use crate::attention::{KeyValues, MultiHeadAttention, Positions};
 use crate::config::{ModelConfig, NormPosition};
 use crate::dropout::{Dropout, DropoutRng};
+use crate::error::Result;
 use crate::feed_forward::FeedForward;
+use crate::mask::causal_bias;
 use crate::norm::LayerNorm;
+use crate::positional::{PositionalEncoding, RelativeSpec};
 use crate::residual::Residual;
 
 /// What one decoder layer remembers between incremental steps.
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
-    /// Self-attention keys and values of every position decoded so far.
+    /// Self-attention keys (already rotated, with RoPE) and values of every position so far.
     self_kv: Option<KeyValues>,
     /// Cross-attention keys and values of the encoder output, computed at the first step.
     cross_kv: Option<KeyValues>,
@@ -39,6 +43,15 @@ impl DecoderCache {
     }
 }
 
+/// The encoder output a decoder layer attends to.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryRef<'a> {
+    /// `(b_sz, src_len, d_model)`.
+    pub hidden: &'a Tensor,
+    /// `(b_sz, 1, 1, src_len)`: hides source padding.
+    pub padding_bias: &'a Tensor,
+}
+
 /// Self-attention, cross-attention and feed-forward, each in a residual block.
 #[derive(Debug, Clone)]
 pub struct DecoderLayer {
@@ -53,19 +66,28 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    /// One decoder layer under `vb`.
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    /// One decoder layer under `vb`; `relative` gives its self-attention Shaw et al.'s vectors.
+    pub fn new(
+        cfg: &ModelConfig,
+        relative: Option<RelativeSpec>,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         let norm = |name: &str| LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp(name));
         Ok(Self {
-            self_attn: MultiHeadAttention::new(cfg, vb.pp("self_attn"))?,
+            self_attn: MultiHeadAttention::new(cfg, relative, vb.pp("self_attn"))?,
             self_attn_norm: norm("self_attn_norm")?,
-            cross_attn: MultiHeadAttention::new(cfg, vb.pp("cross_attn"))?,
+            cross_attn: MultiHeadAttention::new(cfg, None, vb.pp("cross_attn"))?,
             cross_attn_norm: norm("cross_attn_norm")?,
             ffn: FeedForward::new(cfg, vb.pp("ffn"))?,
             ffn_norm: norm("ffn_norm")?,
             dropout: Dropout::new(cfg.dropout),
             norm_position: cfg.norm,
         })
+    }
+
+    /// The layer's self-attention.
+    pub fn self_attn(&self) -> &MultiHeadAttention {
+        &self.self_attn
     }
 
     fn residual<'a>(&self, norm: &'a LayerNorm) -> Residual<'a> {
@@ -77,94 +99,123 @@ impl DecoderLayer {
     ///
     /// # Shapes
     /// - `xs`: `(b_sz, tgt_len, d_model)`, the new positions only when decoding incrementally;
-    /// - `memory`: `(b_sz, src_len, d_model)`; `memory_bias`: its padding bias;
     /// - `self_bias`: broadcastable to `(b_sz, heads, tgt_len, past + tgt_len)`.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         xs: &Tensor,
-        self_bias: Option<&Tensor>,
-        memory: &Tensor,
-        memory_bias: Option<&Tensor>,
+        self_bias: &Tensor,
+        positions: Positions,
+        memory: MemoryRef,
         mut cache: Option<&mut LayerCache>,
         mut rng: Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let xs = self.residual(&self.self_attn_norm).apply(xs, rng.as_deref_mut(), |h, rng| {
-            let mut kv = self.self_attn.key_values(h)?;
+            let mut kv = self.self_attn.key_values(h, positions.rotary, positions.q_offset)?;
             if let Some(cache) = cache.as_deref_mut() {
                 if let Some(past) = &cache.self_kv {
                     kv = past.append(&kv)?;
                 }
                 cache.self_kv = Some(kv.clone());
             }
-            self.self_attn.forward(h, &kv, self_bias, rng)
+            self.self_attn.forward(h, &kv, Some(self_bias), positions, rng)
         })?;
         let xs = self.residual(&self.cross_attn_norm).apply(&xs, rng.as_deref_mut(), |h, rng| {
             let kv = match cache {
                 Some(LayerCache { cross_kv: Some(kv), .. }) => kv.clone(),
                 Some(cache) => {
-                    let kv = self.cross_attn.key_values(memory)?;
+                    let kv = self.cross_attn.key_values(memory.hidden, None, 0)?;
                     cache.cross_kv = Some(kv.clone());
                     kv
                 }
-                None => self.cross_attn.key_values(memory)?,
+                None => self.cross_attn.key_values(memory.hidden, None, 0)?,
             };
-            self.cross_attn.forward(h, &kv, memory_bias, rng)
+            self.cross_attn.forward(h, &kv, Some(memory.padding_bias), Positions::default(), rng)
         })?;
         self.residual(&self.ffn_norm).apply(&xs, rng, |h, rng| self.ffn.forward(h, rng))
     }
 }
 
-/// A stack of decoder layers, with a final norm in the pre-norm arrangement.
+/// The decoder stack: its positional encoding, layers, and a final norm when pre-norm.
 #[derive(Debug, Clone)]
 pub struct Decoder {
+    positional: PositionalEncoding,
+    embed_dropout: Dropout,
     layers: Vec<DecoderLayer>,
     final_norm: Option<LayerNorm>,
 }
 
 impl Decoder {
-    /// `cfg.decoder_layers` layers under `vb` (`layers.{i}`, `final_norm`).
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    /// `cfg.decoder_layers` layers under `vb` (`positional`, `layers.{i}`, `final_norm`).
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let positional = PositionalEncoding::new(
+            cfg.decoder_positional(),
+            cfg.d_model,
+            cfg.n_heads,
+            true,
+            vb.pp("positional"),
+        )?;
         let layers = (0..cfg.decoder_layers)
-            .map(|i| DecoderLayer::new(cfg, vb.pp(format!("layers.{i}"))))
+            .map(|i| DecoderLayer::new(cfg, positional.relative(), vb.pp(format!("layers.{i}"))))
             .collect::<candle_core::Result<_>>()?;
         let final_norm = match cfg.norm {
             NormPosition::Pre => Some(LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp("final_norm"))?),
             NormPosition::Post => None,
         };
-        Ok(Self { layers, final_norm })
+        Ok(Self { positional, embed_dropout: Dropout::new(cfg.dropout), layers, final_norm })
     }
 
-    /// Number of layers (the size of a [`DecoderCache`]).
-    pub fn n_layers(&self) -> usize {
-        self.layers.len()
+    /// The stack's positional encoding.
+    pub fn positional(&self) -> &PositionalEncoding {
+        &self.positional
     }
 
-    /// Runs the stack over embedded target positions; with `cache`, the positions continue
-    /// those decoded before and the cache grows by `tgt_len`.
+    /// The layers.
+    pub fn layers(&self) -> &[DecoderLayer] {
+        &self.layers
+    }
+
+    /// Runs the stack over scaled target token embeddings; with `cache`, they continue the
+    /// positions decoded before and the cache grows by `tgt_len`.
     ///
     /// # Shapes
-    /// As [`DecoderLayer::forward`]; returns `(b_sz, tgt_len, d_model)`.
+    /// `tokens`: `(b_sz, tgt_len, token_width)`; returns `(b_sz, tgt_len, d_model)`.
     pub fn forward(
         &self,
-        xs: &Tensor,
-        self_bias: Option<&Tensor>,
-        memory: &Tensor,
-        memory_bias: Option<&Tensor>,
+        tokens: &Tensor,
+        memory: MemoryRef,
         mut cache: Option<&mut DecoderCache>,
         mut rng: Option<&mut DropoutRng>,
-    ) -> candle_core::Result<Tensor> {
-        let mut xs = xs.clone();
+    ) -> Result<Tensor> {
+        let past = cache.as_deref().map_or(0, DecoderCache::offset);
+        let tgt_len = tokens.dim(1)?;
+        let xs = self.positional.embed(tokens, past)?;
+        let mut xs = self.embed_dropout.forward(&xs, rng.as_deref_mut())?;
+        let causal = causal_bias(tgt_len, past, xs.dtype(), xs.device())?;
+        let self_bias = match self.positional.attention_bias(
+            tgt_len,
+            past + tgt_len,
+            past,
+            0,
+            xs.dtype(),
+            xs.device(),
+        )? {
+            Some(position_bias) => causal.broadcast_add(&position_bias)?,
+            None => causal,
+        };
+        let positions = Positions { rotary: self.positional.rotary(), q_offset: past, k_offset: 0 };
         for (i, layer) in self.layers.iter().enumerate() {
+            if i > 0 {
+                xs = self.positional.layer_input(&xs, past)?;
+            }
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            xs = layer.forward(&xs, self_bias, memory, memory_bias, layer_cache, rng.as_deref_mut())?;
+            xs = layer.forward(&xs, &self_bias, positions, memory, layer_cache, rng.as_deref_mut())?;
         }
         if let Some(cache) = cache {
-            cache.offset += xs.dim(1)?;
+            cache.offset += tgt_len;
         }
-        match &self.final_norm {
-            Some(norm) => norm.forward(&xs),
-            None => Ok(xs),
-        }
+        Ok(match &self.final_norm {
+            Some(norm) => norm.forward(&xs)?,
+            None => xs,
+        })
     }
 }

@@ -25,7 +25,7 @@ pub mod positional;
 mod residual;
 pub mod transformer;
 
-pub use config::{Activation, ModelConfig, NormPosition};
+pub use config::{Activation, ModelConfig, NormPosition, StackConfig};
 pub use dropout::DropoutRng;
 pub use error::{ModelError, Result};
 pub use greedy::{greedy_decode, GreedyOptions};

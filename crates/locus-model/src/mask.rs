@@ -18,11 +18,14 @@ pub fn padding_bias(tokens: &Tensor, pad_id: u32, dtype: DType) -> candle_core::
     (is_pad * MASKED)?.reshape((b_sz, 1, 1, seq_len))
 }
 
-/// Hides the future: `(1, 1, len, len)`, [`MASKED`] above the diagonal, else 0.
-pub fn causal_bias(len: usize, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
-    let values: Vec<f32> =
-        (0..len).flat_map(|i| (0..len).map(move |j| if j > i { MASKED as f32 } else { 0.0 })).collect();
-    Tensor::from_vec(values, (1, 1, len, len), device)?.to_dtype(dtype)
+/// Hides the future: `(1, 1, q_len, past + q_len)` for `q_len` new queries after `past`
+/// cached positions; query `i` sees keys `0..=past + i` (0), not later ones ([`MASKED`]).
+pub fn causal_bias(q_len: usize, past: usize, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    let k_len = past + q_len;
+    let values: Vec<f32> = (0..q_len)
+        .flat_map(|i| (0..k_len).map(move |j| if j > past + i { MASKED as f32 } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (1, 1, q_len, k_len), device)?.to_dtype(dtype)
 }
 
 #[cfg(test)]
@@ -40,8 +43,12 @@ mod tests {
 
     #[test]
     fn causal_bias_hides_later_positions() {
-        let bias = causal_bias(3, DType::F32, &Device::Cpu).unwrap();
+        let bias = causal_bias(3, 0, DType::F32, &Device::Cpu).unwrap();
         let rows = bias.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(rows, vec![vec![0.0, -1e9, -1e9], vec![0.0, 0.0, -1e9], vec![0.0, 0.0, 0.0]]);
+        // Two new queries after two cached positions.
+        let bias = causal_bias(2, 2, DType::F32, &Device::Cpu).unwrap();
+        let rows = bias.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(rows, vec![vec![0.0, 0.0, 0.0, -1e9], vec![0.0, 0.0, 0.0, 0.0]]);
     }
 }

@@ -5,12 +5,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::config::ModelConfig;
-use crate::decoder::{Decoder, DecoderCache};
-use crate::dropout::{Dropout, DropoutRng};
+use crate::decoder::{Decoder, DecoderCache, MemoryRef};
+use crate::dropout::DropoutRng;
 use crate::encoder::Encoder;
 use crate::error::Result;
-use crate::mask::{causal_bias, padding_bias};
-use crate::positional::PositionalEncoding;
+use crate::mask::padding_bias;
 
 /// Ids of the special tokens the model relies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +31,13 @@ pub struct Memory {
     pub padding_bias: Tensor,
 }
 
-/// A token embedding table and the output projection that may share it.
+impl Memory {
+    fn as_ref(&self) -> MemoryRef<'_> {
+        MemoryRef { hidden: &self.hidden, padding_bias: &self.padding_bias }
+    }
+}
+
+/// The token embedding tables and the output projection that may share them.
 #[derive(Debug, Clone)]
 struct Embeddings {
     source: Tensor,
@@ -42,17 +47,19 @@ struct Embeddings {
 
 impl Embeddings {
     fn new(cfg: &ModelConfig, vocab_size: usize, vb: &VarBuilder) -> candle_core::Result<Self> {
-        // Normal(0, d^-1/2), as fairseq: after scaling by sqrt(d) the embeddings have unit variance.
-        let init = Init::Randn { mean: 0.0, stdev: (cfg.d_model as f64).powf(-0.5) };
-        let table = |name: &str| vb.get_with_hints((vocab_size, cfg.d_model), name, init);
+        // Normal(0, width^-1/2), as fairseq: scaled by sqrt(d_model) they have about unit variance.
+        let table = |name: &str, width: usize| {
+            let init = Init::Randn { mean: 0.0, stdev: (width as f64).powf(-0.5) };
+            vb.get_with_hints((vocab_size, width), name, init)
+        };
         if cfg.tie_embeddings {
-            let shared = table("embed.weight")?;
+            let shared = table("embed.weight", cfg.d_model)?;
             Ok(Self { source: shared.clone(), target: shared.clone(), output: shared })
         } else {
             Ok(Self {
-                source: table("encoder.embed.weight")?,
-                target: table("decoder.embed.weight")?,
-                output: table("output_projection.weight")?,
+                source: table("encoder.embed.weight", cfg.encoder_positional().token_width(cfg.d_model))?,
+                target: table("decoder.embed.weight", cfg.decoder_positional().token_width(cfg.d_model))?,
+                output: table("output_projection.weight", cfg.d_model)?,
             })
         }
     }
@@ -73,9 +80,6 @@ pub struct Seq2Seq {
     vocab_size: usize,
     embeddings: Embeddings,
     embed_scale: f64,
-    embed_dropout: Dropout,
-    source_positions: PositionalEncoding,
-    target_positions: PositionalEncoding,
     encoder: Encoder,
     decoder: Decoder,
 }
@@ -95,17 +99,6 @@ impl Seq2Seq {
             vocab_size,
             embeddings,
             embed_scale: if cfg.scale_embeddings { (cfg.d_model as f64).sqrt() } else { 1.0 },
-            embed_dropout: Dropout::new(cfg.dropout),
-            source_positions: PositionalEncoding::new(
-                &cfg.positional,
-                cfg.d_model,
-                vb.pp("encoder.positional"),
-            )?,
-            target_positions: PositionalEncoding::new(
-                &cfg.positional,
-                cfg.d_model,
-                vb.pp("decoder.positional"),
-            )?,
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
         })
@@ -136,28 +129,38 @@ impl Seq2Seq {
         self.embeddings.output.device()
     }
 
-    /// Scaled token embeddings plus positions `offset..`, then dropout.
-    fn embed(
-        &self,
-        table: &Tensor,
-        positions: &PositionalEncoding,
-        ids: &Tensor,
-        offset: usize,
-        rng: Option<&mut DropoutRng>,
-    ) -> Result<Tensor> {
-        let xs = (lookup(table, ids)? * self.embed_scale)?;
-        let xs = positions.embed(&xs, offset)?;
-        Ok(self.embed_dropout.forward(&xs, rng)?)
+    /// The encoder stack.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// The decoder stack.
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
     }
 
     /// Encodes a batch of source sentences (right-padded with the pad id).
     ///
     /// # Shapes
     /// `src`: `(b_sz, src_len)` `u32` ids.
-    pub fn encode(&self, src: &Tensor, mut rng: Option<&mut DropoutRng>) -> Result<Memory> {
+    pub fn encode(&self, src: &Tensor, rng: Option<&mut DropoutRng>) -> Result<Memory> {
+        self.encode_shifted(src, 0, rng)
+    }
+
+    /// Encodes with every source position shifted by `offset` (the first token sits at
+    /// position `offset`): relative encodings must not notice, absolute ones do.
+    ///
+    /// # Shapes
+    /// `src`: `(b_sz, src_len)` `u32` ids.
+    pub fn encode_shifted(
+        &self,
+        src: &Tensor,
+        offset: usize,
+        rng: Option<&mut DropoutRng>,
+    ) -> Result<Memory> {
         let padding_bias = padding_bias(src, self.tokens.pad, self.dtype())?;
-        let xs = self.embed(&self.embeddings.source, &self.source_positions, src, 0, rng.as_deref_mut())?;
-        let hidden = self.encoder.forward(&xs, Some(&padding_bias), rng)?;
+        let tokens = (lookup(&self.embeddings.source, src)? * self.embed_scale)?;
+        let hidden = self.encoder.forward(&tokens, &padding_bias, offset, rng)?;
         Ok(Memory { hidden, padding_bias })
     }
 
@@ -172,24 +175,9 @@ impl Seq2Seq {
     ///
     /// # Shapes
     /// `tgt_in`: `(b_sz, tgt_len)` ids starting with BOS; returns `(b_sz, tgt_len, vocab)`.
-    pub fn decode(
-        &self,
-        tgt_in: &Tensor,
-        memory: &Memory,
-        mut rng: Option<&mut DropoutRng>,
-    ) -> Result<Tensor> {
-        let tgt_len = tgt_in.dim(1)?;
-        let xs =
-            self.embed(&self.embeddings.target, &self.target_positions, tgt_in, 0, rng.as_deref_mut())?;
-        let causal = causal_bias(tgt_len, self.dtype(), self.device())?;
-        let hidden = self.decoder.forward(
-            &xs,
-            Some(&causal),
-            &memory.hidden,
-            Some(&memory.padding_bias),
-            None,
-            rng,
-        )?;
+    pub fn decode(&self, tgt_in: &Tensor, memory: &Memory, rng: Option<&mut DropoutRng>) -> Result<Tensor> {
+        let tokens = (lookup(&self.embeddings.target, tgt_in)? * self.embed_scale)?;
+        let hidden = self.decoder.forward(&tokens, memory.as_ref(), None, rng)?;
         self.project(&hidden)
     }
 
@@ -201,7 +189,7 @@ impl Seq2Seq {
 
     /// An empty key/value cache for [`Seq2Seq::decode_step`].
     pub fn new_cache(&self) -> DecoderCache {
-        DecoderCache::new(self.decoder.n_layers())
+        DecoderCache::new(self.decoder.layers().len())
     }
 
     /// Incremental decoding (inference only): feeds the next token of every sentence and returns
@@ -210,10 +198,8 @@ impl Seq2Seq {
     /// # Shapes
     /// `tokens`: `(b_sz, 1)`; returns `(b_sz, vocab)`.
     pub fn decode_step(&self, tokens: &Tensor, memory: &Memory, cache: &mut DecoderCache) -> Result<Tensor> {
-        let offset = cache.offset();
-        let xs = self.embed(&self.embeddings.target, &self.target_positions, tokens, offset, None)?;
-        let hidden =
-            self.decoder.forward(&xs, None, &memory.hidden, Some(&memory.padding_bias), Some(cache), None)?;
+        let tokens = (lookup(&self.embeddings.target, tokens)? * self.embed_scale)?;
+        let hidden = self.decoder.forward(&tokens, memory.as_ref(), Some(cache), None)?;
         Ok(self.project(&hidden)?.squeeze(1)?)
     }
 }

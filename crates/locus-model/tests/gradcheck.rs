@@ -9,11 +9,13 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use locus_model::attention::MultiHeadAttention;
+mod common;
+
+use locus_model::attention::{MultiHeadAttention, Positions};
 use locus_model::feed_forward::FeedForward;
 use locus_model::mask::causal_bias;
 use locus_model::norm::LayerNorm;
-use locus_model::{Activation, ModelConfig, NormPosition, PositionalConfig, SeededVarMap, Seq2Seq, TokenIds};
+use locus_model::{Activation, ModelConfig, SeededVarMap, Seq2Seq, TokenIds};
 
 const H: f64 = 1e-5;
 
@@ -23,8 +25,14 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
     vb.get_with_hints(shape, "r", candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 }).unwrap()
 }
 
-/// Checks d(sum(forward() * r))/dw for sampled elements of every variable in `varmap`.
+/// Checks d(sum(forward() * r))/dw at the first, a middle and the last element of every
+/// variable in `varmap`.
 fn check(varmap: &VarMap, forward: impl Fn() -> Tensor) {
+    check_elements(varmap, forward, &[0.0, 0.5, 1.0])
+}
+
+/// Checks d(sum(forward() * r))/dw at the given fractions of every variable's length.
+fn check_elements(varmap: &VarMap, forward: impl Fn() -> Tensor, fractions: &[f64]) {
     let out = forward();
     let r = random(out.dims(), 99);
     let f = || (forward() * &r).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
@@ -38,7 +46,7 @@ fn check(varmap: &VarMap, forward: impl Fn() -> Tensor) {
         let grad: Vec<f64> = grad.flatten_all().unwrap().to_vec1().unwrap();
         let original: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         let n = original.len();
-        for k in [0, n / 3, n / 2, n - 1] {
+        for k in fractions.iter().map(|f| ((n - 1) as f64 * f) as usize) {
             let mut shifted = original.clone();
             let mut at = |delta: f64| {
                 shifted[k] = original[k] + delta;
@@ -79,12 +87,12 @@ fn attention_gradient_with_causal_bias() {
     let varmap = VarMap::new();
     let vb = f64_builder(&varmap, 3);
     let cfg = ModelConfig { d_model: 8, n_heads: 2, ..ModelConfig::tiny() };
-    let attn = MultiHeadAttention::new(&cfg, vb.pp("attn")).unwrap();
+    let attn = MultiHeadAttention::new(&cfg, None, vb.pp("attn")).unwrap();
     let xs = random(&[2, 4, 8], 4);
-    let bias = causal_bias(4, DType::F64, &Device::Cpu).unwrap();
+    let bias = causal_bias(4, 0, DType::F64, &Device::Cpu).unwrap();
     check(&varmap, || {
-        let kv = attn.key_values(&xs).unwrap();
-        attn.forward(&xs, &kv, Some(&bias), None).unwrap()
+        let kv = attn.key_values(&xs, None, 0).unwrap();
+        attn.forward(&xs, &kv, Some(&bias), Positions::default(), None).unwrap()
     });
 }
 
@@ -100,28 +108,26 @@ fn feed_forward_gradient_relu_and_gelu() {
     }
 }
 
+/// The whole model, for every positional encoding and option (f64, one layer per stack).
 #[test]
-fn whole_model_gradient_post_and_pre_norm() {
-    for (norm, positional) in [
-        (NormPosition::Post, PositionalConfig::Sinusoidal),
-        (NormPosition::Pre, PositionalConfig::Learned { max_len: 8 }),
-    ] {
+fn whole_model_gradient_for_every_variant() {
+    for (name, variant) in common::variants() {
         let varmap = VarMap::new();
         let vb = f64_builder(&varmap, 8);
         let cfg = ModelConfig {
-            d_model: 8,
+            d_model: 16,
             n_heads: 2,
             d_ff: 16,
             encoder_layers: 1,
             decoder_layers: 1,
-            norm,
-            positional,
-            ..ModelConfig::tiny()
+            ..variant
         };
         let tokens = TokenIds { pad: 0, bos: 1, eos: 2 };
-        let model = Seq2Seq::new(&cfg, 11, tokens, vb).unwrap();
-        let src = Tensor::new(&[[5u32, 6, 7, 2], [8, 9, 2, 0]], &Device::Cpu).unwrap();
-        let tgt = Tensor::new(&[[1u32, 4, 10], [1, 3, 0]], &Device::Cpu).unwrap();
-        check(&varmap, || model.forward(&src, &tgt, None).unwrap());
+        let model = Seq2Seq::new(&cfg, 11, tokens, vb).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let src = Tensor::new(&[[5u32, 6, 7, 8, 9, 2], [8, 9, 2, 0, 0, 0]], &Device::Cpu).unwrap();
+        let tgt = Tensor::new(&[[1u32, 4, 10, 3], [1, 3, 0, 0]], &Device::Cpu).unwrap();
+        // One element per variable keeps 12 whole-model checks fast; the layer tests above
+        // check three.
+        check_elements(&varmap, || model.forward(&src, &tgt, None).unwrap(), &[0.5]);
     }
 }

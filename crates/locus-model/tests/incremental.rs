@@ -1,58 +1,61 @@
-//! Cached incremental decoding must equal decoding by full recomputation, and padding must not
-//! change what real positions compute.
+//! Every positional encoding, in every variant: cached incremental decoding equals decoding by
+//! full recomputation, padding does not change what real positions compute, relative encodings
+//! ignore a shift of the absolute start, and an encoder without positions is
+//! permutation-equivariant.
+
+mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarMap;
 use locus_model::{
-    greedy_decode, GreedyOptions, ModelConfig, NormPosition, PositionalConfig, SeededVarMap, Seq2Seq,
-    TokenIds,
+    greedy_decode, GreedyOptions, ModelConfig, PositionalConfig, SeededVarMap, Seq2Seq, TokenIds,
 };
 
 const TOKENS: TokenIds = TokenIds { pad: 0, bos: 1, eos: 2 };
 const VOCAB: usize = 23;
 
-fn model(norm: NormPosition, positional: PositionalConfig, seed: u64) -> Seq2Seq {
+fn build(cfg: &ModelConfig, seed: u64) -> Seq2Seq {
     let varmap = VarMap::new();
     let vb = SeededVarMap::var_builder(&varmap, seed, DType::F32, &Device::Cpu);
-    let cfg = ModelConfig { norm, positional, ..ModelConfig::tiny() };
-    Seq2Seq::new(&cfg, VOCAB, TOKENS, vb).unwrap()
+    Seq2Seq::new(cfg, VOCAB, TOKENS, vb).unwrap()
 }
 
-fn variants() -> Vec<(NormPosition, PositionalConfig)> {
-    vec![
-        (NormPosition::Post, PositionalConfig::Sinusoidal),
-        (NormPosition::Pre, PositionalConfig::Sinusoidal),
-        (NormPosition::Post, PositionalConfig::Learned { max_len: 64 }),
-        (NormPosition::Pre, PositionalConfig::None),
-    ]
-}
-
-/// A padded batch: lengths 5, 3 and 1 real tokens, each followed by EOS.
+/// A padded batch: 9, 3 and 1 real tokens, each followed by EOS.
 fn batch() -> (Tensor, Vec<usize>) {
-    let src = Tensor::new(&[[5u32, 9, 12, 7, 20, 2], [15, 3, 8, 2, 0, 0], [11, 2, 0, 0, 0, 0]], &Device::Cpu)
-        .unwrap();
-    (src, vec![5, 3, 1])
+    let src = Tensor::new(
+        &[
+            [5u32, 9, 12, 7, 20, 4, 4, 17, 9, 2],
+            [15, 3, 8, 2, 0, 0, 0, 0, 0, 0],
+            [11, 2, 0, 0, 0, 0, 0, 0, 0, 0],
+        ],
+        &Device::Cpu,
+    )
+    .unwrap();
+    (src, vec![9, 3, 1])
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
 }
 
 #[test]
-fn cached_greedy_equals_full_recomputation() {
-    for (seed, (norm, positional)) in variants().into_iter().enumerate() {
-        let model = model(norm, positional.clone(), seed as u64);
+fn cached_decoding_equals_full_recomputation_for_every_variant() {
+    for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
+        let model = build(&cfg, seed as u64);
         let (src, _) = batch();
         let memory = model.encode(&src, None).unwrap();
-        let steps = 12;
         let mut cache = model.new_cache();
         let mut prefix = Tensor::full(TOKENS.bos, (3, 1), &Device::Cpu).unwrap();
-        for step in 0..steps {
+        // 14 steps: past every relative clipping distance and T5's exact buckets.
+        for step in 0..14 {
             let last = prefix.i((.., step..step + 1)).unwrap();
             let cached = model.decode_step(&last, &memory, &mut cache).unwrap();
             let full = model.decode(&prefix, &memory, None).unwrap().i((.., step, ..)).unwrap();
-            let diff =
-                (&cached - &full).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff < 1e-5, "{norm:?} {positional:?} step {step}: logits differ by {diff}");
+            let diff = max_abs_diff(&cached, &full);
+            assert!(diff < 1e-5, "{name}, step {step}: logits differ by {diff}");
             let cached_next = cached.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
             let full_next = full.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
-            assert_eq!(cached_next, full_next, "{norm:?} {positional:?} step {step}");
+            assert_eq!(cached_next, full_next, "{name}, step {step}");
             let next = Tensor::new(cached_next, &Device::Cpu).unwrap().unsqueeze(1).unwrap();
             prefix = Tensor::cat(&[&prefix, &next], 1).unwrap();
         }
@@ -60,8 +63,62 @@ fn cached_greedy_equals_full_recomputation() {
 }
 
 #[test]
+fn padding_does_not_change_any_sentence_for_every_variant() {
+    for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
+        let model = build(&cfg, seed as u64);
+        let (src, _) = batch();
+        let tgt =
+            Tensor::new(&[[1u32, 6, 7, 8, 9], [1, 10, 11, 0, 0], [1, 12, 0, 0, 0]], &Device::Cpu).unwrap();
+        let batched = model.forward(&src, &tgt, None).unwrap();
+        for (row, (src_len, tgt_len)) in [(10, 5), (4, 3), (2, 2)].into_iter().enumerate() {
+            let alone_src = src.i((row..row + 1, ..src_len)).unwrap();
+            let alone_tgt = tgt.i((row..row + 1, ..tgt_len)).unwrap();
+            let alone = model.forward(&alone_src, &alone_tgt, None).unwrap();
+            let in_batch = batched.i((row..row + 1, ..tgt_len)).unwrap();
+            let diff = max_abs_diff(&alone, &in_batch);
+            assert!(diff < 1e-5, "{name}, row {row}: padding changes logits by {diff}");
+        }
+    }
+}
+
+#[test]
+fn relative_encoders_ignore_a_shift_of_the_absolute_start() {
+    for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
+        let model = build(&cfg, seed as u64);
+        let (src, _) = batch();
+        let at_zero = model.encode(&src, None).unwrap().hidden;
+        let shifted = model.encode_shifted(&src, 7, None).unwrap().hidden;
+        let diff = max_abs_diff(&at_zero, &shifted);
+        if encoder_is_relative(&cfg) || matches!(cfg.encoder_positional(), PositionalConfig::None {}) {
+            assert!(diff < 1e-5, "{name}: shifting the start changes the encoder output by {diff}");
+        } else {
+            // Absolute encodings must notice, or this test could not fail.
+            assert!(diff > 1e-3, "{name}: an absolute encoding ignored a shift ({diff})");
+        }
+    }
+}
+
+#[test]
+fn encoder_without_positions_is_permutation_equivariant() {
+    let model = build(&ModelConfig::tiny_with(PositionalConfig::None {}), 5);
+    let src = Tensor::new(&[[5u32, 9, 12, 7, 2]], &Device::Cpu).unwrap();
+    let permuted = Tensor::new(&[[7u32, 12, 5, 2, 9]], &Device::Cpu).unwrap();
+    let hidden = model.encode(&src, None).unwrap().hidden.squeeze(0).unwrap();
+    let hidden_permuted = model.encode(&permuted, None).unwrap().hidden.squeeze(0).unwrap();
+    // Token k of `permuted` is token order[k] of `src`: its state must be that token's state.
+    let order = Tensor::new(&[3u32, 2, 0, 4, 1], &Device::Cpu).unwrap();
+    let diff = max_abs_diff(&hidden.index_select(&order, 0).unwrap(), &hidden_permuted);
+    assert!(diff < 1e-5, "states differ by {diff}");
+    // With sinusoids the same permutation changes the states.
+    let model = build(&ModelConfig::tiny(), 5);
+    let hidden = model.encode(&src, None).unwrap().hidden.squeeze(0).unwrap();
+    let hidden_permuted = model.encode(&permuted, None).unwrap().hidden.squeeze(0).unwrap();
+    assert!(max_abs_diff(&hidden.index_select(&order, 0).unwrap(), &hidden_permuted) > 1e-3);
+}
+
+#[test]
 fn greedy_tokens_match_a_full_recomputation_search() {
-    let model = model(NormPosition::Post, PositionalConfig::Sinusoidal, 42);
+    let model = build(&ModelConfig::tiny(), 42);
     let (src, lens) = batch();
     let opts = GreedyOptions { max_len_a: 0.0, max_len_b: 9 };
     let cached = greedy_decode(&model, &src, &lens, &opts).unwrap();
@@ -90,20 +147,26 @@ fn greedy_tokens_match_a_full_recomputation_search() {
 }
 
 #[test]
-fn padding_does_not_change_real_positions() {
-    let model = model(NormPosition::Post, PositionalConfig::Sinusoidal, 3);
-    let (src, _) = batch();
-    let alone = Tensor::new(&[[15u32, 3, 8, 2]], &Device::Cpu).unwrap();
-    let padded = model.encode(&src, None).unwrap().hidden.i((1, 0..4)).unwrap();
-    let single = model.encode(&alone, None).unwrap().hidden.i((0, 0..4)).unwrap();
-    let diff = (padded - single).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    assert!(diff < 1e-5, "encoder states differ by {diff}");
-}
-
-#[test]
 fn learned_positions_reject_long_inputs_with_a_clear_error() {
-    let model = model(NormPosition::Post, PositionalConfig::Learned { max_len: 4 }, 1);
+    let cfg = ModelConfig::tiny_with(PositionalConfig::Learned {
+        max_len: 4,
+        combine: locus_model::positional::Combine::Add,
+        d_pos: None,
+        every_layer: false,
+    });
+    let model = build(&cfg, 1);
     let (src, _) = batch();
     let err = model.encode(&src, None).unwrap_err().to_string();
-    assert!(err.contains("position 5") && err.contains("max_len is 4"), "{err}");
+    assert!(err.contains("position 9") && err.contains("max_len is 4"), "{err}");
+}
+
+/// Whether the encoder's encoding depends only on relative positions.
+pub fn encoder_is_relative(cfg: &ModelConfig) -> bool {
+    matches!(
+        cfg.encoder_positional(),
+        PositionalConfig::Relative { .. }
+            | PositionalConfig::T5 { .. }
+            | PositionalConfig::Rope { .. }
+            | PositionalConfig::Alibi {}
+    )
 }

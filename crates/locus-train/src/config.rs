@@ -166,13 +166,19 @@ impl RunConfig {
         self.model.validate()?;
         self.train.validate()?;
         // Training sequences carry one special token (EOS on the source, BOS on the target).
-        if let PositionalConfig::Learned { max_len } = self.model.positional {
-            if max_len < self.data.max_len + 1 {
-                return Err(TrainError::Config(format!(
-                    "model.positional.max_len ({max_len}) must be at least data.max_len + 1 ({}): \
-                     training sentences of data.max_len tokens plus EOS/BOS need that many positions",
-                    self.data.max_len + 1
-                )));
+        let stacks = [
+            ("model.encoder.positional", self.model.encoder_positional()),
+            ("model.decoder.positional", self.model.decoder_positional()),
+        ];
+        for (field, positional) in stacks {
+            if let PositionalConfig::Learned { max_len, .. } = *positional {
+                if max_len < self.data.max_len + 1 {
+                    return Err(TrainError::Config(format!(
+                        "{field}.max_len ({max_len}) must be at least data.max_len + 1 ({}): training \
+                         sentences of data.max_len tokens plus EOS/BOS need that many positions",
+                        self.data.max_len + 1
+                    )));
+                }
             }
         }
         Ok(())
@@ -242,7 +248,7 @@ max_steps = 10
         let cfg = RunConfig::load(&path, &overrides).unwrap();
         assert_eq!(cfg.train.max_steps, 25);
         assert_eq!(cfg.model.norm, locus_model::NormPosition::Pre);
-        assert_eq!(cfg.model.positional, locus_model::PositionalConfig::Learned { max_len: 200 });
+        assert!(matches!(cfg.model.positional, PositionalConfig::Learned { max_len: 200, .. }));
     }
 
     #[test]
@@ -274,7 +280,7 @@ max_steps = 10
             MINIMAL.replace("n_heads = 4", "n_heads = 4\npositional = { kind = \"learned\", max_len = 100 }");
         let err = RunConfig::from_toml(&text).unwrap_err().to_string();
         assert!(
-            err.contains("model.positional.max_len (100) must be at least data.max_len + 1 (129)"),
+            err.contains("model.encoder.positional.max_len (100) must be at least data.max_len + 1 (129)"),
             "{err}"
         );
         assert!(RunConfig::from_toml(&text.replace("max_len = 100", "max_len = 129")).is_ok());

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod modeling;
 pub mod optim;
 pub mod schedule;
+pub mod step;
 pub mod trainer;
 pub mod translate;
 

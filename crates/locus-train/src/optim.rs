@@ -3,6 +3,7 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
+use candle_nn::VarMap;
 
 /// Hyper-parameters of [`AdamW`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,6 +38,16 @@ impl AdamW {
             step: 0,
             params,
         })
+    }
+
+    /// An optimiser for every variable of `varmap`, in name order.
+    pub fn for_varmap(varmap: &VarMap, params: AdamParams) -> candle_core::Result<Self> {
+        let data =
+            varmap.data().lock().map_err(|_| candle_core::Error::Msg("variable map poisoned".into()))?;
+        let mut vars: Vec<(String, Var)> =
+            data.iter().map(|(name, var)| (name.clone(), var.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        Self::new(vars, params)
     }
 
     /// Number of updates applied so far.

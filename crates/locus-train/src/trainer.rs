@@ -17,10 +17,10 @@ use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::evaluate::{corpus_loss, CorpusLoss};
 use crate::log::MetricsLog;
-use crate::loss::label_smoothed_cross_entropy;
 use crate::modeling::build_model;
 use crate::optim::{AdamParams, AdamW};
 use crate::schedule::inverse_sqrt;
+use crate::step::{train_step, StepOptions};
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -96,23 +96,14 @@ pub fn train(cfg: &RunConfig, device: &Device, show_progress: bool) -> Result<Tr
 
     // Model and optimiser, both seeded.
     let (model, varmap) = build_model(&cfg.model, tokenizer.vocab_size(), train_cfg.seed, device)?;
-    let mut vars: Vec<_> = varmap
-        .data()
-        .lock()
-        .map_err(|_| TrainError::Config("variable map poisoned".into()))?
-        .clone()
-        .into_iter()
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
     let params = AdamParams {
         beta1: train_cfg.adam_betas[0],
         beta2: train_cfg.adam_betas[1],
         eps: train_cfg.adam_eps,
         weight_decay: train_cfg.weight_decay,
     };
-    let mut optimizer = AdamW::new(vars, params)?;
+    let mut optimizer = AdamW::for_varmap(&varmap, params)?;
     let mut dropout_rng = DropoutRng::new(train_cfg.seed.wrapping_add(1));
-    let pad = model.tokens().pad;
 
     let mut step = 0;
     let mut epoch = 0;
@@ -129,30 +120,21 @@ pub fn train(cfg: &RunConfig, device: &Device, show_progress: bool) -> Result<Tr
             let lr = inverse_sqrt(step, train_cfg.lr, train_cfg.warmup_steps);
             let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &train_pairs[i]).collect();
             let batch = collate(&batch_pairs, model.tokens(), device)?;
-            let logits = model.forward(&batch.src, &batch.tgt_in, Some(&mut dropout_rng))?;
-            let sums = label_smoothed_cross_entropy(
-                &logits.flatten_to(1)?,
-                &batch.tgt_out.flatten_all()?,
-                pad,
-                train_cfg.label_smoothing,
-            )?;
-            let loss = (&sums.smoothed / sums.tokens as f64)?;
-            let grads = loss.backward()?;
-            let grad_norm = optimizer.grad_norm(&grads)?;
-            let clip = train_cfg.clip_norm;
-            let scale = if clip > 0.0 && grad_norm > clip { clip / grad_norm } else { 1.0 };
-            optimizer.step(&grads, lr, scale)?;
-
-            let loss_sum = sums.smoothed.to_scalar::<f32>()? as f64;
-            if !loss_sum.is_finite() {
-                return Err(TrainError::Diverged { step, loss: loss_sum });
+            let options = StepOptions {
+                lr,
+                clip_norm: train_cfg.clip_norm,
+                label_smoothing: train_cfg.label_smoothing,
+            };
+            let stats = train_step(&model, &mut optimizer, &batch, options, &mut dropout_rng)?;
+            if !stats.loss_sum.is_finite() {
+                return Err(TrainError::Diverged { step, loss: stats.loss_sum });
             }
             let seconds = update_started.elapsed().as_secs_f64();
-            window.loss += loss_sum;
-            window.nll += sums.nll.to_scalar::<f32>()? as f64;
-            window.target_tokens += sums.tokens;
+            window.loss += stats.loss_sum;
+            window.nll += stats.nll_sum;
+            window.target_tokens += stats.target_tokens;
             window.real_tokens += batch.src_tokens + batch.tgt_tokens;
-            window.grad_norm += grad_norm;
+            window.grad_norm += stats.grad_norm;
             window.updates += 1;
             window.seconds += seconds;
             real_tokens_total += batch.src_tokens + batch.tgt_tokens;

@@ -3,6 +3,7 @@
 
 use candle_core::Device;
 use locus_data::TokenizedPair;
+use locus_model::positional::Combine;
 use locus_model::{ModelConfig, NormPosition, PositionalConfig};
 use locus_train::batch::collate;
 use locus_train::loss::label_smoothed_cross_entropy;
@@ -11,8 +12,16 @@ use locus_train::modeling::{build_model, TOKEN_IDS};
 #[test]
 fn every_variable_gets_a_nonzero_gradient() {
     let variants = [
-        (NormPosition::Post, PositionalConfig::Learned { max_len: 16 }, true),
-        (NormPosition::Pre, PositionalConfig::Learned { max_len: 16 }, false),
+        (
+            NormPosition::Post,
+            PositionalConfig::Learned { max_len: 16, combine: Combine::Add, d_pos: None, every_layer: false },
+            true,
+        ),
+        (
+            NormPosition::Pre,
+            PositionalConfig::Learned { max_len: 16, combine: Combine::Add, d_pos: None, every_layer: false },
+            false,
+        ),
     ];
     for (norm, positional, tie_embeddings) in variants {
         let cfg = ModelConfig { norm, positional, tie_embeddings, dropout: 0.1, ..ModelConfig::tiny() };

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
 pub mod evaluate;
+pub mod pe;
 pub mod train;
 pub mod translate;

@@ -1,0 +1,775 @@
+//! Heatmap panels: input validation, layout and drawing on the SVG and PNG backends.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context, Result};
+use plotters::coord::Shift;
+use plotters::element::BitMapElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::FontTransform;
+
+use super::colormap::{ColorScale, Rgb, NON_FINITE};
+use super::text::{self, HAlign, VAlign};
+
+/// One heatmap panel: `values[row][col]`.
+///
+/// Row 0 is drawn at the top and column 0 at the left (as a matrix is printed).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Heatmap {
+    /// The title above the panel.
+    pub title: String,
+    /// The label of the horizontal axis (the column index).
+    pub x_label: String,
+    /// The label of the vertical axis (the row index).
+    pub y_label: String,
+    /// The matrix, row by row; all rows must have the same, non-zero length.
+    pub values: Vec<Vec<f32>>,
+}
+
+/// Width in pixels of one panel of the grid (the canvas is `columns * PANEL_WIDTH` wide).
+const PANEL_WIDTH: u32 = 420;
+/// Height in pixels of one panel of the grid (the canvas is `rows * PANEL_HEIGHT` high).
+const PANEL_HEIGHT: u32 = 380;
+
+/// Space around the plot area of a panel: title above, tick labels and the axis label below and
+/// left, colour bar and its labels right.
+const MARGIN_LEFT: i32 = 58;
+const MARGIN_RIGHT: i32 = 100;
+const MARGIN_TOP: i32 = 38;
+const MARGIN_BOTTOM: i32 = 52;
+/// Gap between the plot area and the colour bar, and the bar's width.
+const BAR_GAP: i32 = 14;
+const BAR_WIDTH: i32 = 14;
+
+/// Font sizes: the em in pixels.
+const TITLE_SIZE: f32 = 15.0;
+const LABEL_SIZE: f32 = 13.0;
+const TICK_SIZE: f32 = 11.0;
+/// The smallest size that long titles and labels are shrunk to before they are cut short.
+const MIN_SIZE: f32 = 10.0;
+/// Font family written into SVG files.
+const SVG_FONT_FAMILY: &str = "DejaVu Sans, Verdana, Arial, sans-serif";
+
+/// SVG panels with at most this many cells, each at least a pixel wide and high, are drawn as one
+/// vector rectangle per cell; larger ones as an embedded image.
+const MAX_VECTOR_CELLS: usize = 128 * 128;
+
+const TEXT_COLOR: RGBColor = RGBColor(30, 30, 30);
+const FRAME_COLOR: RGBColor = RGBColor(90, 90, 90);
+
+/// The output format, from the file extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Svg,
+    Png,
+}
+
+impl Format {
+    fn from_path(path: &Path) -> Result<Self> {
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("svg") => Ok(Format::Svg),
+            Some("png") => Ok(Format::Png),
+            _ => bail!(
+                "cannot draw heatmaps to '{}': unsupported file extension (expected .svg or .png)",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Draws the panels in a grid with `columns` columns into `out`; the format follows the extension
+/// (.svg or .png; anything else is an error naming the path). Each panel has its own colour scale
+/// (a diverging blue-white-red map centred on 0 when the panel has both signs, else a sequential map),
+/// a colour bar with min/max values, axis labels and tick labels (row/column indices), and a title.
+///
+/// Non-finite values (NaN, ±inf, e.g. masked attention scores) are left out of the colour scale and
+/// drawn in a light grey, with a legend entry under the colour bar. Each panel takes 420 x 380
+/// pixels; with fewer panels than `columns`, the grid has only as many columns as panels. Large
+/// matrices are drawn at one pixel per screen pixel, each pixel showing the mean of the cells it
+/// covers.
+///
+/// # Errors
+/// When there are no panels, `columns` is 0, a panel has no values or ragged rows, the extension is
+/// not .svg or .png, or the file cannot be written.
+pub fn draw_heatmaps(panels: &[Heatmap], columns: usize, out: &Path) -> Result<()> {
+    validate(panels, columns)?;
+    let format = Format::from_path(out)?;
+    text::font()?;
+    let (width, height) = canvas_size(panels.len(), columns);
+    match format {
+        Format::Png => {
+            let root = BitMapBackend::new(out, (width, height)).into_drawing_area();
+            draw_panels(&root, panels, columns, format)
+                .with_context(|| format!("drawing heatmaps for '{}'", out.display()))?;
+            root.present().with_context(|| format!("writing '{}'", out.display()))?;
+        }
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+                draw_panels(&root, panels, columns, format)
+                    .with_context(|| format!("drawing heatmaps for '{}'", out.display()))?;
+                root.present().with_context(|| format!("drawing heatmaps for '{}'", out.display()))?;
+            }
+            // plotters-svg labels embedded images "data:png", which browsers do not all accept, and
+            // leaves them to be smoothed when zoomed; cells should stay sharp.
+            let svg = svg.replace(
+                "href=\"data:png;base64,",
+                "style=\"image-rendering:pixelated\" href=\"data:image/png;base64,",
+            );
+            std::fs::write(out, svg).with_context(|| format!("writing '{}'", out.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the panel list and the grid width.
+fn validate(panels: &[Heatmap], columns: usize) -> Result<()> {
+    ensure!(!panels.is_empty(), "no heatmap panels to draw (the panel list is empty)");
+    ensure!(columns > 0, "the heatmap grid needs at least one column (columns = 0)");
+    for (i, panel) in panels.iter().enumerate() {
+        let name = format!("heatmap panel {i} ('{}')", panel.title);
+        let Some(first) = panel.values.first() else {
+            bail!("{name} has no values (zero rows)");
+        };
+        ensure!(!first.is_empty(), "{name} has no values (zero columns)");
+        if let Some((r, row)) = panel.values.iter().enumerate().find(|(_, row)| row.len() != first.len()) {
+            bail!("{name} has ragged rows: row 0 has {} values but row {r} has {}", first.len(), row.len());
+        }
+    }
+    Ok(())
+}
+
+/// The canvas size in pixels for `n` panels in a grid of (at most) `columns` columns.
+fn canvas_size(n: usize, columns: usize) -> (u32, u32) {
+    let cols = columns.clamp(1, n.max(1));
+    let rows = n.div_ceil(cols).max(1);
+    (cols as u32 * PANEL_WIDTH, rows as u32 * PANEL_HEIGHT)
+}
+
+/// A pixel rectangle, `x0..x1` by `y0..y1` (ends exclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rect {
+    x0: i32,
+    y0: i32,
+    x1: i32,
+    y1: i32,
+}
+
+impl Rect {
+    fn width(&self) -> i32 {
+        self.x1 - self.x0
+    }
+
+    fn height(&self) -> i32 {
+        self.y1 - self.y0
+    }
+}
+
+/// Where the parts of the panel `index` go on the canvas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PanelLayout {
+    /// The whole panel.
+    panel: Rect,
+    /// The cells.
+    plot: Rect,
+    /// The colour bar.
+    bar: Rect,
+}
+
+fn panel_layout(index: usize, columns: usize) -> PanelLayout {
+    let (w, h) = (PANEL_WIDTH as i32, PANEL_HEIGHT as i32);
+    let x = (index % columns) as i32 * w;
+    let y = (index / columns) as i32 * h;
+    let panel = Rect { x0: x, y0: y, x1: x + w, y1: y + h };
+    let plot =
+        Rect { x0: x + MARGIN_LEFT, y0: y + MARGIN_TOP, x1: x + w - MARGIN_RIGHT, y1: y + h - MARGIN_BOTTOM };
+    let bar = Rect { x0: plot.x1 + BAR_GAP, y0: plot.y0, x1: plot.x1 + BAR_GAP + BAR_WIDTH, y1: plot.y1 };
+    PanelLayout { panel, plot, bar }
+}
+
+fn rgb(c: Rgb) -> RGBColor {
+    RGBColor(c[0], c[1], c[2])
+}
+
+fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[Heatmap],
+    columns: usize,
+    format: Format,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let columns = columns.min(panels.len());
+    for (i, panel) in panels.iter().enumerate() {
+        draw_panel(root, panel, panel_layout(i, columns), format)?;
+    }
+    Ok(())
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panel: &Heatmap,
+    layout: PanelLayout,
+    format: Format,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let PanelLayout { panel: area, plot, bar } = layout;
+    let (nrows, ncols) = (panel.values.len(), panel.values[0].len());
+    let scale = ColorScale::from_values(panel.values.iter().flatten());
+    let color = |v: f32| scale.as_ref().map_or(NON_FINITE, |s| s.color(v));
+
+    // Cells.
+    let (w, h) = (plot.width() as usize, plot.height() as usize);
+    let vector = format == Format::Svg && nrows * ncols <= MAX_VECTOR_CELLS && nrows <= h && ncols <= w;
+    if vector {
+        let edge = |i: usize, n: usize, len: usize, start: i32| start + (i * len / n) as i32;
+        for r in 0..nrows {
+            let (y0, y1) = (edge(r, nrows, h, plot.y0), edge(r + 1, nrows, h, plot.y0));
+            for c in 0..ncols {
+                let (x0, x1) = (edge(c, ncols, w, plot.x0), edge(c + 1, ncols, w, plot.x0));
+                root.draw(&Rectangle::new([(x0, y0), (x1, y1)], rgb(color(panel.values[r][c])).filled()))?;
+            }
+        }
+    } else {
+        let pixels = rasterize(&panel.values, scale.as_ref(), w, h);
+        let image = BitMapElement::with_owned_buffer((plot.x0, plot.y0), (w as u32, h as u32), pixels)
+            .context("heatmap image buffer has the wrong size")?;
+        root.draw(&image)?;
+    }
+    frame(root, plot)?;
+
+    // Ticks and tick labels (cell indices, at cell centres).
+    let x_ticks = ticks(ncols, (w / (digits(ncols - 1) * 7 + 18)).max(2));
+    for c in x_ticks {
+        let x = plot.x0 + ((c as f64 + 0.5) * w as f64 / ncols as f64) as i32;
+        line(root, (x, plot.y1), (x, plot.y1 + 4))?;
+        let index = c.to_string();
+        Label::new(&index, TICK_SIZE, HAlign::Center, VAlign::Top).draw(root, (x, plot.y1 + 7), format)?;
+    }
+    for r in ticks(nrows, (h / 24).max(2)) {
+        let y = plot.y0 + ((r as f64 + 0.5) * h as f64 / nrows as f64) as i32;
+        line(root, (plot.x0 - 5, y), (plot.x0 - 1, y))?;
+        let index = r.to_string();
+        Label::new(&index, TICK_SIZE, HAlign::Right, VAlign::Center).draw(root, (plot.x0 - 8, y), format)?;
+    }
+
+    // Axis labels and title, shrunk to fit when long.
+    let x_label = Label::fitted(&panel.x_label, LABEL_SIZE, plot.width() + 40)?;
+    x_label.draw(root, ((plot.x0 + plot.x1) / 2, plot.y1 + 35), format)?;
+    let y_label = Label { rotate: true, ..Label::fitted(&panel.y_label, LABEL_SIZE, plot.height())? };
+    y_label.draw(root, (area.x0 + 14, (plot.y0 + plot.y1) / 2), format)?;
+    let title = Label::fitted(&panel.title, TITLE_SIZE, area.width() - 16)?;
+    title.draw(root, ((area.x0 + area.x1) / 2, area.y0 + 19), format)?;
+
+    // Colour bar, labelled with the data's min and max (and 0 on a diverging scale).
+    match scale {
+        Some(scale) => {
+            let bar_h = bar.height();
+            for i in 0..bar_h {
+                let t = 1.0 - f64::from(i) / f64::from((bar_h - 1).max(1));
+                let y = bar.y0 + i;
+                root.draw(&Rectangle::new([(bar.x0, y), (bar.x1, y + 1)], rgb(scale.map.at(t)).filled()))?;
+            }
+            frame(root, bar)?;
+            let mut marks = vec![scale.data_max, scale.data_min];
+            if scale.lo < 0.0 {
+                marks.push(0.0);
+            }
+            let mut placed: Vec<i32> = Vec::new();
+            for v in marks {
+                let y = bar.y1 - 1 - (scale.position(v) * f64::from(bar_h - 1)).round() as i32;
+                if placed.iter().any(|&p| (p - y).abs() < 14) {
+                    continue;
+                }
+                placed.push(y);
+                line(root, (bar.x1, y), (bar.x1 + 3, y))?;
+                let value = format_value(v);
+                Label::new(&value, TICK_SIZE, HAlign::Left, VAlign::Center).draw(
+                    root,
+                    (bar.x1 + 7, y),
+                    format,
+                )?;
+            }
+        }
+        None => {
+            frame(root, bar)?;
+            let label = Label {
+                rotate: true,
+                ..Label::new("no finite values", TICK_SIZE, HAlign::Center, VAlign::Center)
+            };
+            label.draw(root, ((bar.x0 + bar.x1) / 2, (bar.y0 + bar.y1) / 2), format)?;
+        }
+    }
+
+    // Legend for non-finite cells.
+    if panel.values.iter().flatten().any(|v| !v.is_finite()) {
+        let swatch = Rect { x0: bar.x0, y0: plot.y1 + 10, x1: bar.x1, y1: plot.y1 + 10 + BAR_WIDTH };
+        root.draw(&Rectangle::new(
+            [(swatch.x0, swatch.y0), (swatch.x1, swatch.y1)],
+            rgb(NON_FINITE).filled(),
+        ))?;
+        frame(root, swatch)?;
+        let label = Label::new("non-finite", TICK_SIZE, HAlign::Left, VAlign::Center);
+        label.draw(root, (swatch.x1 + 5, (swatch.y0 + swatch.y1) / 2), format)?;
+    }
+    Ok(())
+}
+
+/// One colour per output pixel (RGB bytes, row by row): the colour of the cell under the pixel's
+/// centre when cells are at least a pixel in size, else the colour of the mean of the finite values
+/// of the cells the pixel covers (so that fine patterns average out instead of aliasing, and the
+/// colours stay on the colour bar), or [`NON_FINITE`] when none of them is finite.
+fn rasterize(values: &[Vec<f32>], scale: Option<&ColorScale>, width: usize, height: usize) -> Vec<u8> {
+    let ncols = values.first().map_or(0, Vec::len);
+    let xs = spans(ncols, width);
+    let ys = spans(values.len(), height);
+    let color = |v: f32| scale.map_or(NON_FINITE, |s| s.color(v));
+    let mut pixels = Vec::with_capacity(width * height * 3);
+    for &(r0, r1) in &ys {
+        for &(c0, c1) in &xs {
+            if r1 - r0 == 1 && c1 - c0 == 1 {
+                pixels.extend_from_slice(&color(values[r0][c0]));
+            } else {
+                let (mut sum, mut n) = (0f64, 0u32);
+                for &v in values[r0..r1].iter().flat_map(|row| &row[c0..c1]) {
+                    if v.is_finite() {
+                        sum += f64::from(v);
+                        n += 1;
+                    }
+                }
+                let mean = if n > 0 { (sum / f64::from(n)) as f32 } else { f32::NAN };
+                pixels.extend_from_slice(&color(mean));
+            }
+        }
+    }
+    pixels
+}
+
+/// For each of `pixels` pixels along an axis of `cells` cells, the range of cells it shows: the cell
+/// under its centre, or all cells that its footprint overlaps.
+fn spans(cells: usize, pixels: usize) -> Vec<(usize, usize)> {
+    (0..pixels)
+        .map(|p| {
+            if cells <= pixels {
+                let c = (((p as f64 + 0.5) * cells as f64 / pixels as f64) as usize).min(cells - 1);
+                (c, c + 1)
+            } else {
+                let a = p * cells / pixels;
+                (a, ((p + 1) * cells).div_ceil(pixels).clamp(a + 1, cells))
+            }
+        })
+        .collect()
+}
+
+/// Tick positions 0, step, 2*step, ... below `n`, with the step 1, 2 or 5 times a power of ten
+/// chosen so that there are at most `max_ticks` of them.
+fn ticks(n: usize, max_ticks: usize) -> impl Iterator<Item = usize> {
+    let max_ticks = max_ticks.max(1);
+    let mut base = 1usize;
+    let step = loop {
+        if let Some(step) = [base, 2 * base, 5 * base].into_iter().find(|&s| n.div_ceil(s) <= max_ticks) {
+            break step;
+        }
+        base *= 10;
+    };
+    (0..n).step_by(step)
+}
+
+/// The number of decimal digits of `n`.
+fn digits(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// A short label for a colour-bar value: three significant digits, whole numbers without decimals,
+/// scientific notation for very small or large magnitudes, and a real minus sign (U+2212), which
+/// reads better next to a tick mark than a hyphen.
+fn format_value(v: f64) -> String {
+    let a = v.abs();
+    let s = if v == 0.0 {
+        "0".to_string()
+    } else if !(1e-4..1e5).contains(&a) {
+        format!("{v:.2e}")
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        let decimals = (2 - a.log10().floor() as i32).clamp(0, 6) as usize;
+        let s = format!("{v:.decimals$}");
+        let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+        s.to_string()
+    };
+    match s.strip_prefix('-') {
+        Some(rest) => format!("\u{2212}{rest}"),
+        None => s,
+    }
+}
+
+/// A piece of text and how it sits relative to its anchor point.
+#[derive(Clone, Debug)]
+struct Label<'a> {
+    text: Cow<'a, str>,
+    /// The em size in pixels.
+    size: f32,
+    h: HAlign,
+    v: VAlign,
+    /// Reads upwards (a quarter turn anticlockwise about the anchor).
+    rotate: bool,
+}
+
+impl<'a> Label<'a> {
+    fn new(text: &'a str, size: f32, h: HAlign, v: VAlign) -> Self {
+        Label { text: Cow::Borrowed(text), size, h, v, rotate: false }
+    }
+
+    /// A centred label of at most `size`, smaller if needed (down to [`MIN_SIZE`]) to fit in
+    /// `max_width` pixels, and cut short with an ellipsis if even that is too wide.
+    fn fitted(text: &'a str, size: f32, max_width: i32) -> Result<Self> {
+        let max_width = max_width as f32;
+        let mut size = size;
+        while size > MIN_SIZE && text::text_width(text, size)? > max_width {
+            size -= 0.5;
+        }
+        let mut label = Label::new(text, size, HAlign::Center, VAlign::Center);
+        if text::text_width(text, size)? > max_width {
+            let mut chars: Vec<char> = text.chars().collect();
+            let mut short = String::new();
+            while !chars.is_empty() {
+                chars.pop();
+                short = chars.iter().collect::<String>().trim_end().to_string() + "\u{2026}";
+                if text::text_width(&short, size)? <= max_width {
+                    break;
+                }
+            }
+            label.text = Cow::Owned(short);
+        }
+        Ok(label)
+    }
+
+    /// Draws the label anchored at `pos`: PNG text is rasterised with the bundled font; SVG text is
+    /// a `<text>` element for the viewer to set.
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        pos: (i32, i32),
+        format: Format,
+    ) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let text = self.text.as_ref();
+        if text.is_empty() {
+            return Ok(());
+        }
+        match format {
+            Format::Png => {
+                for (dx, dy, alpha) in text::rasterize_text(text, self.size, self.h, self.v, self.rotate)? {
+                    root.draw_pixel((pos.0 + dx, pos.1 + dy), &TEXT_COLOR.mix(f64::from(alpha)))?;
+                }
+            }
+            Format::Svg => {
+                let h = match self.h {
+                    HAlign::Left => HPos::Left,
+                    HAlign::Center => HPos::Center,
+                    HAlign::Right => HPos::Right,
+                };
+                // plotters puts the baseline 0.76 em below a top anchor; move the anchor up by half
+                // the cap height (left, for upward text) to centre the capitals on it instead.
+                let shift = match self.v {
+                    VAlign::Top => 0,
+                    VAlign::Center => (0.36 * self.size).round() as i32,
+                };
+                let (pos, transform) = if self.rotate {
+                    ((pos.0 - shift, pos.1), FontTransform::Rotate270)
+                } else {
+                    ((pos.0, pos.1 - shift), FontTransform::None)
+                };
+                // plotters writes font-size = size / 1.24.
+                let font = (SVG_FONT_FAMILY, f64::from(self.size) * 1.24).into_font().transform(transform);
+                let style = TextStyle::from(font).color(&TEXT_COLOR).pos(Pos::new(h, VPos::Top));
+                root.draw_text(text, &style, pos)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn line<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, from: (i32, i32), to: (i32, i32)) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.draw(&PathElement::new(vec![from, to], FRAME_COLOR))?;
+    Ok(())
+}
+
+/// A one-pixel frame just outside `rect`.
+fn frame<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, rect: Rect) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.draw(&Rectangle::new([(rect.x0 - 1, rect.y0 - 1), (rect.x1, rect.y1)], FRAME_COLOR))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::colormap::ColorMap;
+    use super::*;
+
+    fn panel(title: &str, values: Vec<Vec<f32>>) -> Heatmap {
+        Heatmap { title: title.into(), x_label: "column".into(), y_label: "row".into(), values }
+    }
+
+    fn ramp(rows: usize, cols: usize) -> Vec<Vec<f32>> {
+        (0..rows).map(|r| (0..cols).map(|c| (r * cols + c) as f32).collect()).collect()
+    }
+
+    fn read_png(path: &Path) -> image::RgbImage {
+        let bytes = std::fs::read(path).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG signature");
+        image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap().to_rgb8()
+    }
+
+    /// The pixel at the centre of cell (row, col) of panel `index` in a grid of `columns`.
+    fn cell_centre(
+        index: usize,
+        columns: usize,
+        (nrows, ncols): (usize, usize),
+        (row, col): (usize, usize),
+    ) -> (u32, u32) {
+        let plot = panel_layout(index, columns).plot;
+        let x = plot.x0 + ((col as f64 + 0.5) * plot.width() as f64 / ncols as f64) as i32;
+        let y = plot.y0 + ((row as f64 + 0.5) * plot.height() as f64 / nrows as f64) as i32;
+        (x as u32, y as u32)
+    }
+
+    /// The colour around a cell's centre (asserting that a 5x5 block there is uniform).
+    fn cell_colour(img: &image::RgbImage, (x, y): (u32, u32)) -> Rgb {
+        let c = img.get_pixel(x, y).0;
+        for dy in 0..5 {
+            for dx in 0..5 {
+                assert_eq!(img.get_pixel(x + dx - 2, y + dy - 2).0, c, "cell at ({x}, {y}) is not uniform");
+            }
+        }
+        c
+    }
+
+    fn error_of(panels: &[Heatmap], columns: usize, path: &Path) -> String {
+        format!("{:#}", draw_heatmaps(panels, columns, path).unwrap_err())
+    }
+
+    #[test]
+    fn svg_has_an_svg_root_and_the_titles() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pe.svg");
+        let panels = [panel("sinusoidal PE", ramp(8, 16)), panel("learned <PE> & more", ramp(3, 3))];
+        draw_heatmaps(&panels, 2, &out).unwrap();
+        let svg = std::fs::read_to_string(&out).unwrap();
+        assert!(svg.trim_start().starts_with("<svg"), "{}", &svg[..100]);
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains(r#"width="840" height="380""#));
+        assert!(svg.contains("sinusoidal PE"));
+        assert!(svg.contains("learned &lt;PE&gt; &amp; more"));
+        // Small matrices are vector cells, one rectangle each.
+        assert!(svg.matches("<rect").count() >= 8 * 16 + 9);
+        assert!(!svg.contains("<image"));
+    }
+
+    #[test]
+    fn large_svg_panels_embed_an_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("big.svg");
+        draw_heatmaps(&[panel("big", ramp(300, 200))], 1, &out).unwrap();
+        let svg = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(svg.matches("href=\"data:image/png;base64,").count(), 1);
+        assert!(!svg.contains("data:png"));
+        assert!(svg.len() < 500_000, "SVG is {} bytes", svg.len());
+    }
+
+    #[test]
+    fn png_has_the_expected_size_and_cell_colours() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pe.png");
+        // Panel 0: one sign, maximum 23 at (3, 5), minimum 0 at (0, 0).
+        // Panel 1: both signs, maximum 2 at (1, 2) >= |minimum| = 1 at (0, 0), zero at (0, 1).
+        // Panel 2: both signs, |minimum| = 4 > maximum = 1.
+        let signed = vec![vec![-1.0, 0.0, 0.5], vec![0.25, -0.5, 2.0]];
+        let skewed = vec![vec![-4.0, 1.0], vec![0.0, -2.0]];
+        let panels = [panel("ramp", ramp(4, 6)), panel("signed", signed), panel("skewed", skewed)];
+        draw_heatmaps(&panels, 2, &out).unwrap();
+        let img = read_png(&out);
+        assert_eq!(img.dimensions(), (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT));
+
+        let seq = ColorMap::Sequential;
+        assert_eq!(cell_colour(&img, cell_centre(0, 2, (4, 6), (3, 5))), seq.top());
+        assert_eq!(cell_colour(&img, cell_centre(0, 2, (4, 6), (0, 0))), seq.bottom());
+        let div = ColorMap::Diverging;
+        assert_eq!(cell_colour(&img, cell_centre(1, 2, (2, 3), (1, 2))), div.top());
+        assert_eq!(cell_colour(&img, cell_centre(1, 2, (2, 3), (0, 1))), div.at(0.5));
+        assert_eq!(cell_colour(&img, cell_centre(2, 2, (2, 2), (0, 0))), div.bottom());
+        assert_eq!(cell_colour(&img, cell_centre(2, 2, (2, 2), (0, 1))), div.at(0.625));
+        // The unused fourth slot of the grid stays white.
+        assert_eq!(img.get_pixel(PANEL_WIDTH + 200, PANEL_HEIGHT + 200).0, [255, 255, 255]);
+        // The colour bar's top and bottom rows are the map's ends.
+        let bar = panel_layout(0, 2).bar;
+        let x = ((bar.x0 + bar.x1) / 2) as u32;
+        assert_eq!(img.get_pixel(x, bar.y0 as u32).0, seq.top());
+        assert_eq!(img.get_pixel(x, (bar.y1 - 1) as u32).0, seq.bottom());
+    }
+
+    #[test]
+    fn non_finite_cells_are_neutral_and_left_out_of_the_scale() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("masked.png");
+        let inf = f32::INFINITY;
+        let values = vec![vec![1.0, -inf, -inf], vec![2.0, 3.0, -inf], vec![f32::NAN, inf, 4.0]];
+        let all_masked = vec![vec![f32::NAN; 3]; 2];
+        draw_heatmaps(&[panel("masked", values), panel("all masked", all_masked)], 2, &out).unwrap();
+        let img = read_png(&out);
+        for cell in [(0, 1), (0, 2), (1, 2), (2, 0), (2, 1)] {
+            assert_eq!(cell_colour(&img, cell_centre(0, 2, (3, 3), cell)), NON_FINITE, "cell {cell:?}");
+        }
+        assert_eq!(cell_colour(&img, cell_centre(0, 2, (3, 3), (2, 2))), ColorMap::Sequential.top());
+        assert_eq!(cell_colour(&img, cell_centre(0, 2, (3, 3), (0, 0))), ColorMap::Sequential.bottom());
+        assert_eq!(cell_colour(&img, cell_centre(1, 2, (2, 3), (1, 1))), NON_FINITE);
+
+        let svg_out = dir.path().join("masked.svg");
+        draw_heatmaps(&[panel("masked", vec![vec![0.0, f32::NEG_INFINITY]])], 1, &svg_out).unwrap();
+        let svg = std::fs::read_to_string(&svg_out).unwrap();
+        assert!(svg.contains(r##"fill="#BEBEBE""##));
+        assert!(svg.contains("non-finite"));
+    }
+
+    #[test]
+    fn large_png_panels_average_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("big.png");
+        // Alternating columns 0, 1, averaged: each pixel covers two or three columns, so it shows the
+        // colour of 1/3, 1/2 or 2/3, never of 0 or 1.
+        let stripes: Vec<Vec<f32>> = (0..512).map(|_| (0..512).map(|c| (c % 2) as f32).collect()).collect();
+        draw_heatmaps(&[panel("stripes", stripes)], 1, &out).unwrap();
+        let img = read_png(&out);
+        let plot = panel_layout(0, 1).plot;
+        let map = ColorMap::Sequential;
+        let allowed = [map.at(1.0 / 3.0), map.at(0.5), map.at(2.0 / 3.0)];
+        for x in plot.x0..plot.x1 {
+            let c = img.get_pixel(x as u32, (plot.y0 + 100) as u32).0;
+            assert!(allowed.contains(&c), "pixel {x}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn extension_is_case_insensitive() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("UPPER.PNG");
+        draw_heatmaps(&[panel("t", ramp(2, 2))], 1, &out).unwrap();
+        assert_eq!(read_png(&out).dimensions(), (PANEL_WIDTH, PANEL_HEIGHT));
+        assert_eq!(Format::from_path(Path::new("a/b.Svg")).unwrap(), Format::Svg);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = [panel("t", ramp(2, 2))];
+        let png = dir.path().join("x.png");
+
+        let jpg = dir.path().join("attn.jpg");
+        let err = error_of(&ok, 1, &jpg);
+        assert!(err.contains("attn.jpg") && err.contains(".svg or .png"), "{err}");
+        let err = error_of(&ok, 1, &dir.path().join("noext"));
+        assert!(err.contains("noext") && err.contains("unsupported"), "{err}");
+
+        let err = error_of(&[], 1, &png);
+        assert!(err.contains("no heatmap panels"), "{err}");
+        let err = error_of(&ok, 0, &png);
+        assert!(err.contains("columns = 0"), "{err}");
+
+        let ragged = [panel("t", ramp(2, 2)), panel("rag", vec![vec![1.0, 2.0], vec![3.0], vec![4.0, 5.0]])];
+        let err = error_of(&ragged, 2, &png);
+        assert!(err.contains("panel 1 ('rag')") && err.contains("ragged rows"), "{err}");
+        assert!(err.contains("row 0 has 2 values but row 1 has 1"), "{err}");
+        let err = error_of(&[panel("empty", vec![])], 1, &png);
+        assert!(err.contains("'empty'") && err.contains("zero rows"), "{err}");
+        let err = error_of(&[panel("thin", vec![vec![], vec![]])], 1, &png);
+        assert!(err.contains("'thin'") && err.contains("zero columns"), "{err}");
+        assert!(!png.exists() && !jpg.exists());
+
+        let missing = dir.path().join("no/such/dir/out.svg");
+        let err = error_of(&ok, 1, &missing);
+        assert!(err.contains("no/such/dir/out.svg"), "{err}");
+    }
+
+    #[test]
+    fn grid_size_follows_the_panel_count() {
+        assert_eq!(canvas_size(1, 3), (PANEL_WIDTH, PANEL_HEIGHT));
+        assert_eq!(canvas_size(3, 2), (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT));
+        assert_eq!(canvas_size(2, 5), (2 * PANEL_WIDTH, PANEL_HEIGHT));
+        assert_eq!(panel_layout(3, 2).panel, Rect { x0: 420, y0: 380, x1: 840, y1: 760 });
+    }
+
+    #[test]
+    fn rasterising_picks_or_averages_cells() {
+        // Upsampling: each pixel shows the cell under its centre.
+        assert_eq!(spans(2, 4), vec![(0, 1), (0, 1), (1, 2), (1, 2)]);
+        // Downsampling: each pixel covers the cells it spans.
+        assert_eq!(spans(4, 2), vec![(0, 2), (2, 4)]);
+        assert_eq!(spans(5, 2), vec![(0, 3), (2, 5)]);
+        let nan = f32::NAN;
+        let values = vec![vec![0.0, 4.0, 2.0, nan, nan, nan]];
+        let scale = ColorScale::from_values(values.iter().flatten()).unwrap();
+        let map = ColorMap::Sequential;
+        let pixels = rasterize(&values, Some(&scale), 3, 1);
+        assert_eq!(pixels, [map.at(0.5), map.at(0.5), NON_FINITE].concat());
+        let pixels = rasterize(&values, Some(&scale), 12, 1);
+        assert_eq!(pixels[..9], [map.bottom(), map.bottom(), map.top()].concat());
+        assert_eq!(rasterize(&values, None, 2, 1), [NON_FINITE, NON_FINITE].concat());
+    }
+
+    #[test]
+    fn long_labels_shrink_then_get_cut_short() {
+        let short = Label::fitted("position", LABEL_SIZE, 200).unwrap();
+        assert_eq!((short.text.as_ref(), short.size), ("position", LABEL_SIZE));
+        let long = "attention weights of layer 3, head 5, for the first sentence of the validation set";
+        let shrunk = Label::fitted(long, TITLE_SIZE, 500).unwrap();
+        assert_eq!(shrunk.text, long);
+        assert!(shrunk.size < TITLE_SIZE && shrunk.size >= MIN_SIZE);
+        let cut = Label::fitted(long, TITLE_SIZE, 300).unwrap();
+        assert_eq!(cut.size, MIN_SIZE);
+        assert!(cut.text.ends_with('\u{2026}') && long.starts_with(cut.text.trim_end_matches('\u{2026}')));
+        assert!(text::text_width(&cut.text, MIN_SIZE).unwrap() <= 300.0);
+        assert!(text::text_width(&cut.text, MIN_SIZE).unwrap() > 250.0);
+    }
+
+    #[test]
+    fn ticks_and_values_are_formatted_compactly() {
+        assert_eq!(ticks(64, 6).collect::<Vec<_>>(), vec![0, 20, 40, 60]);
+        assert_eq!(ticks(5, 10).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(ticks(512, 7).collect::<Vec<_>>(), vec![0, 100, 200, 300, 400, 500]);
+        assert_eq!(ticks(1, 0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(digits(0), 1);
+        assert_eq!(digits(511), 3);
+        for (v, s) in [
+            (0.0, "0"),
+            (1.0, "1"),
+            (-1.0, "\u{2212}1"),
+            (31.0, "31"),
+            (0.999_999, "1"),
+            (0.5, "0.5"),
+            (-0.123_456, "\u{2212}0.123"),
+            (12.345, "12.3"),
+            (0.001_234, "0.00123"),
+            (9.99e-4, "0.000999"),
+            (1.5e-5, "1.50e-5"),
+            (-2.5e7, "\u{2212}2.50e7"),
+            (-0.0, "0"),
+        ] {
+            assert_eq!(format_value(v), s, "{v}");
+        }
+    }
+}
