@@ -35,6 +35,8 @@ pub struct TrainSummary {
     pub wall_secs: f64,
     /// Real (non-padding) source + target tokens per second of training updates.
     pub tokens_per_sec: f64,
+    /// Number of trainable parameters.
+    pub parameters: usize,
     /// The run directory.
     pub out_dir: PathBuf,
 }
@@ -103,6 +105,9 @@ pub fn train(cfg: &RunConfig, device: &Device, show_progress: bool) -> Result<Tr
         weight_decay: train_cfg.weight_decay,
     };
     let mut optimizer = AdamW::for_varmap(&varmap, params)?;
+    let parameters: usize = varmap.all_vars().iter().map(|var| var.elem_count()).sum();
+    log.write(&json!({ "event": "model", "parameters": parameters }))?;
+    bar.println(format!("model: {parameters} parameters"));
     let mut dropout_rng = DropoutRng::new(train_cfg.seed.wrapping_add(1));
 
     let mut step = 0;
@@ -190,6 +195,7 @@ pub fn train(cfg: &RunConfig, device: &Device, show_progress: bool) -> Result<Tr
         best_valid_nll,
         wall_secs: started.elapsed().as_secs_f64(),
         tokens_per_sec: real_tokens_total as f64 / update_secs_total.max(1e-9),
+        parameters,
         out_dir,
     })
 }

@@ -29,7 +29,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let summary = train(&config, &device, true).context("training")?;
     eprintln!(
-        "trained {} steps in {:.0} s ({:.0} tokens/s); valid nll {:.3} (ppl {:.2}), best {:.3}",
+        "trained {} parameters for {} steps in {:.0} s ({:.0} tokens/s); valid nll {:.3} (ppl {:.2}), best {:.3}",
+        summary.parameters,
         summary.steps,
         summary.wall_secs,
         summary.tokens_per_sec,
