@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end: get Multi30k, train configs/multi30k-de-en.toml (1,200 updates,
-# about 45 minutes on 2 CPU cores), translate a few test sentences, and evaluate on
+# about 50 minutes on 2 CPU cores), translate a few test sentences, and evaluate on
 # test_2016_flickr. Extra arguments go to `locus train` (e.g. --set train.max_steps=200).
 set -euo pipefail
 cd "$(dirname "$0")/.."

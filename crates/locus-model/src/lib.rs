@@ -23,6 +23,8 @@ pub mod mask;
 pub mod norm;
 pub mod positional;
 mod residual;
+#[cfg(test)]
+mod testing;
 pub mod transformer;
 
 pub use config::{Activation, ModelConfig, NormPosition, StackConfig};

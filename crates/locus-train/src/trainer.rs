@@ -53,6 +53,11 @@ struct Window {
     seconds: f64,
 }
 
+/// Prints a line above the progress bar; on stderr even when the bar is hidden (not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    bar.suspend(|| eprintln!("{line}"));
+}
+
 fn progress_bar(max_steps: usize, visible: bool) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();
@@ -87,7 +92,7 @@ pub fn train(cfg: &RunConfig, device: &Device, show_progress: bool) -> Result<Tr
     let filter = cfg.data.length_filter();
     let (train_pairs, train_report) = filter_pairs(tokenizer.encode_corpus(&train_corpus)?, &filter);
     let (valid_pairs, valid_report) = filter_pairs(tokenizer.encode_corpus(&valid_corpus)?, &filter);
-    bar.println(format!("train: {train_report}\nvalid: {valid_report}"));
+    say(&bar, format!("train: {train_report}\nvalid: {valid_report}"));
     log.write(&json!({
         "event": "data", "vocab_size": tokenizer.vocab_size(),
         "train_pairs": train_pairs.len(), "train_dropped": train_report.dropped(),
@@ -107,7 +112,7 @@ pub fn train(cfg: &RunConfig, device: &Device, show_progress: bool) -> Result<Tr
     let mut optimizer = AdamW::for_varmap(&varmap, params)?;
     let parameters: usize = varmap.all_vars().iter().map(|var| var.elem_count()).sum();
     log.write(&json!({ "event": "model", "parameters": parameters }))?;
-    bar.println(format!("model: {parameters} parameters"));
+    say(&bar, format!("model: {parameters} parameters"));
     let mut dropout_rng = DropoutRng::new(train_cfg.seed.wrapping_add(1));
 
     let mut step = 0;
@@ -168,12 +173,15 @@ pub fn train(cfg: &RunConfig, device: &Device, show_progress: bool) -> Result<Tr
                     "event": "valid", "step": step, "epoch": epoch, "loss": valid.loss, "nll": valid.nll,
                     "ppl": valid.ppl(), "wall_s": started.elapsed().as_secs_f64(),
                 }))?;
-                bar.println(format!(
-                    "step {step}: valid loss {:.3}, nll {:.3}, ppl {:.2}",
-                    valid.loss,
-                    valid.nll,
-                    valid.ppl()
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "step {step}: valid loss {:.3}, nll {:.3}, ppl {:.2}",
+                        valid.loss,
+                        valid.nll,
+                        valid.ppl()
+                    ),
+                );
                 let state = CheckpointState { step, valid_nll: Some(valid.nll) };
                 save_checkpoint(&out_dir, "last", state, &varmap, cfg, &tokenizer)?;
                 if valid.nll < best_valid_nll {

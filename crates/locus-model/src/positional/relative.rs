@@ -123,21 +123,9 @@ impl RelativePositions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, Shape, Var};
+    use crate::testing::{check_gradients, max_diff, random};
+    use candle_core::{DType, Device, Var};
     use candle_nn::VarMap;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    fn random(shape: impl Into<Shape>, seed: u64) -> Result<Tensor> {
-        let shape = shape.into();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let values: Vec<f64> = (0..shape.elem_count()).map(|_| rng.random_range(-1.0..1.0)).collect();
-        Tensor::from_vec(values, shape, &Device::Cpu)
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
-        (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
-    }
 
     /// f64 embeddings with values, and their variables (`keys`, `values`) for gradient checks.
     fn new_positions(max_distance: usize, head_dim: usize) -> Result<(RelativePositions, Var, Var)> {
@@ -246,33 +234,6 @@ mod tests {
         assert!(rel.values().is_none());
         let weights = Tensor::zeros((1, 2, 3, 3), DType::F32, &Device::Cpu)?;
         assert!(rel.value_term(&weights, 0, 0)?.is_none());
-        Ok(())
-    }
-
-    /// Checks backprop of `loss` against central differences (h = 1e-5) for every element of
-    /// every variable in `vars`.
-    fn check_gradients(vars: &[&Var], loss: impl Fn() -> Result<Tensor>) -> Result<()> {
-        const H: f64 = 1e-5;
-        let grads = loss()?.backward()?;
-        for var in vars {
-            let analytic = grads.get(var.as_tensor()).unwrap().flatten_all()?.to_vec1::<f64>()?;
-            let original = var.as_tensor().copy()?;
-            let base = original.flatten_all()?.to_vec1::<f64>()?;
-            for (k, &want) in analytic.iter().enumerate() {
-                let at = |delta: f64| -> Result<f64> {
-                    let mut xs = base.clone();
-                    xs[k] += delta;
-                    var.set(&Tensor::from_vec(xs, original.shape(), &Device::Cpu)?)?;
-                    loss()?.to_scalar::<f64>()
-                };
-                let numeric = (at(H)? - at(-H)?) / (2.0 * H);
-                assert!(
-                    (numeric - want).abs() <= 1e-6 * (1.0 + want.abs()),
-                    "element {k}: {numeric} vs {want}"
-                );
-            }
-            var.set(&original)?;
-        }
         Ok(())
     }
 

@@ -84,20 +84,8 @@ impl Rotary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Shape, Var};
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    fn random(shape: impl Into<Shape>, seed: u64) -> Result<Tensor> {
-        let shape = shape.into();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let values: Vec<f64> = (0..shape.elem_count()).map(|_| rng.random_range(-1.0..1.0)).collect();
-        Tensor::from_vec(values, shape, &Device::Cpu)
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
-        (a - b)?.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()
-    }
+    use crate::testing::{check_gradients, max_diff, random};
+    use candle_core::{DType, Var};
 
     /// Eq. 14-15 read literally: a 2×2 rotation of each pair by `m · 10000^(-2(i-1)/d)`,
     /// `i = 1..=d/2`, one element at a time.
@@ -215,23 +203,10 @@ mod tests {
     /// Central differences (h = 1e-5) of `sum(rotate(x) · w)` for a fixed random `w`.
     #[test]
     fn input_gradient_matches_finite_differences() -> Result<()> {
-        const H: f64 = 1e-5;
         let rotary = Rotary::new(DEFAULT_THETA, 6)?;
         let x = Var::from_tensor(&random((1, 2, 3, 6), 8)?)?;
         let w = random((1, 2, 3, 6), 9)?;
-        let loss = |x: &Tensor| (rotary.rotate(x, 5)? * &w)?.sum_all();
-        let analytic = loss(x.as_tensor())?.backward()?.get(x.as_tensor()).unwrap().flatten_all()?;
-        let analytic = analytic.to_vec1::<f64>()?;
-        let base = x.flatten_all()?.to_vec1::<f64>()?;
-        for (k, &want) in analytic.iter().enumerate() {
-            let at = |delta: f64| -> Result<f64> {
-                let mut xs = base.clone();
-                xs[k] += delta;
-                loss(&Tensor::from_vec(xs, x.shape(), &Device::Cpu)?)?.to_scalar::<f64>()
-            };
-            let numeric = (at(H)? - at(-H)?) / (2.0 * H);
-            assert!((numeric - want).abs() <= 1e-6 * (1.0 + want.abs()), "element {k}: {numeric} vs {want}");
-        }
+        check_gradients(&[&x], || (rotary.rotate(x.as_tensor(), 5)? * &w)?.sum_all())?;
         Ok(())
     }
 }

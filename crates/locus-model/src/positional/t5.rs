@@ -138,10 +138,9 @@ impl T5Bias {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{check_gradients, random};
     use candle_core::{DType, Device, Var};
     use candle_nn::VarMap;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
 
     const GOLDEN_RELATIVE: [i64; 14] = [-200, -128, -100, -20, -9, -8, -1, 0, 1, 7, 8, 20, 100, 200];
 
@@ -242,27 +241,10 @@ mod tests {
     /// Central differences (h = 1e-5) of `sum(bias · w)` for a fixed random `w`, against backprop.
     #[test]
     fn table_gradient_matches_finite_differences() -> Result<()> {
-        const H: f64 = 1e-5;
         let (t5, var) = new_bias(false, 2)?;
         let (q_len, k_len, q_offset) = (3, 40, 30);
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let w: Vec<f64> = (0..2 * q_len * k_len).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let w = Tensor::from_vec(w, (1, 2, q_len, k_len), &Device::Cpu)?;
-        let loss = || (t5.bias(q_len, k_len, q_offset, 0)? * &w)?.sum_all();
-        let analytic = loss()?.backward()?.get(var.as_tensor()).unwrap().flatten_all()?.to_vec1::<f64>()?;
-        let original = var.as_tensor().copy()?;
-        let base = original.flatten_all()?.to_vec1::<f64>()?;
-        for (k, &want) in analytic.iter().enumerate() {
-            let at = |delta: f64| -> Result<f64> {
-                let mut xs = base.clone();
-                xs[k] += delta;
-                var.set(&Tensor::from_vec(xs, original.shape(), &Device::Cpu)?)?;
-                loss()?.to_scalar::<f64>()
-            };
-            let numeric = (at(H)? - at(-H)?) / (2.0 * H);
-            assert!((numeric - want).abs() <= 1e-6 * (1.0 + want.abs()), "element {k}: {numeric} vs {want}");
-        }
-        var.set(&original)?;
+        let w = random((1, 2, q_len, k_len), 5)?;
+        check_gradients(&[&var], || (t5.bias(q_len, k_len, q_offset, 0)? * &w)?.sum_all())?;
         Ok(())
     }
 }
