@@ -27,14 +27,15 @@ done
 # field NAME FILE: the first number after "NAME": in a JSON line.
 field() { grep -o "\"$1\":[-0-9.e]*" "$2" | head -n 1 | cut -d: -f2; }
 {
-  echo "| encoding | parameters | train tokens/s | valid ppl | BLEU | chrF |"
+  echo "| encoding | parameters | train tokens/s (median) | best valid ppl | BLEU | chrF |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: |"
   for run in "$out"/*/; do
     kind=$(basename "$run")
     [ -f "$run/test.json" ] || continue
     params=$(grep '"event":"model"' "$run/metrics.jsonl" | tail -n 1 | grep -o '"parameters":[0-9]*' | cut -d: -f2)
+    # The median over log windows: robust to the odd window slowed by other work on the machine.
     rate=$(grep '"event":"train"' "$run/metrics.jsonl" | grep -o '"tokens_per_s":[0-9.]*' | cut -d: -f2 |
-      awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n }')
+      sort -g | awk '{ v[n++] = $1 } END { if (n) printf "%.0f", v[int(n / 2)] }')
     ppl=$(grep '"event":"valid"' "$run/metrics.jsonl" | grep -o '"ppl":[0-9.]*' | cut -d: -f2 | sort -g | head -n 1)
     printf '| %s | %s | %s | %.2f | %.2f | %.2f |\n' "$kind" "$params" "$rate" "$ppl" \
       "$(field bleu "$run/test.json")" "$(field chrf "$run/test.json")"
