@@ -10,7 +10,7 @@ pub enum ModelError {
     Config(String),
     /// An input is longer than a learned positional table can represent.
     #[error(
-        "sequence needs position {position}, but model.positional.max_len is {max_len} \
+        "sequence needs position {position}, but the learned position table holds max_len {max_len} \
          (learned positions cannot extrapolate; raise max_len and retrain, or use another kind)"
     )]
     PositionOutOfRange {

@@ -157,7 +157,7 @@ fn learned_positions_reject_long_inputs_with_a_clear_error() {
     let model = build(&cfg, 1);
     let (src, _) = batch();
     let err = model.encode(&src, None).unwrap_err().to_string();
-    assert!(err.contains("position 9") && err.contains("max_len is 4"), "{err}");
+    assert!(err.contains("position 9") && err.contains("holds max_len 4"), "{err}");
 }
 
 /// Whether the encoder's encoding depends only on relative positions.

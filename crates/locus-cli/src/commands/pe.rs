@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, Subcommand, ValueEnum};
+use locus_model::positional::absolute::AbsoluteTable;
 use locus_model::positional::relative::relative_indices;
 use locus_model::positional::t5::t5_bucket;
 use locus_model::positional::{alibi, AbsoluteEncoding, RelativePositions, Rotary};
@@ -263,9 +264,9 @@ fn panels(subject: &Subject, len: usize) -> Result<Vec<Heatmap>> {
 fn absolute_panels(absolute: &AbsoluteEncoding, len: usize, trained: bool) -> Result<Vec<Heatmap>> {
     let vectors = absolute.vectors(0, len, DType::F32, &Device::Cpu)?;
     let name = match absolute.source() {
-        locus_model::positional::absolute::AbsoluteTable::Sinusoidal(_) => "sinusoidal table",
-        locus_model::positional::absolute::AbsoluteTable::Learned(_) if trained => "learned table",
-        locus_model::positional::absolute::AbsoluteTable::Learned(_) => "learned table (untrained)",
+        AbsoluteTable::Sinusoidal(_) => "sinusoidal table",
+        AbsoluteTable::Learned(_) if trained => "learned table",
+        AbsoluteTable::Learned(_) => "learned table (untrained)",
     };
     Ok(vec![
         heatmap(name.into(), "dimension", "position", matrix(&vectors)?),

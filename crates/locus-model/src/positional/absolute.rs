@@ -241,6 +241,6 @@ mod tests {
         let xs = Tensor::zeros((1, 3, 8), DType::F32, &Device::Cpu).unwrap();
         assert!(pe.embed(&xs, 1).is_ok());
         let err = pe.embed(&xs, 2).unwrap_err().to_string();
-        assert!(err.contains("position 4") && err.contains("max_len is 4"), "{err}");
+        assert!(err.contains("position 4") && err.contains("holds max_len 4"), "{err}");
     }
 }
