@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains configs/pe-compare-de-en.toml once per positional encoding (same data, model, seed and
 # step budget), evaluates each best checkpoint on test_2016_flickr, and writes a Markdown table
-# to runs/pe-compare/results.md. Finished runs are skipped on a re-run. Pass kinds to run a
+# to runs/pe-compare/results.md. Finished runs are skipped on a re-run; interrupted ones continue. Pass kinds to run a
 # subset, e.g. `scripts/compare-positional.sh rope alibi`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ for kind in "${kinds[@]}"; do
   if [ ! -f "$run/test.json" ]; then
     settings=(--set "model.positional.kind=$kind" --set "train.out_dir=$run")
     [ "$kind" = learned ] && settings+=(--set model.positional.max_len=101)
+    [ -e "$run/last" ] && settings+=(--resume)  # an interrupted run continues
     "$locus" train --config configs/pe-compare-de-en.toml "${settings[@]}"
     "$locus" evaluate --checkpoint "$run/best" --json \
       --src data/multi30k/test_2016_flickr.de.gz --ref data/multi30k/test_2016_flickr.en.gz > "$run/test.json"

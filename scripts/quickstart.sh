@@ -12,7 +12,12 @@ run=runs/multi30k-de-en
 test_de=data/multi30k/test_2016_flickr.de.gz
 test_en=data/multi30k/test_2016_flickr.en.gz
 
-"$locus" train --config configs/multi30k-de-en.toml "$@"
+# A second run of this script continues (or, if finished, just reuses) the first one's training.
+resume=()
+if [[ -e "$run/last" ]]; then
+  resume=(--resume)
+fi
+"$locus" train --config configs/multi30k-de-en.toml "${resume[@]}" "$@"
 
 echo
 echo "== A few test sentences (source, then translation) =="

@@ -6,6 +6,7 @@
 mod commands;
 mod device;
 mod plot;
+mod run_history;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ enum Command {
     Evaluate(commands::evaluate::EvaluateArgs),
     /// Inspect positional encodings (`locus pe show`).
     Pe(commands::pe::PeArgs),
+    /// Draw a run's loss, BLEU and learning rate against steps (from its metrics.jsonl).
+    Plot(commands::plot::PlotArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Translate(args) => commands::translate::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Pe(args) => commands::pe::run(args),
+        Command::Plot(args) => commands::plot::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

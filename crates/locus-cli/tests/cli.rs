@@ -1,55 +1,9 @@
 //! End-to-end runs of the `locus` binary on tiny generated data in a temporary directory:
 //! train from `configs/tiny.toml`, translate, evaluate, and the errors users hit first.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn locus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_locus")).args(args).output().expect("running locus")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn tiny_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml")
-}
-
-/// Writes a small "translation" corpus: each target is the source's words in upper case.
-fn write_corpus(dir: &Path) {
-    let words = ["ein", "hund", "läuft", "über", "die", "wiese", "zwei", "kinder", "spielen", "ball"];
-    let mut src = String::new();
-    let mut tgt = String::new();
-    for i in 0..200 {
-        let sentence: Vec<&str> = (0..3 + i % 4).map(|j| words[(i * 7 + j * 3) % words.len()]).collect();
-        src += &(sentence.join(" ") + "\n");
-        tgt += &(sentence.join(" ").to_uppercase() + "\n");
-    }
-    for split in ["train", "valid"] {
-        std::fs::write(dir.join(format!("{split}.de")), &src).unwrap();
-        std::fs::write(dir.join(format!("{split}.en")), &tgt).unwrap();
-    }
-}
-
-fn data_overrides(dir: &Path) -> Vec<String> {
-    let p = |name: &str| dir.join(name).display().to_string();
-    vec![
-        format!("data.train_src={}", p("train.de")),
-        format!("data.train_tgt={}", p("train.en")),
-        format!("data.valid_src={}", p("valid.de")),
-        format!("data.valid_tgt={}", p("valid.en")),
-        format!("train.out_dir={}", p("run")),
-    ]
-}
-
-fn train_args<'a>(config: &'a str, overrides: &'a [String]) -> Vec<&'a str> {
-    let mut args = vec!["train", "--config", config, "--device", "cpu"];
-    for item in overrides {
-        args.extend(["--set", item.as_str()]);
-    }
-    args
-}
+use common::{data_overrides, locus, stderr, tiny_config, train_args, write_corpus};
 
 #[test]
 fn train_translate_evaluate_end_to_end() {
@@ -69,6 +23,11 @@ fn train_translate_evaluate_end_to_end() {
     let records: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(records.iter().any(|r| r["event"] == "train" && r["step"] == 20));
     assert!(records.iter().any(|r| r["event"] == "valid" && r["ppl"].as_f64().unwrap() > 1.0));
+
+    // A fresh run never overwrites an existing one.
+    let out = locus(&train_args(&config, &overrides));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already holds a run"), "{}", stderr(&out));
 
     // Translate a file with an empty line in the middle: three lines in, three lines out.
     let input = dir.path().join("input.de");

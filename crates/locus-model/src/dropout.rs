@@ -6,6 +6,7 @@
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// The random stream behind every dropout mask of a training run.
 #[derive(Debug, Clone)]
@@ -16,6 +17,35 @@ impl DropoutRng {
     pub fn new(seed: u64) -> Self {
         Self(ChaCha8Rng::seed_from_u64(seed))
     }
+
+    /// Where the stream stands, to be saved with a checkpoint.
+    pub fn state(&self) -> DropoutRngState {
+        DropoutRngState {
+            seed: self.0.get_seed(),
+            stream: self.0.get_stream(),
+            word_pos: self.0.get_word_pos(),
+        }
+    }
+
+    /// The stream at a saved position: it continues exactly where [`DropoutRng::state`] was
+    /// taken.
+    pub fn from_state(state: &DropoutRngState) -> Self {
+        let mut rng = ChaCha8Rng::from_seed(state.seed);
+        rng.set_stream(state.stream);
+        rng.set_word_pos(state.word_pos);
+        Self(rng)
+    }
+}
+
+/// A [`DropoutRng`]'s position: its ChaCha8 key, stream and word position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropoutRngState {
+    /// The 256-bit key.
+    pub seed: [u8; 32],
+    /// The stream number.
+    pub stream: u64,
+    /// The number of 32-bit words drawn so far.
+    pub word_pos: u128,
 }
 
 /// Zeroes each element with probability `p` and scales the rest by `1 / (1 - p)`.
@@ -61,6 +91,18 @@ mod tests {
         assert!(a.iter().all(|&x| x == 0.0 || (x - 4.0 / 3.0).abs() < 1e-6));
         let mean = a.iter().sum::<f32>() / a.len() as f32;
         assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
+    }
+
+    #[test]
+    fn a_restored_stream_continues_where_it_was_saved() {
+        let xs = Tensor::ones(1000, DType::F32, &Device::Cpu).unwrap();
+        let drop = Dropout::new(0.5);
+        let mut rng = DropoutRng::new(9);
+        drop.forward(&xs, Some(&mut rng)).unwrap();
+        let mut restored = DropoutRng::from_state(&rng.state());
+        let want = drop.forward(&xs, Some(&mut rng)).unwrap().to_vec1::<f32>().unwrap();
+        let got = drop.forward(&xs, Some(&mut restored)).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got, want);
     }
 
     #[test]

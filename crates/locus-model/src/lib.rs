@@ -28,7 +28,7 @@ mod testing;
 pub mod transformer;
 
 pub use config::{Activation, ModelConfig, NormPosition, StackConfig};
-pub use dropout::DropoutRng;
+pub use dropout::{DropoutRng, DropoutRngState};
 pub use error::{ModelError, Result};
 pub use greedy::{greedy_decode, GreedyOptions};
 pub use init::SeededVarMap;

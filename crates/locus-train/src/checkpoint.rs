@@ -1,40 +1,43 @@
-//! Checkpoint directories, written atomically.
+//! Checkpoint directories, written atomically, and which of them to keep.
 //!
-//! A checkpoint is a directory holding `model.safetensors`, the resolved `config.toml`, the
-//! `tokenizer.json` and `state.json` (the update number and validation loss). Named checkpoints
-//! (`last`, `best`) are symbolic links in the run directory to versioned directories under
-//! `checkpoints/`: a new version is written to a temporary directory, synced, renamed into
-//! place, and only then is the link replaced by an atomic rename. A crash at any moment leaves
-//! `last` and `best` pointing at complete checkpoints.
+//! A checkpoint is a directory `checkpoints/step-<update>` in the run directory holding
+//! `model.safetensors`, `optimizer.safetensors` (Adam's moments), the resolved `config.toml`,
+//! the `tokenizer.json` and `state.json` (a [`TrainerState`]: update, data position, dropout
+//! stream, best-so-far). It is written to a temporary directory, synced and renamed into place;
+//! only then are the links `last` (and `best`, when it improved) replaced by an atomic rename,
+//! and old checkpoints pruned to the newest `train.keep_last` plus those the links name. A
+//! crash or `kill -9` at any moment leaves `last` and `best` pointing at complete checkpoints.
+//! An existing directory is never overwritten: a run resumed from an earlier checkpoint that
+//! reaches the same update again writes `step-<update>-r1`.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use locus_data::SubwordTokenizer;
 use locus_model::Seq2Seq;
-use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::modeling::build_model;
+use crate::optim::Adam;
+use crate::state::TrainerState;
 
 const WEIGHTS: &str = "model.safetensors";
+const OPTIMIZER: &str = "optimizer.safetensors";
 const CONFIG: &str = "config.toml";
 const TOKENIZER: &str = "tokenizer.json";
 const STATE: &str = "state.json";
+/// The directory of a run that holds the checkpoint directories.
+pub const CHECKPOINTS: &str = "checkpoints";
+/// The link to the newest checkpoint.
+pub const LAST: &str = "last";
+/// The link to the checkpoint with the best validation score.
+pub const BEST: &str = "best";
 
-/// Progress recorded with a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointState {
-    /// Updates applied when the checkpoint was written.
-    pub step: usize,
-    /// Validation negative log-likelihood per token at that step, if measured.
-    pub valid_nll: Option<f64>,
-}
-
-/// A loaded checkpoint, ready to translate.
+/// A loaded checkpoint, ready to translate or to resume from.
 pub struct Checkpoint {
     /// The directory it was loaded from.
     pub dir: PathBuf,
@@ -46,8 +49,22 @@ pub struct Checkpoint {
     pub model: Seq2Seq,
     /// The model's variables.
     pub varmap: VarMap,
-    /// Progress when it was written.
-    pub state: CheckpointState,
+    /// The trainer's position when it was written.
+    pub state: TrainerState,
+}
+
+/// Everything one checkpoint holds.
+pub struct CheckpointContents<'a> {
+    /// The model's variables.
+    pub varmap: &'a VarMap,
+    /// The optimiser, whose moments are saved.
+    pub optimizer: &'a Adam,
+    /// The trainer's position.
+    pub state: &'a TrainerState,
+    /// The resolved run config.
+    pub config: &'a RunConfig,
+    /// The run's tokenizer.
+    pub tokenizer: &'a SubwordTokenizer,
 }
 
 fn checkpoint_error(path: &Path, message: impl Into<String>) -> TrainError {
@@ -61,49 +78,114 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| TrainError::io(path, e))
 }
 
-fn sync_file(path: &Path) -> Result<()> {
+fn sync_path(path: &Path) -> Result<()> {
     fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| TrainError::io(path, e))
 }
 
-/// Saves the named checkpoint (`last`, `best`) of a run in `run_dir`, atomically, and removes
-/// the versions it replaces. Returns the versioned directory.
+/// The name of a checkpoint directory: its update and, when that update was saved more than
+/// once (a resumed run), a revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CheckpointName {
+    /// The update it was written at.
+    pub step: usize,
+    /// 0 for `step-<update>`, k for `step-<update>-rk`.
+    pub revision: usize,
+}
+
+impl CheckpointName {
+    /// Parses `step-00001200` or `step-00001200-r1`; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix("step-")?;
+        let (digits, revision) = match rest.split_once("-r") {
+            Some((digits, revision)) => (digits, revision.parse().ok()?),
+            None => (rest, 0),
+        };
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self { step: digits.parse().ok()?, revision })
+    }
+
+    /// The directory name.
+    pub fn dir_name(&self) -> String {
+        match self.revision {
+            0 => format!("step-{:08}", self.step),
+            revision => format!("step-{:08}-r{revision}", self.step),
+        }
+    }
+}
+
+/// The checkpoints to delete so that only the newest `keep_last` of `saved` remain, plus any
+/// in `protected` (the targets of `last` and `best`). Pure, so that the policy is tested alone.
+pub fn checkpoints_to_remove(
+    saved: &[CheckpointName],
+    keep_last: usize,
+    protected: &[CheckpointName],
+) -> Vec<CheckpointName> {
+    let mut sorted = saved.to_vec();
+    sorted.sort();
+    let old = sorted.len().saturating_sub(keep_last);
+    sorted.into_iter().take(old).filter(|name| !protected.contains(name)).collect()
+}
+
+/// The checkpoint a link (`last`, `best`) of `run_dir` points to, if it exists.
+fn link_target(run_dir: &Path, link: &str) -> Option<CheckpointName> {
+    let target = fs::read_link(run_dir.join(link)).ok()?;
+    CheckpointName::parse(&target.file_name()?.to_string_lossy())
+}
+
+/// The checkpoint directories in `run_dir/checkpoints`.
+fn saved_checkpoints(versions: &Path) -> Result<Vec<CheckpointName>> {
+    let entries = fs::read_dir(versions).map_err(|e| TrainError::io(versions, e))?;
+    Ok(entries.flatten().filter_map(|e| CheckpointName::parse(&e.file_name().to_string_lossy())).collect())
+}
+
+/// Saves a checkpoint of `contents` in `run_dir`, points each of `links` at it, and prunes
+/// the checkpoints beyond the newest `keep_last` that no link names. Returns its directory.
 pub fn save_checkpoint(
     run_dir: &Path,
-    name: &str,
-    state: CheckpointState,
-    varmap: &VarMap,
-    config: &RunConfig,
-    tokenizer: &SubwordTokenizer,
+    contents: &CheckpointContents,
+    links: &[&str],
+    keep_last: usize,
 ) -> Result<PathBuf> {
-    let versions = run_dir.join("checkpoints");
+    let versions = run_dir.join(CHECKPOINTS);
     fs::create_dir_all(&versions).map_err(|e| TrainError::io(&versions, e))?;
-    let version = format!("{name}-{:08}", state.step);
-    let tmp = versions.join(format!(".tmp-{version}-{}", std::process::id()));
+    let existing = saved_checkpoints(&versions)?;
+    let step = contents.state.step;
+    let revision = existing.iter().filter(|n| n.step == step).map(|n| n.revision + 1).max().unwrap_or(0);
+    let name = CheckpointName { step, revision };
+    let tmp = versions.join(format!(".tmp-{}-{}", name.dir_name(), std::process::id()));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
     fs::create_dir(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    write_contents(&tmp, contents)?;
+    sync_path(&tmp)?;
 
-    let weights = tmp.join(WEIGHTS);
-    varmap.save(&weights)?;
-    sync_file(&weights)?;
-    write_synced(&tmp.join(CONFIG), config.to_toml()?.as_bytes())?;
-    tokenizer.save(&tmp.join(TOKENIZER))?;
-    sync_file(&tmp.join(TOKENIZER))?;
-    let state_json =
-        serde_json::to_string_pretty(&state).map_err(|e| checkpoint_error(&tmp, e.to_string()))?;
-    write_synced(&tmp.join(STATE), state_json.as_bytes())?;
-
-    let final_dir = versions.join(&version);
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
-    }
+    let final_dir = versions.join(name.dir_name());
     fs::rename(&tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
-    sync_file(&versions)?;
-
-    point_link(run_dir, name, &Path::new("checkpoints").join(&version))?;
-    remove_stale_versions(&versions, name, &version)?;
+    sync_path(&versions)?;
+    for link in links {
+        point_link(run_dir, link, &Path::new(CHECKPOINTS).join(name.dir_name()))?;
+    }
+    prune(run_dir, &versions, keep_last)?;
     Ok(final_dir)
+}
+
+/// Writes every file of a checkpoint into `dir`, each synced.
+fn write_contents(dir: &Path, contents: &CheckpointContents) -> Result<()> {
+    let weights = dir.join(WEIGHTS);
+    contents.varmap.save(&weights)?;
+    sync_path(&weights)?;
+    let optimizer = dir.join(OPTIMIZER);
+    candle_core::safetensors::save(&contents.optimizer.state_tensors(), &optimizer)?;
+    sync_path(&optimizer)?;
+    write_synced(&dir.join(CONFIG), contents.config.to_toml()?.as_bytes())?;
+    contents.tokenizer.save(&dir.join(TOKENIZER))?;
+    sync_path(&dir.join(TOKENIZER))?;
+    let state =
+        serde_json::to_string_pretty(contents.state).map_err(|e| checkpoint_error(dir, e.to_string()))?;
+    write_synced(&dir.join(STATE), state.as_bytes())
 }
 
 /// Atomically makes `run_dir/name` a link to `target` (relative to `run_dir`).
@@ -116,30 +198,34 @@ fn point_link(run_dir: &Path, name: &str, target: &Path) -> Result<()> {
     #[cfg(windows)]
     std::os::windows::fs::symlink_dir(target, &tmp_link).map_err(|e| TrainError::io(&tmp_link, e))?;
     fs::rename(&tmp_link, &link).map_err(|e| TrainError::io(&link, e))?;
-    sync_file(run_dir)
+    sync_path(run_dir)
 }
 
-/// Removes older versions of `name` and temporary directories left by interrupted saves.
-fn remove_stale_versions(versions: &Path, name: &str, keep: &str) -> Result<()> {
+/// Removes the checkpoints [`checkpoints_to_remove`] names, and temporary directories left by
+/// interrupted saves.
+fn prune(run_dir: &Path, versions: &Path, keep_last: usize) -> Result<()> {
+    let protected: Vec<CheckpointName> =
+        [LAST, BEST].iter().filter_map(|l| link_target(run_dir, l)).collect();
+    let saved = saved_checkpoints(versions)?;
+    for name in checkpoints_to_remove(&saved, keep_last, &protected) {
+        let dir = versions.join(name.dir_name());
+        fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    }
     let entries = fs::read_dir(versions).map_err(|e| TrainError::io(versions, e))?;
     for entry in entries.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let is_version = file_name.strip_prefix(name).is_some_and(|rest| {
-            rest.strip_prefix('-').is_some_and(|digits| digits.chars().all(|c| c.is_ascii_digit()))
-        });
-        let is_stale_tmp = file_name.starts_with(&format!(".tmp-{name}-"));
-        if (is_version && file_name != keep) || is_stale_tmp {
+        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
             fs::remove_dir_all(entry.path()).map_err(|e| TrainError::io(entry.path(), e))?;
         }
     }
     Ok(())
 }
 
-/// Loads the checkpoint in `dir` (a versioned directory or a `last`/`best` link) onto `device`.
+/// Loads the checkpoint in `dir` (a `checkpoints/step-*` directory or a `last`/`best` link)
+/// onto `device`.
 ///
 /// # Errors
-/// A missing directory or file, a config or tokenizer that does not parse, or weights that do
-/// not match the config's architecture, each naming the checkpoint.
+/// A missing directory or file, a config, tokenizer or state that does not parse, or weights
+/// that do not match the config's architecture, each naming the checkpoint.
 pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
     if !dir.is_dir() {
         return Err(checkpoint_error(
@@ -158,11 +244,72 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let tokenizer = SubwordTokenizer::load(&dir.join(TOKENIZER))?;
     let state_path = dir.join(STATE);
     let state_text = fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
-    let state: CheckpointState =
+    let state: TrainerState =
         serde_json::from_str(&state_text).map_err(|e| checkpoint_error(&state_path, e.to_string()))?;
     let (model, mut varmap) = build_model(&config.model, tokenizer.vocab_size(), 0, device)?;
     varmap
         .load(dir.join(WEIGHTS))
         .map_err(|e| checkpoint_error(dir, format!("weights do not match its config.toml: {e}")))?;
     Ok(Checkpoint { dir: dir.to_path_buf(), config, tokenizer, model, varmap, state })
+}
+
+/// Loads the optimizer moments of the checkpoint in `dir` onto `device`.
+pub fn load_optimizer_state(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let path = dir.join(OPTIMIZER);
+    if !path.is_file() {
+        return Err(checkpoint_error(dir, format!("cannot be resumed from: {OPTIMIZER} is missing")));
+    }
+    candle_core::safetensors::load(&path, device).map_err(|e| checkpoint_error(&path, e.to_string()))
+}
+
+/// The checkpoint `--resume PATH` means: `PATH` itself if it is a checkpoint, else its `last`
+/// link (a run directory).
+///
+/// # Errors
+/// `PATH` is neither a checkpoint nor a run directory with a `last` checkpoint.
+pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
+    if path.join(STATE).is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let last = path.join(LAST);
+    if last.join(STATE).is_file() {
+        return Ok(last);
+    }
+    Err(checkpoint_error(
+        path,
+        "nothing to resume: neither a checkpoint (no state.json) nor a run directory with a `last` checkpoint",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(steps: &[(usize, usize)]) -> Vec<CheckpointName> {
+        steps.iter().map(|&(step, revision)| CheckpointName { step, revision }).collect()
+    }
+
+    #[test]
+    fn names_round_trip_and_reject_other_entries() {
+        for name in names(&[(1200, 0), (7, 3)]) {
+            assert_eq!(CheckpointName::parse(&name.dir_name()), Some(name));
+        }
+        assert_eq!(CheckpointName::parse("step-00001200").unwrap().step, 1200);
+        for other in [".tmp-step-00000010-42", "step-", "step-12a", "last", "step-00000010-rx"] {
+            assert_eq!(CheckpointName::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_and_the_linked() {
+        let saved = names(&[(100, 0), (200, 0), (300, 0), (400, 0), (500, 0)]);
+        // keep_last 2, best at 200: 100 and 300 go.
+        let remove = checkpoints_to_remove(&saved, 2, &names(&[(500, 0), (200, 0)]));
+        assert_eq!(remove, names(&[(100, 0), (300, 0)]));
+        // keep_last larger than what exists: nothing goes.
+        assert!(checkpoints_to_remove(&saved, 10, &[]).is_empty());
+        // A revision of the same update is newer than the original.
+        let saved = names(&[(300, 1), (300, 0), (200, 0)]);
+        assert_eq!(checkpoints_to_remove(&saved, 1, &[]), names(&[(200, 0), (300, 0)]));
+    }
 }

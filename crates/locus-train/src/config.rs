@@ -8,33 +8,52 @@ use locus_data::DataConfig;
 use locus_model::{ModelConfig, PositionalConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::early_stopping::BestMetric;
 use crate::error::{Result, TrainError};
+use crate::optim::OptimizerKind;
+use crate::schedule::ScheduleKind;
 
-/// The `[train]` section: optimisation, logging and output.
+/// The `[train]` section: optimisation, validation, checkpoints and output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Directory for `config.toml`, `tokenizer.json`, `metrics.jsonl` and the checkpoints
-    /// `last` and `best`.
+    /// Directory for `config.toml`, `tokenizer.json`, `metrics.jsonl`, the checkpoints under
+    /// `checkpoints/` and the links `last` and `best`.
     pub out_dir: PathBuf,
     /// Seed of weight initialisation, dropout and batch order.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Number of optimizer updates to run.
-    pub max_steps: usize,
-    /// Peak learning rate.
+    /// Stop after this many optimizer updates (or `max_epochs`, whichever comes first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
+    /// Stop after this many passes over the training data (or `max_steps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_epochs: Option<usize>,
+    /// Batches of `data.max_tokens` whose gradients are summed into one update.
+    #[serde(default = "default_one")]
+    pub update_freq: usize,
+    /// `adamw` (decoupled weight decay) or `adam` (L2 weight decay).
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate (for the `noam` schedule, its scale factor).
     #[serde(default = "default_lr")]
     pub lr: f64,
-    /// Updates of linear warmup before the inverse-square-root decay.
+    /// `inverse_sqrt`, `noam`, `cosine`, `linear` or `constant`, each after `warmup_steps`.
+    #[serde(default)]
+    pub schedule: ScheduleKind,
+    /// Updates of linear warmup from 0 to `lr`.
     #[serde(default = "default_warmup")]
     pub warmup_steps: usize,
+    /// The learning rate `cosine` and `linear` reach at the last update.
+    #[serde(default)]
+    pub min_lr: f64,
     /// Adam's `(beta1, beta2)`.
     #[serde(default = "default_betas")]
     pub adam_betas: [f64; 2],
     /// Adam's epsilon.
     #[serde(default = "default_adam_eps")]
     pub adam_eps: f64,
-    /// Decoupled weight decay.
+    /// Weight decay (decoupled for `adamw`, an L2 term for `adam`).
     #[serde(default)]
     pub weight_decay: f64,
     /// Clip gradients to this global L2 norm (0 disables clipping).
@@ -46,12 +65,30 @@ pub struct TrainConfig {
     /// Updates between two training log lines in `metrics.jsonl`.
     #[serde(default = "default_log_interval")]
     pub log_interval: usize,
-    /// Updates between two validations (each saves `last`, and `best` when it improves).
-    #[serde(default = "default_valid_interval")]
+    /// Updates between two validations.
+    #[serde(default = "default_interval")]
     pub valid_interval: usize,
+    /// Translate the validation set greedily at each validation and score BLEU and chrF.
+    #[serde(default = "default_true")]
+    pub valid_bleu: bool,
+    /// The validation score that chooses `best`: `nll`, `loss`, `bleu` or `chrf`.
+    #[serde(default)]
+    pub best_metric: BestMetric,
+    /// Stop after this many validations in a row without a new best (unset: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// Updates between two checkpoints (a new best and the end of training are saved too).
+    #[serde(default = "default_interval")]
+    pub save_interval: usize,
+    /// Checkpoints kept besides those `last` and `best` point to.
+    #[serde(default = "default_keep_last")]
+    pub keep_last: usize,
 }
 
 fn default_seed() -> u64 {
+    1
+}
+fn default_one() -> usize {
     1
 }
 fn default_lr() -> f64 {
@@ -75,19 +112,75 @@ fn default_label_smoothing() -> f64 {
 fn default_log_interval() -> usize {
     50
 }
-fn default_valid_interval() -> usize {
+fn default_interval() -> usize {
     500
+}
+fn default_true() -> bool {
+    true
+}
+fn default_keep_last() -> usize {
+    5
 }
 
 impl TrainConfig {
+    /// A config with every default, writing to `out_dir` and stopping after `max_steps`.
+    pub fn new(out_dir: PathBuf, max_steps: usize) -> Self {
+        Self {
+            out_dir,
+            seed: default_seed(),
+            max_steps: Some(max_steps),
+            max_epochs: None,
+            update_freq: 1,
+            optimizer: OptimizerKind::default(),
+            lr: default_lr(),
+            schedule: ScheduleKind::default(),
+            warmup_steps: default_warmup(),
+            min_lr: 0.0,
+            adam_betas: default_betas(),
+            adam_eps: default_adam_eps(),
+            weight_decay: 0.0,
+            clip_norm: default_clip(),
+            label_smoothing: default_label_smoothing(),
+            log_interval: default_log_interval(),
+            valid_interval: default_interval(),
+            valid_bleu: true,
+            best_metric: BestMetric::default(),
+            patience: None,
+            save_interval: default_interval(),
+            keep_last: default_keep_last(),
+        }
+    }
+
     /// Checks every rule, naming the field, the value and the rule.
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(TrainError::Config(msg));
-        if self.max_steps == 0 {
-            return fail("train.max_steps (0) must be at least 1".into());
+        if self.max_steps.is_none() && self.max_epochs.is_none() {
+            return fail(
+                "train.max_steps or train.max_epochs must be set (training stops at the first)".into(),
+            );
+        }
+        for (field, value) in [
+            ("max_steps", self.max_steps),
+            ("max_epochs", self.max_epochs),
+            ("patience", self.patience),
+            ("update_freq", Some(self.update_freq)),
+            ("log_interval", Some(self.log_interval)),
+            ("valid_interval", Some(self.valid_interval)),
+            ("save_interval", Some(self.save_interval)),
+            ("keep_last", Some(self.keep_last)),
+        ] {
+            if value == Some(0) {
+                return fail(format!("train.{field} (0) must be at least 1"));
+            }
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return fail(format!("train.lr ({}) must be positive", self.lr));
+        }
+        if !(0.0..=self.lr).contains(&self.min_lr) {
+            return fail(format!("train.min_lr ({}) must be in [0, train.lr ({})]", self.min_lr, self.lr));
+        }
+        if self.schedule == ScheduleKind::Noam && self.warmup_steps == 0 {
+            return fail("train.warmup_steps (0) must be at least 1 with train.schedule = \"noam\"".into());
         }
         for (i, beta) in self.adam_betas.iter().enumerate() {
             if !(0.0..1.0).contains(beta) {
@@ -103,10 +196,10 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return fail(format!("train.label_smoothing ({}) must be in [0, 1)", self.label_smoothing));
         }
-        if self.log_interval == 0 || self.valid_interval == 0 {
+        if self.best_metric.higher_is_better() && !self.valid_bleu {
             return fail(format!(
-                "train.log_interval ({}) and train.valid_interval ({}) must be at least 1",
-                self.log_interval, self.valid_interval
+                "train.best_metric (\"{}\") needs train.valid_bleu = true (it is measured on translations)",
+                self.best_metric.name()
             ));
         }
         Ok(())
@@ -246,7 +339,7 @@ max_steps = 10
         ]
         .map(String::from);
         let cfg = RunConfig::load(&path, &overrides).unwrap();
-        assert_eq!(cfg.train.max_steps, 25);
+        assert_eq!(cfg.train.max_steps, Some(25));
         assert_eq!(cfg.model.norm, locus_model::NormPosition::Pre);
         assert!(matches!(cfg.model.positional, PositionalConfig::Learned { max_len: 200, .. }));
     }
@@ -284,6 +377,31 @@ max_steps = 10
             "{err}"
         );
         assert!(RunConfig::from_toml(&text.replace("max_len = 100", "max_len = 129")).is_ok());
+    }
+
+    #[test]
+    fn a_run_needs_a_stopping_rule() {
+        let err = RunConfig::from_toml(&MINIMAL.replace("max_steps = 10", "")).unwrap_err().to_string();
+        assert!(err.contains("train.max_steps or train.max_epochs must be set"), "{err}");
+        assert!(RunConfig::from_toml(&MINIMAL.replace("max_steps = 10", "max_epochs = 3")).is_ok());
+    }
+
+    #[test]
+    fn choices_are_checked_by_name() {
+        let err =
+            RunConfig::from_toml(&MINIMAL.replace("max_steps = 10", "max_steps = 10\nschedule = \"cosin\""))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("unknown variant `cosin`"), "{err}");
+        assert!(err.contains("`inverse_sqrt`, `noam`, `cosine`, `linear`, `constant`"), "{err}");
+        let text =
+            MINIMAL.replace("max_steps = 10", "max_steps = 10\nbest_metric = \"bleu\"\nvalid_bleu = false");
+        let err = RunConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("train.best_metric (\"bleu\") needs train.valid_bleu = true"), "{err}");
+        let err = RunConfig::from_toml(&MINIMAL.replace("max_steps = 10", "max_steps = 10\nupdate_freq = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.update_freq (0) must be at least 1"), "{err}");
     }
 
     #[test]

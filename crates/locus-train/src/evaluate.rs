@@ -8,6 +8,7 @@ use crate::batch::collate;
 use crate::error::Result;
 use crate::loss::label_smoothed_cross_entropy;
 use crate::metrics::{corpus_bleu, corpus_chrf, BleuScore, ChrfScore};
+use crate::state::ValidScores;
 use crate::translate::Translator;
 
 /// Per-token losses of a corpus under teacher forcing.
@@ -89,4 +90,35 @@ pub fn evaluate(
         .collect::<Result<_>>()?;
     let loss = corpus_loss(model, &pairs, max_tokens, 0.0)?;
     Ok(Evaluation { bleu, chrf, loss, sentences: sources.len(), hypotheses })
+}
+
+/// The validation set of a run: its token ids for the loss, and its raw text for BLEU.
+pub struct ValidationSet<'a> {
+    /// Tokenized pairs (after the length filter), scored under teacher forcing.
+    pub pairs: &'a [TokenizedPair],
+    /// Every source line, translated greedily.
+    pub sources: &'a [String],
+    /// Every reference line, for BLEU and chrF.
+    pub references: &'a [String],
+}
+
+/// Scores `model` on `set`: teacher-forced losses, and BLEU and chrF of greedy translations
+/// when `with_bleu`.
+pub fn validate(
+    model: &Seq2Seq,
+    tokenizer: &SubwordTokenizer,
+    set: &ValidationSet,
+    max_tokens: usize,
+    label_smoothing: f64,
+    with_bleu: bool,
+) -> Result<ValidScores> {
+    let loss = corpus_loss(model, set.pairs, max_tokens, label_smoothing)?;
+    let (mut bleu, mut chrf) = (None, None);
+    if with_bleu {
+        let hypotheses = Translator::new(model, tokenizer).translate(set.sources)?;
+        let references = [set.references.to_vec()];
+        bleu = Some(corpus_bleu(&hypotheses, &references)?.score);
+        chrf = Some(corpus_chrf(&hypotheses, &references)?.score);
+    }
+    Ok(ValidScores { loss: loss.loss, nll: loss.nll, bleu, chrf })
 }

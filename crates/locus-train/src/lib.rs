@@ -2,11 +2,14 @@
 //!
 //! - [`config`]: the run config (`[data]`, `[model]`, `[train]`), loaded, overridden and
 //!   validated in one step;
-//! - [`loss`], [`optim`], [`schedule`]: label-smoothed cross-entropy, AdamW and the
-//!   learning-rate schedule, each a small, separately tested piece;
+//! - [`loss`], [`optim`], [`schedule`], [`early_stopping`]: label-smoothed cross-entropy,
+//!   Adam/AdamW, the learning-rate schedules and the best-checkpoint and patience decisions,
+//!   each a small, separately tested piece;
 //! - [`batch`]: token ids to padded tensors;
-//! - [`trainer`]: the training loop, readable top to bottom;
-//! - [`checkpoint`]: atomic checkpoint directories;
+//! - [`step`] and [`trainer`]: one update (with gradient accumulation), and the training loop,
+//!   readable top to bottom;
+//! - [`checkpoint`] and [`state`]: atomic checkpoint directories holding everything an exact
+//!   resume needs;
 //! - [`translate`] and [`evaluate`]: batched greedy translation and sacreBLEU-exact scores
 //!   ([`metrics`]).
 #![warn(missing_docs)]
@@ -14,6 +17,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod early_stopping;
 pub mod error;
 pub mod evaluate;
 pub mod log;
@@ -22,13 +26,14 @@ pub mod metrics;
 pub mod modeling;
 pub mod optim;
 pub mod schedule;
+pub mod state;
 pub mod step;
 pub mod trainer;
 pub mod translate;
 
-pub use checkpoint::{load_checkpoint, Checkpoint};
+pub use checkpoint::{load_checkpoint, resolve_resume, Checkpoint};
 pub use config::{RunConfig, TrainConfig};
 pub use error::{Result, TrainError};
 pub use evaluate::{evaluate, Evaluation};
-pub use trainer::{train, TrainSummary};
+pub use trainer::{train, StopReason, TrainOptions, TrainSummary};
 pub use translate::Translator;

@@ -1,25 +1,48 @@
-//! AdamW (Loshchilov and Hutter 2019, <https://arxiv.org/abs/1711.05101>) with its state in
-//! the open, so that it can be checkpointed (candle's `AdamW` keeps its moments private).
+//! Adam (Kingma and Ba 2015, <https://arxiv.org/abs/1412.6980>) and AdamW (Loshchilov and
+//! Hutter 2019, <https://arxiv.org/abs/1711.05101>) with their state in the open, so that a
+//! checkpoint can hold the moments and a resumed run continue exactly (candle's `AdamW` keeps
+//! its moments private). Gradients are summed into [`Gradients`] first, which is how
+//! gradient accumulation (`train.update_freq`) works.
+
+use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
 
-/// Hyper-parameters of [`AdamW`].
+/// How weight decay is applied (`train.optimizer`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// Decoupled weight decay: `w -= lr * wd * w`, apart from the adaptive update.
+    #[default]
+    Adamw,
+    /// Plain Adam: weight decay is an L2 penalty added to the gradient (`g += wd * w`), as
+    /// in `torch.optim.Adam`.
+    Adam,
+}
+
+/// Hyper-parameters of [`Adam`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamParams {
+    /// Decoupled (AdamW) or L2 (Adam) weight decay.
+    pub kind: OptimizerKind,
     /// Decay of the first moment.
     pub beta1: f64,
     /// Decay of the second moment.
     pub beta2: f64,
     /// Added to the root of the second moment.
     pub eps: f64,
-    /// Decoupled weight decay (0 gives plain Adam).
+    /// Weight decay (0: none, and both kinds are the same).
     pub weight_decay: f64,
 }
 
-/// AdamW over a fixed, named set of variables.
-pub struct AdamW {
+/// Gradients summed over the micro-batches of one update, one slot per optimised variable.
+pub struct Gradients(Vec<Option<Tensor>>);
+
+/// Adam or AdamW over a fixed, named set of variables.
+pub struct Adam {
     vars: Vec<(String, Var)>,
     first_moments: Vec<Tensor>,
     second_moments: Vec<Tensor>,
@@ -27,7 +50,7 @@ pub struct AdamW {
     params: AdamParams,
 }
 
-impl AdamW {
+impl Adam {
     /// An optimiser for `vars` with zero moments.
     pub fn new(vars: Vec<(String, Var)>, params: AdamParams) -> candle_core::Result<Self> {
         let zeros = |v: &Var| v.as_tensor().zeros_like();
@@ -55,36 +78,99 @@ impl AdamW {
         self.step
     }
 
-    /// The global L2 norm of the gradients of this optimiser's variables.
-    pub fn grad_norm(&self, grads: &GradStore) -> candle_core::Result<f64> {
-        let mut total = 0f64;
-        for (_, var) in &self.vars {
-            if let Some(grad) = grads.get(var.as_tensor()) {
-                total += grad.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    /// Empty gradients for this optimiser's variables.
+    pub fn zero_gradients(&self) -> Gradients {
+        Gradients(vec![None; self.vars.len()])
+    }
+
+    /// Adds the gradients in `store` (one backward pass) to `sum`.
+    pub fn accumulate(&self, sum: &mut Gradients, store: &GradStore) -> candle_core::Result<()> {
+        for ((_, var), slot) in self.vars.iter().zip(sum.0.iter_mut()) {
+            if let Some(grad) = store.get(var.as_tensor()) {
+                *slot = Some(match slot.take() {
+                    Some(total) => (total + grad)?,
+                    None => grad.clone(),
+                });
             }
+        }
+        Ok(())
+    }
+
+    /// The gradient of variable `name` in `grads`, if it has one.
+    pub fn gradient<'g>(&self, grads: &'g Gradients, name: &str) -> Option<&'g Tensor> {
+        let index = self.vars.iter().position(|(n, _)| n == name)?;
+        grads.0[index].as_ref()
+    }
+
+    /// The global L2 norm of `grads`.
+    pub fn grad_norm(&self, grads: &Gradients) -> candle_core::Result<f64> {
+        let mut total = 0f64;
+        for grad in grads.0.iter().flatten() {
+            total += grad.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         }
         Ok(total.sqrt())
     }
 
-    /// Applies one update with learning rate `lr` to gradients multiplied by `grad_scale`
-    /// (the factor of clipping by global norm; 1 for none). Variables without a gradient keep
-    /// their value and moments.
-    pub fn step(&mut self, grads: &GradStore, lr: f64, grad_scale: f64) -> candle_core::Result<()> {
+    /// Applies one update with learning rate `lr` to `grads` multiplied by `grad_scale` (the
+    /// normalisation by target tokens times the clipping factor; 1 for neither). Variables
+    /// without a gradient keep their value and moments.
+    pub fn step(&mut self, grads: &Gradients, lr: f64, grad_scale: f64) -> candle_core::Result<()> {
         self.step += 1;
-        let AdamParams { beta1, beta2, eps, weight_decay } = self.params;
+        let AdamParams { kind, beta1, beta2, eps, weight_decay } = self.params;
         let bias1 = 1.0 - beta1.powi(self.step as i32);
         let bias2 = 1.0 - beta2.powi(self.step as i32);
         for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(grad) = grads.get(var.as_tensor()) else { continue };
-            let grad = (grad * grad_scale)?;
+            let Some(grad) = &grads.0[i] else { continue };
+            let mut grad = (grad * grad_scale)?;
+            let mut weights = var.as_tensor().clone();
+            if weight_decay > 0.0 {
+                match kind {
+                    OptimizerKind::Adam => grad = (grad + (&weights * weight_decay)?)?,
+                    OptimizerKind::Adamw => weights = (weights * (1.0 - lr * weight_decay))?,
+                }
+            }
             let m = ((&self.first_moments[i] * beta1)? + (&grad * (1.0 - beta1))?)?;
             let v = ((&self.second_moments[i] * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?;
             let update = ((&m / bias1)? / ((&v / bias2)?.sqrt()? + eps)?)?;
-            let decayed = (var.as_tensor() * (1.0 - lr * weight_decay))?;
-            var.set(&(decayed - (update * lr)?)?)?;
+            var.set(&(weights - (update * lr)?)?)?;
             self.first_moments[i] = m;
             self.second_moments[i] = v;
         }
+        Ok(())
+    }
+
+    /// The moments as named tensors (`m.<variable>`, `v.<variable>`), for a checkpoint.
+    pub fn state_tensors(&self) -> HashMap<String, Tensor> {
+        let mut tensors = HashMap::new();
+        for (i, (name, _)) in self.vars.iter().enumerate() {
+            tensors.insert(format!("m.{name}"), self.first_moments[i].clone());
+            tensors.insert(format!("v.{name}"), self.second_moments[i].clone());
+        }
+        tensors
+    }
+
+    /// Restores the moments written by [`Adam::state_tensors`] and the update count.
+    ///
+    /// # Errors
+    /// A moment that is missing or whose shape differs from its variable's, named.
+    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, step: usize) -> candle_core::Result<()> {
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            for (prefix, slot) in [("m", &mut self.first_moments[i]), ("v", &mut self.second_moments[i])] {
+                let key = format!("{prefix}.{name}");
+                let tensor = tensors
+                    .get(&key)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state has no {key}")))?;
+                if tensor.shape() != var.shape() {
+                    return Err(candle_core::Error::Msg(format!(
+                        "optimizer state {key} has shape {:?}, the variable {:?}",
+                        tensor.shape(),
+                        var.shape()
+                    )));
+                }
+                *slot = tensor.to_device(var.device())?.to_dtype(var.dtype())?;
+            }
+        }
+        self.step = step;
         Ok(())
     }
 }
@@ -94,16 +180,25 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    fn params(kind: OptimizerKind, weight_decay: f64) -> AdamParams {
+        AdamParams { kind, beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay }
+    }
+
+    /// One backward pass of `loss(w)` summed into fresh gradients.
+    fn gradients(opt: &Adam, loss: Tensor) -> Gradients {
+        let mut grads = opt.zero_gradients();
+        opt.accumulate(&mut grads, &loss.backward().unwrap()).unwrap();
+        grads
+    }
+
     /// The first Adam step moves every weight by `lr` against the sign of its gradient:
     /// m̂ = g, v̂ = g², so the update is g / (|g| + eps) ≈ sign(g).
     #[test]
     fn first_step_moves_by_lr_against_the_gradient_sign() {
         let w = Var::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap();
-        let params = AdamParams { beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay: 0.0 };
-        let mut opt = AdamW::new(vec![("w".into(), w.clone())], params).unwrap();
+        let mut opt = Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adamw, 0.0)).unwrap();
         // loss = sum(w²) / 2 → grad = w.
-        let loss = (w.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
-        let grads = loss.backward().unwrap();
+        let grads = gradients(&opt, (w.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap());
         assert!((opt.grad_norm(&grads).unwrap() - 14f64.sqrt()).abs() < 1e-6);
         opt.step(&grads, 0.1, 1.0).unwrap();
         let got = w.as_tensor().to_vec1::<f32>().unwrap();
@@ -113,15 +208,61 @@ mod tests {
         assert_eq!(opt.step_count(), 1);
     }
 
-    /// Decoupled decay shrinks weights by lr * wd even where Adam's update is fixed.
+    /// AdamW: decay shrinks weights by lr * wd even where Adam's update is fixed.
     #[test]
-    fn weight_decay_is_decoupled() {
+    fn adamw_decay_is_decoupled() {
         let w = Var::new(&[2.0f32], &Device::Cpu).unwrap();
-        let params = AdamParams { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.5 };
-        let mut opt = AdamW::new(vec![("w".into(), w.clone())], params).unwrap();
-        let grads = (w.as_tensor() * 3.0).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut opt = Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adamw, 0.5)).unwrap();
+        let grads = gradients(&opt, (w.as_tensor() * 3.0).unwrap().sum_all().unwrap());
         opt.step(&grads, 0.1, 1.0).unwrap();
         // 2 * (1 - 0.1 * 0.5) - 0.1 * sign(3) = 1.9 - 0.1 = 1.8
         assert!((w.as_tensor().to_vec1::<f32>().unwrap()[0] - 1.8).abs() < 1e-6);
+    }
+
+    /// Adam: decay enters the gradient, so it can flip the update's sign:
+    /// g = 0.5 + wd * w = 0.5 - 2 * 1 = -1.5 < 0, so w moves up by lr.
+    #[test]
+    fn adam_decay_is_an_l2_gradient() {
+        let w = Var::new(&[-1.0f32], &Device::Cpu).unwrap();
+        let mut opt = Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adam, 2.0)).unwrap();
+        let grads = gradients(&opt, (w.as_tensor() * 0.5).unwrap().sum_all().unwrap());
+        opt.step(&grads, 0.1, 1.0).unwrap();
+        assert!((w.as_tensor().to_vec1::<f32>().unwrap()[0] - -0.9).abs() < 1e-6);
+    }
+
+    /// Two backward passes sum: d(3w)/dw + d(w²)/dw at w = 2 is 3 + 4.
+    #[test]
+    fn gradients_accumulate() {
+        let w = Var::new(&[2.0f32], &Device::Cpu).unwrap();
+        let opt = Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adamw, 0.0)).unwrap();
+        let mut grads = opt.zero_gradients();
+        for loss in [(w.as_tensor() * 3.0).unwrap(), w.as_tensor().sqr().unwrap()] {
+            opt.accumulate(&mut grads, &loss.sum_all().unwrap().backward().unwrap()).unwrap();
+        }
+        assert_eq!(opt.gradient(&grads, "w").unwrap().to_vec1::<f32>().unwrap(), [7.0]);
+    }
+
+    /// Restored moments continue exactly as if the optimiser had never been rebuilt.
+    #[test]
+    fn state_round_trips() {
+        let run = |restore: bool| {
+            let w = Var::new(&[1.0f32, -0.5], &Device::Cpu).unwrap();
+            let mut opt =
+                Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adamw, 0.1)).unwrap();
+            let loss = || w.as_tensor().powf(3.0).unwrap().sum_all().unwrap();
+            for _ in 0..3 {
+                opt.step(&gradients(&opt, loss()), 0.01, 1.0).unwrap();
+            }
+            if restore {
+                let state = opt.state_tensors();
+                let mut fresh =
+                    Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adamw, 0.1)).unwrap();
+                fresh.load_state(&state, opt.step_count()).unwrap();
+                opt = fresh;
+            }
+            opt.step(&gradients(&opt, loss()), 0.01, 1.0).unwrap();
+            w.as_tensor().to_vec1::<f32>().unwrap()
+        };
+        assert_eq!(run(true), run(false));
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::Device;
 use locus_data::DataConfig;
 use locus_model::ModelConfig;
-use locus_train::{load_checkpoint, train, RunConfig, TrainConfig, Translator};
+use locus_train::{load_checkpoint, train, RunConfig, TrainConfig, TrainOptions, Translator};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -49,21 +49,18 @@ fn tiny_model_learns_to_copy() {
         data,
         model: ModelConfig { d_model: 64, n_heads: 4, d_ff: 128, ..ModelConfig::tiny() },
         train: TrainConfig {
-            out_dir: dir.path().join("run"),
             seed: 7,
-            max_steps: 300,
             lr: 3e-3,
             warmup_steps: 50,
-            adam_betas: [0.9, 0.98],
-            adam_eps: 1e-8,
-            weight_decay: 0.0,
-            clip_norm: 1.0,
             label_smoothing: 0.0,
             log_interval: 50,
             valid_interval: 150,
+            save_interval: 150,
+            ..TrainConfig::new(dir.path().join("run"), 300)
         },
     };
-    let summary = train(&config, &Device::Cpu, false).unwrap();
+    let options = TrainOptions { show_progress: false, resume: None, should_stop: &|_| false };
+    let summary = train(&config, &Device::Cpu, options).unwrap();
     assert_eq!(summary.steps, 300);
 
     let checkpoint = load_checkpoint(&dir.path().join("run/best"), &Device::Cpu).unwrap();

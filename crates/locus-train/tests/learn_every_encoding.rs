@@ -10,8 +10,8 @@ use locus_model::positional::{Combine, SinusoidalLayout};
 use locus_model::{greedy_decode, DropoutRng, GreedyOptions, ModelConfig, PositionalConfig};
 use locus_train::batch::{collate, pad_rows};
 use locus_train::modeling::{build_model, TOKEN_IDS};
-use locus_train::optim::{AdamParams, AdamW};
-use locus_train::schedule::inverse_sqrt;
+use locus_train::optim::{Adam, AdamParams, OptimizerKind};
+use locus_train::schedule::{LrSchedule, ScheduleKind};
 use locus_train::step::{train_step, StepOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -41,8 +41,17 @@ fn copy_accuracy(positional: PositionalConfig, tie_embeddings: bool, max_steps: 
         ..ModelConfig::tiny_with(positional)
     };
     let (model, varmap) = build_model(&cfg, VOCAB, 11, &Device::Cpu).unwrap();
-    let params = AdamParams { beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay: 0.0 };
-    let mut optimizer = AdamW::for_varmap(&varmap, params).unwrap();
+    let params =
+        AdamParams { kind: OptimizerKind::Adamw, beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay: 0.0 };
+    let mut optimizer = Adam::for_varmap(&varmap, params).unwrap();
+    let schedule = LrSchedule {
+        kind: ScheduleKind::InverseSqrt,
+        lr: 3e-3,
+        warmup: 100,
+        min_lr: 0.0,
+        total_steps: max_steps,
+        d_model: cfg.d_model,
+    };
     let mut rng = DropoutRng::new(0);
     let pairs: Vec<TokenizedPair> =
         sequences(4000, 1).into_iter().map(|s| TokenizedPair { src: s.clone(), tgt: s }).collect();
@@ -55,9 +64,8 @@ fn copy_accuracy(positional: PositionalConfig, tie_embeddings: bool, max_steps: 
             step += 1;
             let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i]).collect();
             let batch = collate(&batch_pairs, TOKEN_IDS, &Device::Cpu).unwrap();
-            let options =
-                StepOptions { lr: inverse_sqrt(step, 3e-3, 100), clip_norm: 1.0, label_smoothing: 0.0 };
-            train_step(&model, &mut optimizer, &batch, options, &mut rng).unwrap();
+            let options = StepOptions { lr: schedule.at(step), clip_norm: 1.0, label_smoothing: 0.0 };
+            train_step(&model, &mut optimizer, &[batch], options, &mut rng).unwrap();
             if step % 100 == 0 {
                 last_accuracy = accuracy(&model);
                 if last_accuracy >= 0.95 || step >= max_steps {

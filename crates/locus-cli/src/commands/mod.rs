@@ -2,5 +2,6 @@
 
 pub mod evaluate;
 pub mod pe;
+pub mod plot;
 pub mod train;
 pub mod translate;

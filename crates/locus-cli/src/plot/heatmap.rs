@@ -1,17 +1,17 @@
 //! Heatmap panels: input validation, layout and drawing on the SVG and PNG backends.
 
-use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use plotters::coord::Shift;
 use plotters::element::BitMapElement;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters::style::FontTransform;
 
+use super::canvas::{
+    format_value, frame, line, render, Figure, Format, Label, Rect, LABEL_SIZE, TICK_SIZE, TITLE_SIZE,
+};
 use super::colormap::{ColorScale, Rgb, NON_FINITE};
-use super::text::{self, HAlign, VAlign};
+use super::text::{HAlign, VAlign};
 
 /// One heatmap panel: `values[row][col]`.
 ///
@@ -43,42 +43,9 @@ const MARGIN_BOTTOM: i32 = 52;
 const BAR_GAP: i32 = 14;
 const BAR_WIDTH: i32 = 14;
 
-/// Font sizes: the em in pixels.
-const TITLE_SIZE: f32 = 15.0;
-const LABEL_SIZE: f32 = 13.0;
-const TICK_SIZE: f32 = 11.0;
-/// The smallest size that long titles and labels are shrunk to before they are cut short.
-const MIN_SIZE: f32 = 10.0;
-/// Font family written into SVG files.
-const SVG_FONT_FAMILY: &str = "DejaVu Sans, Verdana, Arial, sans-serif";
-
 /// SVG panels with at most this many cells, each at least a pixel wide and high, are drawn as one
 /// vector rectangle per cell; larger ones as an embedded image.
 const MAX_VECTOR_CELLS: usize = 128 * 128;
-
-const TEXT_COLOR: RGBColor = RGBColor(30, 30, 30);
-const FRAME_COLOR: RGBColor = RGBColor(90, 90, 90);
-
-/// The output format, from the file extension.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    Svg,
-    Png,
-}
-
-impl Format {
-    fn from_path(path: &Path) -> Result<Self> {
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        match ext.as_deref() {
-            Some("svg") => Ok(Format::Svg),
-            Some("png") => Ok(Format::Png),
-            _ => bail!(
-                "cannot draw heatmaps to '{}': unsupported file extension (expected .svg or .png)",
-                path.display()
-            ),
-        }
-    }
-}
 
 /// Draws the panels in a grid with `columns` columns into `out`; the format follows the extension
 /// (.svg or .png; anything else is an error naming the path). Each panel has its own colour scale
@@ -96,34 +63,7 @@ impl Format {
 /// not .svg or .png, or the file cannot be written.
 pub fn draw_heatmaps(panels: &[Heatmap], columns: usize, out: &Path) -> Result<()> {
     validate(panels, columns)?;
-    let format = Format::from_path(out)?;
-    text::font()?;
-    let (width, height) = canvas_size(panels.len(), columns);
-    match format {
-        Format::Png => {
-            let root = BitMapBackend::new(out, (width, height)).into_drawing_area();
-            draw_panels(&root, panels, columns, format)
-                .with_context(|| format!("drawing heatmaps for '{}'", out.display()))?;
-            root.present().with_context(|| format!("writing '{}'", out.display()))?;
-        }
-        Format::Svg => {
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
-                draw_panels(&root, panels, columns, format)
-                    .with_context(|| format!("drawing heatmaps for '{}'", out.display()))?;
-                root.present().with_context(|| format!("drawing heatmaps for '{}'", out.display()))?;
-            }
-            // plotters-svg labels embedded images "data:png", which browsers do not all accept, and
-            // leaves them to be smoothed when zoomed; cells should stay sharp.
-            let svg = svg.replace(
-                "href=\"data:png;base64,",
-                "style=\"image-rendering:pixelated\" href=\"data:image/png;base64,",
-            );
-            std::fs::write(out, svg).with_context(|| format!("writing '{}'", out.display()))?;
-        }
-    }
-    Ok(())
+    render(&Grid { panels, columns: columns.min(panels.len()) }, out, "heatmaps")
 }
 
 /// Checks the panel list and the grid width.
@@ -148,25 +88,6 @@ fn canvas_size(n: usize, columns: usize) -> (u32, u32) {
     let cols = columns.clamp(1, n.max(1));
     let rows = n.div_ceil(cols).max(1);
     (cols as u32 * PANEL_WIDTH, rows as u32 * PANEL_HEIGHT)
-}
-
-/// A pixel rectangle, `x0..x1` by `y0..y1` (ends exclusive).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Rect {
-    x0: i32,
-    y0: i32,
-    x1: i32,
-    y1: i32,
-}
-
-impl Rect {
-    fn width(&self) -> i32 {
-        self.x1 - self.x0
-    }
-
-    fn height(&self) -> i32 {
-        self.y1 - self.y0
-    }
 }
 
 /// Where the parts of the panel `index` go on the canvas.
@@ -195,21 +116,27 @@ fn rgb(c: Rgb) -> RGBColor {
     RGBColor(c[0], c[1], c[2])
 }
 
-fn draw_panels<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    panels: &[Heatmap],
+/// The panels and the number of grid columns (at most the number of panels).
+struct Grid<'a> {
+    panels: &'a [Heatmap],
     columns: usize,
-    format: Format,
-) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    root.fill(&WHITE)?;
-    let columns = columns.min(panels.len());
-    for (i, panel) in panels.iter().enumerate() {
-        draw_panel(root, panel, panel_layout(i, columns), format)?;
+}
+
+impl Figure for Grid<'_> {
+    fn size(&self) -> (u32, u32) {
+        canvas_size(self.panels.len(), self.columns)
     }
-    Ok(())
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, format: Format) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        for (i, panel) in self.panels.iter().enumerate() {
+            draw_panel(root, panel, panel_layout(i, self.columns), format)?;
+        }
+        Ok(())
+    }
 }
 
 fn draw_panel<DB: DrawingBackend>(
@@ -388,135 +315,6 @@ fn digits(n: usize) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
-/// A short label for a colour-bar value: three significant digits, whole numbers without decimals,
-/// scientific notation for very small or large magnitudes, and a real minus sign (U+2212), which
-/// reads better next to a tick mark than a hyphen.
-fn format_value(v: f64) -> String {
-    let a = v.abs();
-    let s = if v == 0.0 {
-        "0".to_string()
-    } else if !(1e-4..1e5).contains(&a) {
-        format!("{v:.2e}")
-    } else if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        let decimals = (2 - a.log10().floor() as i32).clamp(0, 6) as usize;
-        let s = format!("{v:.decimals$}");
-        let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
-        s.to_string()
-    };
-    match s.strip_prefix('-') {
-        Some(rest) => format!("\u{2212}{rest}"),
-        None => s,
-    }
-}
-
-/// A piece of text and how it sits relative to its anchor point.
-#[derive(Clone, Debug)]
-struct Label<'a> {
-    text: Cow<'a, str>,
-    /// The em size in pixels.
-    size: f32,
-    h: HAlign,
-    v: VAlign,
-    /// Reads upwards (a quarter turn anticlockwise about the anchor).
-    rotate: bool,
-}
-
-impl<'a> Label<'a> {
-    fn new(text: &'a str, size: f32, h: HAlign, v: VAlign) -> Self {
-        Label { text: Cow::Borrowed(text), size, h, v, rotate: false }
-    }
-
-    /// A centred label of at most `size`, smaller if needed (down to [`MIN_SIZE`]) to fit in
-    /// `max_width` pixels, and cut short with an ellipsis if even that is too wide.
-    fn fitted(text: &'a str, size: f32, max_width: i32) -> Result<Self> {
-        let max_width = max_width as f32;
-        let mut size = size;
-        while size > MIN_SIZE && text::text_width(text, size)? > max_width {
-            size -= 0.5;
-        }
-        let mut label = Label::new(text, size, HAlign::Center, VAlign::Center);
-        if text::text_width(text, size)? > max_width {
-            let mut chars: Vec<char> = text.chars().collect();
-            let mut short = String::new();
-            while !chars.is_empty() {
-                chars.pop();
-                short = chars.iter().collect::<String>().trim_end().to_string() + "\u{2026}";
-                if text::text_width(&short, size)? <= max_width {
-                    break;
-                }
-            }
-            label.text = Cow::Owned(short);
-        }
-        Ok(label)
-    }
-
-    /// Draws the label anchored at `pos`: PNG text is rasterised with the bundled font; SVG text is
-    /// a `<text>` element for the viewer to set.
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-        pos: (i32, i32),
-        format: Format,
-    ) -> Result<()>
-    where
-        DB::ErrorType: 'static,
-    {
-        let text = self.text.as_ref();
-        if text.is_empty() {
-            return Ok(());
-        }
-        match format {
-            Format::Png => {
-                for (dx, dy, alpha) in text::rasterize_text(text, self.size, self.h, self.v, self.rotate)? {
-                    root.draw_pixel((pos.0 + dx, pos.1 + dy), &TEXT_COLOR.mix(f64::from(alpha)))?;
-                }
-            }
-            Format::Svg => {
-                let h = match self.h {
-                    HAlign::Left => HPos::Left,
-                    HAlign::Center => HPos::Center,
-                    HAlign::Right => HPos::Right,
-                };
-                // plotters puts the baseline 0.76 em below a top anchor; move the anchor up by half
-                // the cap height (left, for upward text) to centre the capitals on it instead.
-                let shift = match self.v {
-                    VAlign::Top => 0,
-                    VAlign::Center => (0.36 * self.size).round() as i32,
-                };
-                let (pos, transform) = if self.rotate {
-                    ((pos.0 - shift, pos.1), FontTransform::Rotate270)
-                } else {
-                    ((pos.0, pos.1 - shift), FontTransform::None)
-                };
-                // plotters writes font-size = size / 1.24.
-                let font = (SVG_FONT_FAMILY, f64::from(self.size) * 1.24).into_font().transform(transform);
-                let style = TextStyle::from(font).color(&TEXT_COLOR).pos(Pos::new(h, VPos::Top));
-                root.draw_text(text, &style, pos)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn line<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, from: (i32, i32), to: (i32, i32)) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    root.draw(&PathElement::new(vec![from, to], FRAME_COLOR))?;
-    Ok(())
-}
-
-/// A one-pixel frame just outside `rect`.
-fn frame<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, rect: Rect) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    root.draw(&Rectangle::new([(rect.x0 - 1, rect.y0 - 1), (rect.x1, rect.y1)], FRAME_COLOR))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::colormap::ColorMap;
@@ -670,7 +468,6 @@ mod tests {
         let out = dir.path().join("UPPER.PNG");
         draw_heatmaps(&[panel("t", ramp(2, 2))], 1, &out).unwrap();
         assert_eq!(read_png(&out).dimensions(), (PANEL_WIDTH, PANEL_HEIGHT));
-        assert_eq!(Format::from_path(Path::new("a/b.Svg")).unwrap(), Format::Svg);
     }
 
     #[test]
@@ -732,44 +529,12 @@ mod tests {
     }
 
     #[test]
-    fn long_labels_shrink_then_get_cut_short() {
-        let short = Label::fitted("position", LABEL_SIZE, 200).unwrap();
-        assert_eq!((short.text.as_ref(), short.size), ("position", LABEL_SIZE));
-        let long = "attention weights of layer 3, head 5, for the first sentence of the validation set";
-        let shrunk = Label::fitted(long, TITLE_SIZE, 500).unwrap();
-        assert_eq!(shrunk.text, long);
-        assert!(shrunk.size < TITLE_SIZE && shrunk.size >= MIN_SIZE);
-        let cut = Label::fitted(long, TITLE_SIZE, 300).unwrap();
-        assert_eq!(cut.size, MIN_SIZE);
-        assert!(cut.text.ends_with('\u{2026}') && long.starts_with(cut.text.trim_end_matches('\u{2026}')));
-        assert!(text::text_width(&cut.text, MIN_SIZE).unwrap() <= 300.0);
-        assert!(text::text_width(&cut.text, MIN_SIZE).unwrap() > 250.0);
-    }
-
-    #[test]
-    fn ticks_and_values_are_formatted_compactly() {
+    fn ticks_and_digits() {
         assert_eq!(ticks(64, 6).collect::<Vec<_>>(), vec![0, 20, 40, 60]);
         assert_eq!(ticks(5, 10).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
         assert_eq!(ticks(512, 7).collect::<Vec<_>>(), vec![0, 100, 200, 300, 400, 500]);
         assert_eq!(ticks(1, 0).collect::<Vec<_>>(), vec![0]);
         assert_eq!(digits(0), 1);
         assert_eq!(digits(511), 3);
-        for (v, s) in [
-            (0.0, "0"),
-            (1.0, "1"),
-            (-1.0, "\u{2212}1"),
-            (31.0, "31"),
-            (0.999_999, "1"),
-            (0.5, "0.5"),
-            (-0.123_456, "\u{2212}0.123"),
-            (12.345, "12.3"),
-            (0.001_234, "0.00123"),
-            (9.99e-4, "0.000999"),
-            (1.5e-5, "1.50e-5"),
-            (-2.5e7, "\u{2212}2.50e7"),
-            (-0.0, "0"),
-        ] {
-            assert_eq!(format_value(v), s, "{v}");
-        }
     }
 }

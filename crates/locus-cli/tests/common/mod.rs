@@ -1,0 +1,58 @@
+//! Helpers shared by the binary's integration tests: running `locus`, the tiny config and a
+//! small generated corpus.
+#![allow(dead_code)] // Each test file uses its own subset.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `locus` with `args` to completion.
+pub fn locus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_locus")).args(args).output().expect("running locus")
+}
+
+/// What a finished `locus` printed on stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `configs/tiny.toml`.
+pub fn tiny_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny.toml")
+}
+
+/// Writes a small "translation" corpus: each target is the source's words in upper case.
+pub fn write_corpus(dir: &Path) {
+    let words = ["ein", "hund", "läuft", "über", "die", "wiese", "zwei", "kinder", "spielen", "ball"];
+    let mut src = String::new();
+    let mut tgt = String::new();
+    for i in 0..200 {
+        let sentence: Vec<&str> = (0..3 + i % 4).map(|j| words[(i * 7 + j * 3) % words.len()]).collect();
+        src += &(sentence.join(" ") + "\n");
+        tgt += &(sentence.join(" ").to_uppercase() + "\n");
+    }
+    for split in ["train", "valid"] {
+        std::fs::write(dir.join(format!("{split}.de")), &src).unwrap();
+        std::fs::write(dir.join(format!("{split}.en")), &tgt).unwrap();
+    }
+}
+
+/// `--set` values pointing the tiny config at the corpus in `dir` and the run at `dir/run`.
+pub fn data_overrides(dir: &Path) -> Vec<String> {
+    let p = |name: &str| dir.join(name).display().to_string();
+    vec![
+        format!("data.train_src={}", p("train.de")),
+        format!("data.train_tgt={}", p("train.en")),
+        format!("data.valid_src={}", p("valid.de")),
+        format!("data.valid_tgt={}", p("valid.en")),
+        format!("train.out_dir={}", p("run")),
+    ]
+}
+
+/// `train --config CONFIG --device cpu --set ...`.
+pub fn train_args<'a>(config: &'a str, overrides: &'a [String]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--config", config, "--device", "cpu"];
+    for item in overrides {
+        args.extend(["--set", item.as_str()]);
+    }
+    args
+}

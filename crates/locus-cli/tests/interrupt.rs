@@ -1,0 +1,151 @@
+//! Stopping `locus train` from outside: SIGINT (SIGTERM) finishes the update, writes a
+//! checkpoint and exits with 130 (143), and the run resumes from it; SIGKILL at any moment, even in the middle of
+//! writing a checkpoint, leaves `last` and `best` loadable and the run resumable.
+
+mod common;
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use common::{data_overrides, locus, stderr, tiny_config, train_args, write_corpus};
+use serde_json::Value;
+
+/// Starts `locus` with `args`, its stderr going to `log`.
+fn spawn(args: &[&str], log: &Path) -> Child {
+    let stderr = File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_locus")).args(args).stderr(stderr).spawn().expect("starting locus")
+}
+
+fn send(child: &Child, signal: &str) {
+    let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    assert!(status.success(), "kill {signal} failed");
+}
+
+fn wait(child: &mut Child) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "locus did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `ready` holds, failing with the log if `child` exits first.
+fn wait_until(child: &mut Child, log: &Path, ready: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("locus exited early ({status}): {}", std::fs::read_to_string(log).unwrap());
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "timed out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The records of `run/metrics.jsonl` (every line must be whole JSON).
+fn records(run: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap_or_default();
+    text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"))).collect()
+}
+
+/// Training records logged since the last `resume` (all of them in a fresh run).
+fn updates_this_session(run: &Path) -> Vec<u64> {
+    let records = records(run);
+    let start = records.iter().rposition(|r| r["event"] == "resume").map_or(0, |i| i + 1);
+    records[start..].iter().filter(|r| r["event"] == "train").map(|r| r["step"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn sigint_saves_a_checkpoint_that_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let config = tiny_config().display().to_string();
+    let mut overrides = data_overrides(dir.path());
+    overrides.extend(
+        ["train.max_steps=1000000", "train.log_interval=1", "train.save_interval=100000"].map(String::from),
+    );
+    let run = dir.path().join("run");
+    let log = dir.path().join("train.log");
+    let mut child = spawn(&train_args(&config, &overrides), &log);
+    wait_until(&mut child, &log, || updates_this_session(&run).len() >= 3);
+    send(&child, "-INT");
+    let status = wait(&mut child);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(said.contains(&format!("continue with `locus train --resume {}`", run.display())), "{said}");
+
+    let stop = records(&run).last().unwrap().clone();
+    assert_eq!(stop["event"], "stop");
+    assert_eq!(stop["reason"], "interrupted");
+    let step = stop["step"].as_u64().unwrap();
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("last/state.json")).unwrap()).unwrap();
+    assert_eq!(state["step"], step);
+
+    // Resume from the run directory, with the checkpoint's own config, for three more updates.
+    let max_steps = format!("train.max_steps={}", step + 3);
+    let out =
+        locus(&["train", "--resume", &run.display().to_string(), "--set", &max_steps, "--device", "cpu"]);
+    assert!(out.status.success(), "resume failed: {}", stderr(&out));
+    assert_eq!(updates_this_session(&run), [step + 1, step + 2, step + 3]);
+    assert!(
+        stderr(&out).contains(&format!("stopped at update {} (max_steps)", step + 3)),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sigkill_while_checkpointing_leaves_last_and_best_loadable() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let config = tiny_config().display().to_string();
+    let mut overrides = data_overrides(dir.path());
+    // A checkpoint after every update, so that most kills land inside a save.
+    overrides.extend(
+        [
+            "train.max_steps=1000000",
+            "train.log_interval=1",
+            "train.save_interval=1",
+            "train.valid_interval=2",
+        ]
+        .map(String::from),
+    );
+    overrides.extend(["train.valid_bleu=false", "train.keep_last=2"].map(String::from));
+    let run = dir.path().join("run");
+    let log = dir.path().join("train.log");
+    let saving = || {
+        let entries = std::fs::read_dir(run.join("checkpoints")).into_iter().flatten().flatten();
+        entries.into_iter().any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+    };
+    let mut kills_inside_a_save = 0;
+    for attempt in 0..100 {
+        let mut args = train_args(&config, &overrides);
+        if attempt > 0 {
+            args.push("--resume");
+        }
+        let mut child = spawn(&args, &log);
+        // Kill as soon as a save is seen under way (a `.tmp-*` directory, renamed when done).
+        wait_until(&mut child, &log, || run.join("best").exists() && updates_this_session(&run).len() >= 2);
+        wait_until(&mut child, &log, saving);
+        send(&child, "-KILL");
+        wait(&mut child);
+        if saving() {
+            kills_inside_a_save += 1;
+        }
+        for link in ["last", "best"] {
+            if let Err(err) = locus_train::load_checkpoint(&run.join(link), &Device::Cpu) {
+                panic!("after kill {attempt}, {link} does not load: {err}");
+            }
+        }
+        if kills_inside_a_save >= 3 {
+            return;
+        }
+    }
+    panic!("only {kills_inside_a_save} of 100 kills landed inside a checkpoint save");
+}

@@ -1,0 +1,59 @@
+//! What a run needs, beyond weights and optimizer moments, to continue exactly where it
+//! stopped: the update count, the position in the data order, the dropout stream and the
+//! best-checkpoint bookkeeping. Saved as `state.json` in every checkpoint.
+
+use locus_model::DropoutRngState;
+use serde::{Deserialize, Serialize};
+
+use crate::early_stopping::{BestMetric, BestTracker};
+
+/// Scores of one validation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValidScores {
+    /// Label-smoothed loss per target token (nats).
+    pub loss: f64,
+    /// Negative log-likelihood per target token (nats).
+    pub nll: f64,
+    /// Corpus BLEU of greedy translations, when `train.valid_bleu` is on.
+    pub bleu: Option<f64>,
+    /// Corpus chrF2 of greedy translations, when `train.valid_bleu` is on.
+    pub chrf: Option<f64>,
+}
+
+impl ValidScores {
+    /// Perplexity, `exp(nll)`.
+    pub fn ppl(&self) -> f64 {
+        self.nll.exp()
+    }
+
+    /// The score `metric` reads, if it was measured.
+    pub fn score(&self, metric: BestMetric) -> Option<f64> {
+        match metric {
+            BestMetric::Nll => Some(self.nll),
+            BestMetric::Loss => Some(self.loss),
+            BestMetric::Bleu => self.bleu,
+            BestMetric::Chrf => self.chrf,
+        }
+    }
+}
+
+/// The trainer's position, written with each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Updates applied.
+    pub step: usize,
+    /// The epoch in progress, from 1.
+    pub epoch: usize,
+    /// Batches of that epoch's plan already trained on.
+    pub epoch_batches_done: usize,
+    /// Learning rate of the last update.
+    pub lr: f64,
+    /// The dropout stream's position.
+    pub dropout_rng: DropoutRngState,
+    /// The best validation so far, and the validations since.
+    pub best: BestTracker,
+    /// Scores of the last validation, if any ran.
+    pub last_valid: Option<ValidScores>,
+    /// Seconds of training so far, over every session of the run.
+    pub wall_s: f64,
+}

@@ -1,0 +1,181 @@
+//! The training loop's promises, through [`train`] on a tiny model and corpus:
+//! - a run stopped at update N and resumed trains exactly like one that never stopped (bit for
+//!   bit: same losses, same final weights), across epoch boundaries, with dropout and gradient
+//!   accumulation, whether it was interrupted or ran out of `max_steps` and was extended;
+//! - `keep_last` prunes old checkpoints but keeps those `last` and `best` name;
+//! - `patience` stops a run whose validation score no longer improves;
+//! - `max_epochs` stops a run after that many passes, before `max_steps`.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use locus_data::DataConfig;
+use locus_model::ModelConfig;
+use locus_train::{resolve_resume, train, RunConfig, StopReason, TrainConfig, TrainOptions, TrainSummary};
+use serde_json::Value;
+
+/// 240 sentence pairs: each target is its source reversed.
+fn write_corpus(dir: &Path) {
+    let words = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+    let mut src = String::new();
+    let mut tgt = String::new();
+    for i in 0..240 {
+        let mut sentence: Vec<&str> = (0..2 + i % 6).map(|j| words[(i * 7 + j * 3) % words.len()]).collect();
+        src += &(sentence.join(" ") + "\n");
+        sentence.reverse();
+        tgt += &(sentence.join(" ") + "\n");
+    }
+    for split in ["train", "valid"] {
+        std::fs::write(dir.join(format!("{split}.src")), &src).unwrap();
+        std::fs::write(dir.join(format!("{split}.tgt")), &tgt).unwrap();
+    }
+}
+
+/// A tiny run with dropout and `update_freq = 2`, logging every update.
+fn config(dir: &Path, run: &str, max_steps: usize) -> RunConfig {
+    let mut data = DataConfig::with_paths(
+        dir.join("train.src"),
+        dir.join("train.tgt"),
+        dir.join("valid.src"),
+        dir.join("valid.tgt"),
+    );
+    data.vocab_size = 40;
+    data.max_tokens = 160;
+    RunConfig {
+        data,
+        model: ModelConfig { d_model: 16, n_heads: 2, d_ff: 32, dropout: 0.2, ..ModelConfig::tiny() },
+        train: TrainConfig {
+            lr: 3e-3,
+            warmup_steps: 5,
+            update_freq: 2,
+            log_interval: 1,
+            valid_interval: 6,
+            save_interval: 4,
+            keep_last: 2,
+            ..TrainConfig::new(dir.join(run), max_steps)
+        },
+    }
+}
+
+fn run(cfg: &RunConfig, resume: Option<PathBuf>, stop_at: Option<usize>) -> TrainSummary {
+    let should_stop = move |step: usize| Some(step) == stop_at;
+    let options = TrainOptions { show_progress: false, resume, should_stop: &should_stop };
+    train(cfg, &Device::Cpu, options).unwrap()
+}
+
+/// `(step, loss)` of every training record, as logged (JSON numbers round-trip f64 exactly).
+fn train_losses(run_dir: &Path) -> Vec<(u64, f64)> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["event"] == "train")
+        .map(|record| (record["step"].as_u64().unwrap(), record["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+fn weights(run_dir: &Path) -> Vec<u8> {
+    std::fs::read(run_dir.join("last/model.safetensors")).unwrap()
+}
+
+#[test]
+fn resumed_runs_match_an_uninterrupted_run_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let total: usize = 30;
+    let whole = run(&config(dir.path(), "whole", total), None, None);
+    assert_eq!((whole.steps, whole.stop), (total, StopReason::MaxSteps));
+    let updates_per_epoch = {
+        let text = std::fs::read_to_string(dir.path().join("whole/metrics.jsonl")).unwrap();
+        let data: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        data["updates_per_epoch"].as_u64().unwrap() as usize
+    };
+    // The stop falls mid-epoch, and the rest crosses at least one epoch boundary.
+    let stop: usize = 13;
+    assert!(
+        !stop.is_multiple_of(updates_per_epoch) && updates_per_epoch < total - stop,
+        "{updates_per_epoch}"
+    );
+
+    // Interrupted at `stop`, then resumed from the run directory's `last`.
+    let interrupted = config(dir.path(), "interrupted", total);
+    let first = run(&interrupted, None, Some(stop));
+    assert_eq!((first.steps, first.stop), (stop, StopReason::Interrupted));
+    let checkpoint = resolve_resume(&interrupted.train.out_dir).unwrap();
+    run(&interrupted, Some(checkpoint), None);
+
+    // Stopped by max_steps at `stop`, then extended to `total`.
+    let short = config(dir.path(), "extended", stop);
+    run(&short, None, None);
+    let extended = config(dir.path(), "extended", total);
+    run(&extended, Some(dir.path().join("extended/last")), None);
+
+    let want = train_losses(&dir.path().join("whole"));
+    assert_eq!(want.len(), total);
+    for name in ["interrupted", "extended"] {
+        let got = train_losses(&dir.path().join(name));
+        // Steps 1..=stop, then the resumed stop+1..=total: the same losses, to the last bit.
+        assert_eq!(got, want, "{name}");
+        assert!(
+            weights(&dir.path().join(name)) == weights(&dir.path().join("whole")),
+            "{name}: final weights differ"
+        );
+    }
+}
+
+#[test]
+fn keep_last_prunes_all_but_the_newest_and_the_linked() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    // Saves at 4, 8, ..., 28, 30 and at every new best (validations at 6, 12, ..., 30).
+    let summary = run(&config(dir.path(), "run", 30), None, None);
+    let run_dir = dir.path().join("run");
+    let mut kept: Vec<String> = std::fs::read_dir(run_dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    let best = format!("step-{:08}", summary.best.best_step.unwrap());
+    let mut want = vec!["step-00000028".to_string(), "step-00000030".to_string()];
+    if !want.contains(&best) {
+        want.insert(0, best.clone());
+    }
+    assert_eq!(kept, want);
+    let target = |link: &str| std::fs::read_link(run_dir.join(link)).unwrap();
+    assert_eq!(target("last"), Path::new("checkpoints/step-00000030"));
+    assert_eq!(target("best"), Path::new("checkpoints").join(&best));
+}
+
+#[test]
+fn patience_stops_a_run_that_no_longer_improves() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let mut cfg = config(dir.path(), "run", 100);
+    // A learning rate far below f32 resolution leaves the weights, hence the validation loss,
+    // unchanged: the first validation (update 6) is the best, 12 and 18 tie (no improvement),
+    // and patience 2 stops the run at 18 with a checkpoint.
+    cfg.train.lr = 1e-15;
+    cfg.train.patience = Some(2);
+    cfg.model.dropout = 0.0;
+    let summary = run(&cfg, None, None);
+    assert_eq!((summary.steps, summary.stop), (18, StopReason::EarlyStopping));
+    assert_eq!((summary.best.best_step, summary.best.stale_validations), (Some(6), 2));
+    let last = std::fs::read_link(dir.path().join("run/last")).unwrap();
+    assert_eq!(last, Path::new("checkpoints/step-00000018"));
+}
+
+#[test]
+fn max_epochs_stops_before_max_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let mut cfg = config(dir.path(), "run", 1000);
+    cfg.train.max_epochs = Some(2);
+    let summary = run(&cfg, None, None);
+    let text = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
+    let records: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let per_epoch = records[0]["updates_per_epoch"].as_u64().unwrap() as usize;
+    assert_eq!((summary.steps, summary.stop), (2 * per_epoch, StopReason::MaxEpochs));
+    let epochs: Vec<u64> =
+        records.iter().filter(|r| r["event"] == "train").map(|r| r["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs.iter().filter(|&&e| e == 1).count(), per_epoch);
+    assert_eq!(epochs.last(), Some(&2));
+}
