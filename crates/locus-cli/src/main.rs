@@ -7,6 +7,7 @@ mod commands;
 mod device;
 mod plot;
 mod run_history;
+mod search_args;
 
 use std::process::ExitCode;
 
@@ -24,14 +25,16 @@ struct Cli {
 enum Command {
     /// Train a model from a TOML run config.
     Train(commands::train::TrainArgs),
-    /// Translate lines (stdin or a file) with a checkpoint, greedily.
+    /// Translate lines (stdin or a file) with a checkpoint: greedy, beam search or sampling.
     Translate(commands::translate::TranslateArgs),
-    /// Score a checkpoint on a source/reference pair: BLEU, chrF, loss and perplexity.
+    /// Score checkpoints on a source/reference pair: BLEU, chrF, TER, loss and perplexity.
     Evaluate(commands::evaluate::EvaluateArgs),
     /// Inspect positional encodings (`locus pe show`).
     Pe(commands::pe::PeArgs),
     /// Draw a run's loss, BLEU and learning rate against steps (from its metrics.jsonl).
     Plot(commands::plot::PlotArgs),
+    /// Average the weights of checkpoints of one architecture into a new checkpoint.
+    Average(commands::average::AverageArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Pe(args) => commands::pe::run(args),
         Command::Plot(args) => commands::plot::run(args),
+        Command::Average(args) => commands::average::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

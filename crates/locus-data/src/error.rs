@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be opened, read or decompressed.
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}", path.display())]
     Io {
         /// The file being read.
         path: PathBuf,
@@ -21,7 +21,7 @@ pub enum DataError {
     },
 
     /// A file could not be created or written.
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}", path.display())]
     Write {
         /// The file being written.
         path: PathBuf,
@@ -161,6 +161,8 @@ mod tests {
             Path::new("/no/such/file.gz"),
             std::io::Error::new(std::io::ErrorKind::NotFound, "not found"),
         );
-        assert_eq!(err.to_string(), "reading /no/such/file.gz: not found");
+        // The I/O error is the source, printed once in the chain (not again in the message).
+        assert_eq!(err.to_string(), "reading /no/such/file.gz");
+        assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "not found");
     }
 }

@@ -44,6 +44,12 @@ impl KeyValues {
         })
     }
 
+    /// Keeps the batch rows `rows` (a `u32` index tensor), in that order: beam search's
+    /// reordering, and finished sentences leaving the batch.
+    pub fn select_rows(&self, rows: &Tensor) -> candle_core::Result<KeyValues> {
+        Ok(KeyValues { keys: self.keys.index_select(rows, 0)?, values: self.values.index_select(rows, 0)? })
+    }
+
     /// Number of positions held.
     pub fn len(&self) -> usize {
         self.keys.dims()[2]

@@ -41,6 +41,17 @@ impl DecoderCache {
     pub fn offset(&self) -> usize {
         self.offset
     }
+
+    /// Keeps the batch rows `rows` (a `u32` index tensor, repeats allowed) of every cached
+    /// key and value, in that order.
+    pub fn select_rows(&mut self, rows: &Tensor) -> candle_core::Result<()> {
+        for layer in &mut self.layers {
+            for kv in [&mut layer.self_kv, &mut layer.cross_kv].into_iter().flatten() {
+                *kv = kv.select_rows(rows)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The encoder output a decoder layer attends to.

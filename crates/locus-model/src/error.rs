@@ -8,6 +8,9 @@ pub enum ModelError {
     /// A configuration value breaks a rule; the message names the field, the value and the rule.
     #[error("invalid model config: {0}")]
     Config(String),
+    /// Decoding settings that cannot work together (e.g. an n-best list longer than the beam).
+    #[error("invalid search settings: {0}")]
+    Search(String),
     /// An input is longer than a learned positional table can represent.
     #[error(
         "sequence needs position {position}, but the learned position table holds max_len {max_len} \

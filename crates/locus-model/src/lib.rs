@@ -4,7 +4,8 @@
 //! The model is built from small modules, each with one job: [`attention`] (multi-head
 //! attention with an additive bias and a key/value cache), [`feed_forward`], [`norm`],
 //! [`positional`] (how the model learns position), [`encoder`], [`decoder`] and
-//! [`transformer`], which ties them into [`Seq2Seq`]. [`greedy`] decodes with the cache.
+//! [`transformer`], which ties them into [`Seq2Seq`]. [`search`] decodes with the cache: greedy,
+//! beam search and sampling.
 //!
 //! Every forward pass that can drop out takes an `Option<&mut DropoutRng>`: `Some` while
 //! training (seeded, so a CPU run is repeatable), `None` at inference.
@@ -17,12 +18,12 @@ pub mod dropout;
 pub mod encoder;
 pub mod error;
 pub mod feed_forward;
-pub mod greedy;
 pub mod init;
 pub mod mask;
 pub mod norm;
 pub mod positional;
 mod residual;
+pub mod search;
 #[cfg(test)]
 mod testing;
 pub mod transformer;
@@ -30,7 +31,10 @@ pub mod transformer;
 pub use config::{Activation, ModelConfig, NormPosition, StackConfig};
 pub use dropout::{DropoutRng, DropoutRngState};
 pub use error::{ModelError, Result};
-pub use greedy::{greedy_decode, GreedyOptions};
 pub use init::SeededVarMap;
 pub use positional::{PositionalConfig, PositionalEncoding};
+pub use search::beam::{beam_search, BeamOptions};
+pub use search::greedy::greedy_decode;
+pub use search::sampling::{sample, SamplingOptions};
+pub use search::{Hypothesis, LengthLimits, Scorer, Seq2SeqScorer};
 pub use transformer::{Memory, Seq2Seq, TokenIds};

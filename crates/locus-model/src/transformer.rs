@@ -35,6 +35,14 @@ impl Memory {
     fn as_ref(&self) -> MemoryRef<'_> {
         MemoryRef { hidden: &self.hidden, padding_bias: &self.padding_bias }
     }
+
+    /// Keeps the batch rows `rows` (a `u32` index tensor, repeats allowed), in that order.
+    pub fn select_rows(&self, rows: &Tensor) -> Result<Memory> {
+        Ok(Memory {
+            hidden: self.hidden.index_select(rows, 0)?,
+            padding_bias: self.padding_bias.index_select(rows, 0)?,
+        })
+    }
 }
 
 /// The token embedding tables and the output projection that may share them.

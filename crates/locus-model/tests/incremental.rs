@@ -1,14 +1,16 @@
 //! Every positional encoding, in every variant: cached incremental decoding equals decoding by
 //! full recomputation, padding does not change what real positions compute, relative encodings
 //! ignore a shift of the absolute start, and an encoder without positions is
-//! permutation-equivariant.
+//! permutation-equivariant. Searches over the cache agree: greedy equals a full-recomputation
+//! search, beam size 1 equals greedy, and beam search's n-best lists are sorted and distinct.
 
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarMap;
 use locus_model::{
-    greedy_decode, GreedyOptions, ModelConfig, PositionalConfig, SeededVarMap, Seq2Seq, TokenIds,
+    beam_search, greedy_decode, BeamOptions, LengthLimits, ModelConfig, PositionalConfig, SeededVarMap,
+    Seq2Seq, Seq2SeqScorer, TokenIds,
 };
 
 const TOKENS: TokenIds = TokenIds { pad: 0, bos: 1, eos: 2 };
@@ -120,8 +122,8 @@ fn encoder_without_positions_is_permutation_equivariant() {
 fn greedy_tokens_match_a_full_recomputation_search() {
     let model = build(&ModelConfig::tiny(), 42);
     let (src, lens) = batch();
-    let opts = GreedyOptions { max_len_a: 0.0, max_len_b: 9 };
-    let cached = greedy_decode(&model, &src, &lens, &opts).unwrap();
+    let limits = LengthLimits { max_len_a: 0.0, max_len_b: 9, min_len: 0 };
+    let cached = greedy_decode(&model, &src, &lens, &limits).unwrap();
     // The slow, obvious search: re-run the whole decoder on the prefix at every step.
     let memory = model.encode(&src, None).unwrap();
     for (row, hyp) in cached.iter().enumerate() {
@@ -142,7 +144,78 @@ fn greedy_tokens_match_a_full_recomputation_search() {
             expected.push(next);
             prefix.push(next);
         }
-        assert_eq!(hyp, &expected, "row {row}");
+        assert_eq!(hyp.tokens, expected, "row {row}");
+    }
+}
+
+/// Beam search over `src` with the model's cache.
+fn beam(
+    model: &Seq2Seq,
+    src: &Tensor,
+    max_lens: &[usize],
+    limits: &LengthLimits,
+    options: BeamOptions,
+) -> Vec<Vec<locus_model::Hypothesis>> {
+    let mut scorer = Seq2SeqScorer::new(model, src).unwrap();
+    beam_search(&mut scorer, max_lens, TOKENS.eos, TOKENS.bos, limits, &options).unwrap()
+}
+
+#[test]
+fn beam_of_one_is_greedy_for_every_encoding() {
+    let limits = LengthLimits { max_len_a: 1.0, max_len_b: 3, min_len: 2 };
+    for (name, cfg) in common::variants() {
+        let model = build(&cfg, 42);
+        let (src, lens) = batch();
+        let greedy = greedy_decode(&model, &src, &lens, &limits).unwrap();
+        let max_lens: Vec<usize> = lens.iter().map(|&len| limits.max_len(len)).collect();
+        let options = BeamOptions { beam: 1, nbest: 1, length_penalty: 1.0 };
+        let beam = beam(&model, &src, &max_lens, &limits, options);
+        for (row, (g, b)) in greedy.iter().zip(&beam).enumerate() {
+            assert_eq!(g.tokens, b[0].tokens, "{name}, row {row}");
+            assert!(g.tokens.len() >= 2, "{name}: min_len");
+            // Greedy leaves out EOS's log-probability when the length limit cuts it short.
+            if g.tokens.len() < max_lens[row] {
+                assert!((g.log_prob - b[0].log_prob).abs() < 1e-4, "{name}, row {row}: {g:?} vs {b:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn nbest_lists_are_sorted_distinct_and_scored_as_forced_decoding() {
+    let model = build(&ModelConfig::tiny(), 7);
+    let (src, lens) = batch();
+    let limits = LengthLimits { max_len_a: 1.0, max_len_b: 4, min_len: 0 };
+    let max_lens: Vec<usize> = lens.iter().map(|&len| limits.max_len(len)).collect();
+    let options = BeamOptions { beam: 5, nbest: 5, length_penalty: 0.6 };
+    let nbest = beam(&model, &src, &max_lens, &limits, options);
+    let memory = model.encode(&src, None).unwrap();
+    for (row, hyps) in nbest.iter().enumerate() {
+        assert_eq!(hyps.len(), 5, "row {row}");
+        assert!(hyps.windows(2).all(|w| w[0].score >= w[1].score), "row {row}: {hyps:?}");
+        for (i, hyp) in hyps.iter().enumerate() {
+            assert!(hyps[i + 1..].iter().all(|other| other.tokens != hyp.tokens), "row {row}: duplicates");
+            // The log-probability is the one teacher forcing gives the tokens and EOS.
+            let memory_row = locus_model::Memory {
+                hidden: memory.hidden.i(row..row + 1).unwrap(),
+                padding_bias: memory.padding_bias.i(row..row + 1).unwrap(),
+            };
+            let input: Vec<u32> = [TOKENS.bos].into_iter().chain(hyp.tokens.iter().copied()).collect();
+            let target: Vec<u32> = hyp.tokens.iter().copied().chain([TOKENS.eos]).collect();
+            let input = Tensor::new(input.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            let logits = model.decode(&input, &memory_row, None).unwrap().squeeze(0).unwrap();
+            let log_probs =
+                candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().to_vec2::<f32>().unwrap();
+            let forced: f64 =
+                target.iter().enumerate().map(|(t, &tok)| log_probs[t][tok as usize] as f64).sum();
+            assert!(
+                (forced - hyp.log_prob).abs() < 1e-4,
+                "row {row}: forced {forced} vs search {}",
+                hyp.log_prob
+            );
+            let penalty = ((5.0 + target.len() as f64) / 6.0).powf(0.6);
+            assert!((hyp.score - hyp.log_prob / penalty).abs() < 1e-9);
+        }
     }
 }
 

@@ -25,11 +25,11 @@ use crate::modeling::build_model;
 use crate::optim::Adam;
 use crate::state::TrainerState;
 
-const WEIGHTS: &str = "model.safetensors";
+pub(crate) const WEIGHTS: &str = "model.safetensors";
 const OPTIMIZER: &str = "optimizer.safetensors";
-const CONFIG: &str = "config.toml";
-const TOKENIZER: &str = "tokenizer.json";
-const STATE: &str = "state.json";
+pub(crate) const CONFIG: &str = "config.toml";
+pub(crate) const TOKENIZER: &str = "tokenizer.json";
+pub(crate) const STATE: &str = "state.json";
 /// The directory of a run that holds the checkpoint directories.
 pub const CHECKPOINTS: &str = "checkpoints";
 /// The link to the newest checkpoint.
@@ -67,18 +67,19 @@ pub struct CheckpointContents<'a> {
     pub tokenizer: &'a SubwordTokenizer,
 }
 
-fn checkpoint_error(path: &Path, message: impl Into<String>) -> TrainError {
+pub(crate) fn checkpoint_error(path: &Path, message: impl Into<String>) -> TrainError {
     TrainError::Checkpoint { path: path.to_path_buf(), message: message.into() }
 }
 
 /// Writes `bytes` to `path` and flushes them to disk.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut file = fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
     file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| TrainError::io(path, e))
 }
 
-fn sync_path(path: &Path) -> Result<()> {
+/// Flushes a file, or a directory's entries, to disk.
+pub(crate) fn sync_path(path: &Path) -> Result<()> {
     fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| TrainError::io(path, e))
 }
 
@@ -135,7 +136,7 @@ fn link_target(run_dir: &Path, link: &str) -> Option<CheckpointName> {
 }
 
 /// The checkpoint directories in `run_dir/checkpoints`.
-fn saved_checkpoints(versions: &Path) -> Result<Vec<CheckpointName>> {
+pub(crate) fn saved_checkpoints(versions: &Path) -> Result<Vec<CheckpointName>> {
     let entries = fs::read_dir(versions).map_err(|e| TrainError::io(versions, e))?;
     Ok(entries.flatten().filter_map(|e| CheckpointName::parse(&e.file_name().to_string_lossy())).collect())
 }

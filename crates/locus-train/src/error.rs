@@ -10,8 +10,8 @@ pub enum TrainError {
     /// A config file or override is malformed or breaks a rule.
     #[error("{0}")]
     Config(String),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written (the I/O error is the source, shown in the chain).
+    #[error("{}", path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,

@@ -1,5 +1,5 @@
 //! Scoring a model on a test pair: teacher-forced loss and perplexity, and sacreBLEU-exact
-//! BLEU and chrF of its greedy translations.
+//! BLEU, chrF and TER of its translations.
 
 use locus_data::{BatchPlanner, SubwordTokenizer, TokenizedPair};
 use locus_model::Seq2Seq;
@@ -7,7 +7,7 @@ use locus_model::Seq2Seq;
 use crate::batch::collate;
 use crate::error::Result;
 use crate::loss::label_smoothed_cross_entropy;
-use crate::metrics::{corpus_bleu, corpus_chrf, BleuScore, ChrfScore};
+use crate::metrics::{corpus_bleu, corpus_chrf, corpus_ter, BleuScore, ChrfScore, TerScore};
 use crate::state::ValidScores;
 use crate::translate::Translator;
 
@@ -61,6 +61,8 @@ pub struct Evaluation {
     pub bleu: BleuScore,
     /// Corpus chrF2 (sacreBLEU defaults).
     pub chrf: ChrfScore,
+    /// Corpus TER (sacreBLEU defaults).
+    pub ter: TerScore,
     /// Teacher-forced losses of the references.
     pub loss: CorpusLoss,
     /// Number of sentence pairs.
@@ -83,13 +85,14 @@ pub fn evaluate(
     let reference_streams = [references.to_vec()];
     let bleu = corpus_bleu(&hypotheses, &reference_streams)?;
     let chrf = corpus_chrf(&hypotheses, &reference_streams)?;
+    let ter = corpus_ter(&hypotheses, &reference_streams)?;
     let pairs: Vec<TokenizedPair> = sources
         .iter()
         .zip(references)
         .map(|(s, r)| Ok(TokenizedPair { src: tokenizer.encode(s)?, tgt: tokenizer.encode(r)? }))
         .collect::<Result<_>>()?;
     let loss = corpus_loss(model, &pairs, max_tokens, 0.0)?;
-    Ok(Evaluation { bleu, chrf, loss, sentences: sources.len(), hypotheses })
+    Ok(Evaluation { bleu, chrf, ter, loss, sentences: sources.len(), hypotheses })
 }
 
 /// The validation set of a run: its token ids for the loss, and its raw text for BLEU.

@@ -10,10 +10,12 @@
 //!   readable top to bottom;
 //! - [`checkpoint`] and [`state`]: atomic checkpoint directories holding everything an exact
 //!   resume needs;
+//! - [`average`]: the mean of several checkpoints' weights, written as a new checkpoint;
 //! - [`translate`] and [`evaluate`]: batched greedy translation and sacreBLEU-exact scores
 //!   ([`metrics`]).
 #![warn(missing_docs)]
 
+pub mod average;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
@@ -31,6 +33,7 @@ pub mod step;
 pub mod trainer;
 pub mod translate;
 
+pub use average::{average_checkpoints, newest_checkpoints, AverageSummary};
 pub use checkpoint::{load_checkpoint, resolve_resume, Checkpoint};
 pub use config::{RunConfig, TrainConfig};
 pub use error::{Result, TrainError};

@@ -251,7 +251,7 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
     let mut last_checkpoint = None;
     let stop = loop {
         if state.step >= total_steps {
-            break if train_cfg.max_steps == Some(state.step) {
+            break if train_cfg.max_steps.is_some_and(|max| state.step >= max) {
                 StopReason::MaxSteps
             } else {
                 StopReason::MaxEpochs

@@ -7,7 +7,7 @@
 use candle_core::Device;
 use locus_data::{BatchPlanner, TokenizedPair};
 use locus_model::positional::{Combine, SinusoidalLayout};
-use locus_model::{greedy_decode, DropoutRng, GreedyOptions, ModelConfig, PositionalConfig};
+use locus_model::{greedy_decode, DropoutRng, LengthLimits, ModelConfig, PositionalConfig};
 use locus_train::batch::{collate, pad_rows};
 use locus_train::modeling::{build_model, TOKEN_IDS};
 use locus_train::optim::{Adam, AdamParams, OptimizerKind};
@@ -83,9 +83,9 @@ fn accuracy(model: &locus_model::Seq2Seq) -> f64 {
         tests.iter().map(|s| s.iter().copied().chain([TOKEN_IDS.eos]).collect()).collect();
     let src = pad_rows(&rows, TOKEN_IDS.pad, &Device::Cpu).unwrap();
     let lens: Vec<usize> = tests.iter().map(Vec::len).collect();
-    let options = GreedyOptions { max_len_a: 1.0, max_len_b: 2 };
-    let outputs = greedy_decode(model, &src, &lens, &options).unwrap();
-    outputs.iter().zip(&tests).filter(|(out, want)| out == want).count() as f64 / tests.len() as f64
+    let limits = LengthLimits { max_len_a: 1.0, max_len_b: 2, min_len: 0 };
+    let outputs = greedy_decode(model, &src, &lens, &limits).unwrap();
+    outputs.iter().zip(&tests).filter(|(out, want)| &out.tokens == *want).count() as f64 / tests.len() as f64
 }
 
 fn absolute(combine: Combine, d_pos: Option<usize>) -> PositionalConfig {

@@ -1,85 +1,175 @@
-//! `locus evaluate --checkpoint DIR --src FILE --ref FILE [--json]`
+//! `locus evaluate --checkpoint DIR [--checkpoint DIR ...] --src FILE --ref FILE [--json]`
+//!
+//! Each checkpoint translates the source exactly as `locus translate` would (same search
+//! options) and is scored against the reference with sacreBLEU's BLEU and chrF (signatures
+//! printed) and the reference's loss and perplexity under the model. Several checkpoints give
+//! one table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use locus_train::metrics::{bleu_signature, chrf_signature};
-use locus_train::{evaluate, load_checkpoint, Translator};
+use locus_train::metrics::{bleu_signature, chrf_signature, ter_signature};
+use locus_train::{evaluate, load_checkpoint, Evaluation, Translator};
 use serde_json::json;
 
 use crate::device::parse_device;
+use crate::search_args::SearchArgs;
 
 /// Arguments of `locus evaluate`.
 #[derive(Args)]
 pub struct EvaluateArgs {
-    /// A checkpoint directory, e.g. runs/multi30k-de-en/best.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    /// Checkpoint directories, e.g. runs/multi30k-de-en/best (repeat the flag or list several).
+    #[arg(long, required = true, num_args = 1..)]
+    checkpoint: Vec<PathBuf>,
     /// Source sentences (plain or .gz).
     #[arg(long)]
     src: PathBuf,
     /// Reference translations, line by line with --src (plain or .gz).
     #[arg(long = "ref")]
     reference: PathBuf,
-    /// Also write the translations here.
+    /// Also write the translations: to this file for one checkpoint; for several, into this
+    /// directory as `<position>-step-<update>.txt`.
     #[arg(long)]
     hypotheses: Option<PathBuf>,
-    /// Print one JSON object instead of text.
+    /// Print one JSON object per checkpoint instead of text.
     #[arg(long)]
     json: bool,
     /// Sentences decoded together.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    #[command(flatten)]
+    search: SearchArgs,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     device: String,
 }
 
-/// Translates the source as `locus translate` would and scores it.
-pub fn run(args: EvaluateArgs) -> Result<()> {
+/// One checkpoint's scores.
+struct Row {
+    checkpoint: PathBuf,
+    step: usize,
+    result: Evaluation,
+    seconds: f64,
+}
+
+/// Where the hypotheses of checkpoint `index` (from 0) go, if anywhere.
+fn hypotheses_path(args: &EvaluateArgs, index: usize, step: usize) -> Result<Option<PathBuf>> {
+    let Some(path) = &args.hypotheses else { return Ok(None) };
+    if args.checkpoint.len() == 1 {
+        return Ok(Some(path.clone()));
+    }
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(Some(path.join(format!("{}-step-{step:08}.txt", index + 1))))
+}
+
+fn evaluate_one(args: &EvaluateArgs, index: usize, sources: &[String], references: &[String]) -> Result<Row> {
+    let (search, limits) = args.search.resolve()?;
     let device = parse_device(&args.device)?;
-    let checkpoint = load_checkpoint(&args.checkpoint, &device)?;
-    let sources = locus_data::read_lines_allow_empty(&args.src)?;
-    let references = locus_data::read_lines_allow_empty(&args.reference)?;
+    let path = &args.checkpoint[index];
+    let checkpoint = load_checkpoint(path, &device)?;
+    let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
+    translator.batch_size = args.batch_size;
+    translator.search = search;
+    translator.limits = limits;
+    let max_tokens = checkpoint.config.data.max_tokens;
+    let started = std::time::Instant::now();
+    let result =
+        evaluate(&translator, &checkpoint.model, &checkpoint.tokenizer, sources, references, max_tokens)
+            .with_context(|| format!("evaluating {}", path.display()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(out) = hypotheses_path(args, index, checkpoint.state.step)? {
+        std::fs::write(&out, result.hypotheses.join("\n") + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(Row { checkpoint: path.clone(), step: checkpoint.state.step, result, seconds })
+}
+
+fn print_json(row: &Row) {
+    let r = &row.result;
+    let record = json!({
+        "checkpoint": row.checkpoint, "step": row.step, "sentences": r.sentences,
+        "bleu": r.bleu.score, "chrf": r.chrf.score, "ter": r.ter.score, "loss": r.loss.nll,
+        "ppl": r.loss.ppl(), "bleu_signature": bleu_signature(1), "chrf_signature": chrf_signature(1),
+        "ter_signature": ter_signature(1),
+        "bleu_detail": r.bleu.to_string(), "seconds": row.seconds,
+        "sentences_per_s": r.sentences as f64 / row.seconds.max(1e-9),
+    });
+    println!("{record}");
+}
+
+fn print_one(row: &Row) {
+    let r = &row.result;
+    println!(
+        "{} sentences, checkpoint {} (step {}), {:.1} s ({:.0} sentences/s)",
+        r.sentences,
+        row.checkpoint.display(),
+        row.step,
+        row.seconds,
+        r.sentences as f64 / row.seconds.max(1e-9)
+    );
+    println!("{}  [{}]", r.bleu, bleu_signature(1));
+    println!("{}  [{}]", r.chrf, chrf_signature(1));
+    println!("{}  [{}]", r.ter, ter_signature(1));
+    println!("loss {:.4} nats/token, ppl {:.2}", r.loss.nll, r.loss.ppl());
+}
+
+fn print_table(rows: &[Row]) {
+    let width = rows.iter().map(|row| row.checkpoint.display().to_string().len()).max().unwrap_or(10).max(10);
+    println!(
+        "{:<width$}  {:>8}  {:>6}  {:>6}  {:>6}  {:>7}  {:>7}  {:>9}",
+        "checkpoint", "step", "BLEU", "chrF", "TER", "loss", "ppl", "sent/s"
+    );
+    for row in rows {
+        let r = &row.result;
+        println!(
+            "{:<width$}  {:>8}  {:>6.2}  {:>6.2}  {:>6.2}  {:>7.4}  {:>7.2}  {:>9.1}",
+            row.checkpoint.display(),
+            row.step,
+            r.bleu.score,
+            r.chrf.score,
+            r.ter.score,
+            r.loss.nll,
+            r.loss.ppl(),
+            r.sentences as f64 / row.seconds.max(1e-9)
+        );
+    }
+    println!("BLEU: {}", bleu_signature(1));
+    println!("chrF: {}", chrf_signature(1));
+    println!("TER:  {}", ter_signature(1));
+}
+
+fn read_pair(src: &Path, reference: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let sources = locus_data::read_lines_allow_empty(src)?;
+    let references = locus_data::read_lines_allow_empty(reference)?;
     if sources.len() != references.len() {
         bail!(
             "{} has {} lines but {} has {} lines",
-            args.src.display(),
+            src.display(),
             sources.len(),
-            args.reference.display(),
+            reference.display(),
             references.len()
         );
     }
-    let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
-    translator.batch_size = args.batch_size;
-    let max_tokens = checkpoint.config.data.max_tokens;
-    let result =
-        evaluate(&translator, &checkpoint.model, &checkpoint.tokenizer, &sources, &references, max_tokens)
-            .context("evaluating")?;
-    if let Some(path) = &args.hypotheses {
-        std::fs::write(path, result.hypotheses.join("\n") + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+    Ok((sources, references))
+}
+
+/// Translates the source with each checkpoint and scores it.
+pub fn run(args: EvaluateArgs) -> Result<()> {
+    args.search.resolve()?;
+    let (sources, references) = read_pair(&args.src, &args.reference)?;
+    let mut rows = Vec::new();
+    for index in 0..args.checkpoint.len() {
+        let row = evaluate_one(&args, index, &sources, &references)?;
+        if args.json {
+            print_json(&row);
+        }
+        rows.push(row);
     }
-    if args.json {
-        let record = json!({
-            "checkpoint": args.checkpoint, "step": checkpoint.state.step, "sentences": result.sentences,
-            "bleu": result.bleu.score, "chrf": result.chrf.score,
-            "loss": result.loss.nll, "ppl": result.loss.ppl(),
-            "bleu_signature": bleu_signature(1), "chrf_signature": chrf_signature(1),
-            "bleu_detail": result.bleu.to_string(),
-        });
-        println!("{record}");
-    } else {
-        println!(
-            "{} sentences, checkpoint {} (step {})",
-            result.sentences,
-            args.checkpoint.display(),
-            checkpoint.state.step
-        );
-        println!("{}  [{}]", result.bleu, bleu_signature(1));
-        println!("{}  [{}]", result.chrf, chrf_signature(1));
-        println!("loss {:.4} nats/token, ppl {:.2}", result.loss.nll, result.loss.ppl());
+    match rows.as_slice() {
+        _ if args.json => {}
+        [row] => print_one(row),
+        rows => print_table(rows),
     }
     Ok(())
 }

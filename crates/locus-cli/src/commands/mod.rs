@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod average;
 pub mod evaluate;
 pub mod pe;
 pub mod plot;

@@ -56,3 +56,12 @@ pub fn train_args<'a>(config: &'a str, overrides: &'a [String]) -> Vec<&'a str> 
     }
     args
 }
+
+/// Copies the checkpoint `from` to `to`, file by file.
+pub fn copy_checkpoint(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}

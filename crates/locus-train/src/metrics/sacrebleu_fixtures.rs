@@ -1,14 +1,16 @@
 //! Cross-checks against sacreBLEU: the fixtures in `tests/fixtures/sacrebleu/` and
-//! the scores, signatures and tokenizations sacreBLEU 2.6.0 computed for them
-//! (`expected.json`, written by `make_fixtures.py` in that directory).
+//! the scores (BLEU, chrF, chrF++, TER), signatures and tokenizations sacreBLEU 2.6.0
+//! computed for them, plus Python's whitespace and lowercase tables (`expected.json`,
+//! written by `make_fixtures.py` in that directory).
 
 use serde_json::Value;
 
 use super::bleu::preprocess;
 use super::pystr::is_py_space;
+use super::ter::lowercase::py_lower;
 use super::{
-    bleu_signature, chrf_signature, corpus_bleu, corpus_chrf_with, tokenize_13a, BleuScore, ChrfParams,
-    ChrfScore, SACREBLEU_VERSION,
+    bleu_signature, chrf_signature, corpus_bleu, corpus_chrf_with, corpus_ter, ter_signature, tokenize_13a,
+    BleuScore, ChrfParams, ChrfScore, TerScore, SACREBLEU_VERSION,
 };
 
 const TOLERANCE: f64 = 1e-9;
@@ -25,6 +27,10 @@ const FILES: &[(&str, &str)] = &[
     ("en_near_miss.ref", include_str!("../../tests/fixtures/sacrebleu/en_near_miss.ref")),
     ("entities_hyphens.hyp", include_str!("../../tests/fixtures/sacrebleu/entities_hyphens.hyp")),
     ("entities_hyphens.ref", include_str!("../../tests/fixtures/sacrebleu/entities_hyphens.ref")),
+    ("long_segments.hyp", include_str!("../../tests/fixtures/sacrebleu/long_segments.hyp")),
+    ("long_segments.ref", include_str!("../../tests/fixtures/sacrebleu/long_segments.ref")),
+    ("mixed_case.hyp", include_str!("../../tests/fixtures/sacrebleu/mixed_case.hyp")),
+    ("mixed_case.ref", include_str!("../../tests/fixtures/sacrebleu/mixed_case.ref")),
     ("multi30k_degraded.hyp", include_str!("../../tests/fixtures/sacrebleu/multi30k_degraded.hyp")),
     ("multi30k_degraded.ref", include_str!("../../tests/fixtures/sacrebleu/multi30k_degraded.ref")),
     ("no_4gram_match.hyp", include_str!("../../tests/fixtures/sacrebleu/no_4gram_match.hyp")),
@@ -33,6 +39,9 @@ const FILES: &[(&str, &str)] = &[
     ("numbers.ref", include_str!("../../tests/fixtures/sacrebleu/numbers.ref")),
     ("perfect.hyp", include_str!("../../tests/fixtures/sacrebleu/perfect.hyp")),
     ("perfect.ref", include_str!("../../tests/fixtures/sacrebleu/perfect.ref")),
+    ("reordered_phrases.hyp", include_str!("../../tests/fixtures/sacrebleu/reordered_phrases.hyp")),
+    ("reordered_phrases.ref", include_str!("../../tests/fixtures/sacrebleu/reordered_phrases.ref")),
+    ("reordered_phrases.ref2", include_str!("../../tests/fixtures/sacrebleu/reordered_phrases.ref2")),
     ("short_segments.hyp", include_str!("../../tests/fixtures/sacrebleu/short_segments.hyp")),
     ("short_segments.ref", include_str!("../../tests/fixtures/sacrebleu/short_segments.ref")),
     ("two_refs.hyp", include_str!("../../tests/fixtures/sacrebleu/two_refs.hyp")),
@@ -108,6 +117,14 @@ fn check_chrf(name: &str, got: &ChrfScore, want: &Value, params: ChrfParams, nre
     assert_eq!(params.signature(nrefs), want["signature"].as_str().expect("sig"));
 }
 
+fn check_ter(name: &str, got: &TerScore, want: &Value, nrefs: usize) {
+    assert_close(&format!("{name} TER"), got.score, float(&want["score"]));
+    assert_eq!(got.num_edits, int(&want["num_edits"]), "{name} TER num_edits");
+    assert_close(&format!("{name} TER ref_length"), got.ref_length, float(&want["ref_length"]));
+    assert_eq!(got.to_string(), want["formatted"].as_str().expect("formatted"));
+    assert_eq!(ter_signature(nrefs), want["signature"].as_str().expect("sig"));
+}
+
 /// Scores one set with every metric and compares with sacreBLEU.
 fn check_set(set: &Value, hyps: &[String], refs: &[Vec<String>]) {
     let name = set["name"].as_str().expect("name");
@@ -118,6 +135,8 @@ fn check_set(set: &Value, hyps: &[String], refs: &[Vec<String>]) {
         let chrf = corpus_chrf_with(hyps, refs, params).expect("chrf");
         check_chrf(name, &chrf, &set[key], params, nrefs);
     }
+    let ter = corpus_ter(hyps, refs).expect("ter");
+    check_ter(name, &ter, &set["ter"], nrefs);
 }
 
 #[test]
@@ -193,5 +212,24 @@ fn signatures_match_sacrebleu() {
         assert_eq!(bleu_signature(nrefs), sig["bleu"]);
         assert_eq!(chrf_signature(nrefs), sig["chrf"]);
         assert_eq!(ChrfParams::chrf_plus_plus().signature(nrefs), sig["chrf_pp"]);
+        assert_eq!(ter_signature(nrefs), sig["ter"]);
+    }
+}
+
+#[test]
+fn lowercase_matches_python_str_lower() {
+    let expected = expected();
+    let table = expected["python_lower"].as_array().expect("python_lower");
+    let lower: std::collections::HashMap<u32, &str> = table
+        .iter()
+        .map(|pair| {
+            let c = u32::try_from(pair[0].as_u64().expect("code point")).expect("u32");
+            (c, pair[1].as_str().expect("lowercase"))
+        })
+        .collect();
+    assert!(lower.len() > 1000);
+    for c in (0..=0x10FFFF_u32).filter_map(char::from_u32) {
+        let want = lower.get(&u32::from(c)).map_or_else(|| c.to_string(), |s| (*s).to_owned());
+        assert_eq!(py_lower(&c.to_string()), want, "U+{:04X}", u32::from(c));
     }
 }

@@ -1,0 +1,87 @@
+//! The decoding options `translate` and `evaluate` share, with fairseq-generate's names.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use locus_model::{BeamOptions, LengthLimits, SamplingOptions};
+use locus_train::translate::Search;
+
+/// How to search for translations.
+#[derive(Args, Debug, Clone)]
+pub struct SearchArgs {
+    /// Beam size; 1 is greedy search.
+    #[arg(long, default_value_t = 1)]
+    beam: usize,
+    /// Translations per input line, best first (needs --beam at least this large, or --sample).
+    #[arg(long, default_value_t = 1)]
+    nbest: usize,
+    /// GNMT length penalty alpha for beam search: finished hypotheses are ranked by
+    /// log-probability / ((5 + length) / 6)^alpha; 0 ranks by log-probability alone.
+    #[arg(long, alias = "lenpen", default_value_t = 1.0)]
+    length_penalty: f64,
+    /// Output length limit per source token: at most max-len-a × source length + max-len-b
+    /// tokens.
+    #[arg(long, default_value_t = 1.5)]
+    max_len_a: f64,
+    /// Constant part of the output length limit.
+    #[arg(long, default_value_t = 10)]
+    max_len_b: usize,
+    /// End of sentence is not allowed before this many tokens.
+    #[arg(long, default_value_t = 0)]
+    min_len: usize,
+    /// Sample outputs instead of searching (--nbest samples per line).
+    #[arg(long)]
+    sample: bool,
+    /// Sampling temperature: below 1 sharpens the distribution, above 1 flattens it.
+    #[arg(long, default_value_t = 1.0, requires = "sample")]
+    temperature: f64,
+    /// Sample from the k most probable tokens only (0: all).
+    #[arg(long, default_value_t = 0, requires = "sample")]
+    top_k: usize,
+    /// Sample from the most probable tokens holding this much probability (1: all).
+    #[arg(long, default_value_t = 1.0, requires = "sample")]
+    top_p: f64,
+    /// Seed of sampling; the same seed gives the same samples.
+    #[arg(long, default_value_t = 1, requires = "sample")]
+    seed: u64,
+}
+
+impl SearchArgs {
+    /// The search and length limits these options describe.
+    ///
+    /// # Errors
+    /// Options that contradict each other (sampling with a beam, an n-best list longer than
+    /// the beam).
+    pub fn resolve(&self) -> Result<(Search, LengthLimits)> {
+        let limits =
+            LengthLimits { max_len_a: self.max_len_a, max_len_b: self.max_len_b, min_len: self.min_len };
+        if self.beam == 0 || self.nbest == 0 {
+            bail!("--beam ({}) and --nbest ({}) must be at least 1", self.beam, self.nbest);
+        }
+        if self.sample {
+            if self.beam > 1 {
+                bail!("--sample draws --nbest samples per line; it does not take --beam ({})", self.beam);
+            }
+            let options = SamplingOptions {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+                samples: self.nbest,
+            };
+            return Ok((Search::Sample(options), limits));
+        }
+        if self.nbest > self.beam {
+            bail!("--nbest ({}) needs --beam at least as large (it is {})", self.nbest, self.beam);
+        }
+        if self.beam == 1 {
+            return Ok((Search::Greedy, limits));
+        }
+        let options = BeamOptions { beam: self.beam, nbest: self.nbest, length_penalty: self.length_penalty };
+        Ok((Search::Beam(options), limits))
+    }
+
+    /// Translations per input line.
+    pub fn nbest(&self) -> usize {
+        self.nbest
+    }
+}

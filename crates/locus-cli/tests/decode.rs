@@ -1,0 +1,161 @@
+//! `locus translate` and `locus evaluate` with the search options: n-best lists and scores in
+//! both output formats, seeded sampling, answers streamed line by line from a pipe, clear
+//! errors for contradictory options and incompatible checkpoints, and several checkpoints
+//! scored in one table.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{copy_checkpoint, data_overrides, locus, stderr, tiny_config, train_args, write_corpus};
+use serde_json::Value;
+
+/// Trains the tiny config on the generated corpus; returns the run directory.
+fn trained_run(dir: &Path) -> PathBuf {
+    write_corpus(dir);
+    let config = tiny_config().display().to_string();
+    let overrides = data_overrides(dir);
+    let out = locus(&train_args(&config, &overrides));
+    assert!(out.status.success(), "train failed: {}", stderr(&out));
+    dir.join("run")
+}
+
+fn translate(checkpoint: &Path, input: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["translate", "--device", "cpu", "--checkpoint"];
+    let (checkpoint, input) = (checkpoint.display().to_string(), input.display().to_string());
+    args.extend([checkpoint.as_str(), "--input", input.as_str()]);
+    args.extend(extra);
+    let out = locus(&args);
+    assert!(out.status.success(), "translate {extra:?} failed: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn nbest_scores_formats_and_sampling() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_run(dir.path());
+    let input = dir.path().join("input.de");
+    std::fs::write(&input, "ein hund läuft\n\nzwei kinder spielen ball\n").unwrap();
+    let best = run.join("best");
+
+    // Text n-best: three lines per input line, `LINE<TAB>SCORE<TAB>TRANSLATION`, best first.
+    let text = translate(&best, &input, &["--beam", "3", "--nbest", "3"]);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.splitn(3, '\t').collect()).collect();
+    let lines: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(lines, ["1", "1", "1", "2", "3", "3", "3"], "{text}");
+    for group in [&rows[0..3], &rows[4..7]] {
+        let scores: Vec<f64> = group.iter().map(|r| r[1].parse().unwrap()).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{text}");
+        assert!(group[0][2] != group[1][2] && group[1][2] != group[2][2], "{text}");
+    }
+
+    // JSON lines: one object per input line, with the n-best list.
+    let jsonl = translate(&best, &input, &["--beam", "3", "--nbest", "2", "--format", "jsonl"]);
+    let records: Vec<Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[2]["line"], 3);
+    assert_eq!(records[2]["nbest"].as_array().unwrap().len(), 2);
+    assert_eq!(records[2]["nbest"][0]["translation"], records[2]["translation"]);
+    assert_eq!(records[1]["translation"], "");
+
+    // --scores puts the score before each best translation; greedy scores are log-probabilities.
+    let scored = translate(&best, &input, &["--scores"]);
+    let first: Vec<&str> = scored.lines().next().unwrap().splitn(2, '\t').collect();
+    assert!(first[0].parse::<f64>().unwrap() < 0.0, "{scored}");
+
+    // The same seed samples the same translations.
+    let sampled =
+        |seed: &str| translate(&best, &input, &["--sample", "--nbest", "2", "--seed", seed, "--top-k", "5"]);
+    assert_eq!(sampled("3"), sampled("3"));
+}
+
+#[test]
+fn stdin_is_translated_line_by_line_as_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_run(dir.path());
+    let checkpoint = run.join("best").display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args(["translate", "--device", "cpu", "--checkpoint", &checkpoint])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // Each answer comes back while stdin is still open: nothing waits for the end of input.
+    for sentence in ["ein hund läuft", "zwei kinder"] {
+        writeln!(stdin, "{sentence}").unwrap();
+        stdin.flush().unwrap();
+        let mut answer = String::new();
+        stdout.read_line(&mut answer).unwrap();
+        assert!(answer.ends_with('\n') && !answer.trim().is_empty(), "{answer:?}");
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn contradictory_options_and_incompatible_checkpoints_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_run(dir.path());
+    let input = dir.path().join("input.de");
+    std::fs::write(&input, "ein hund\n").unwrap();
+    let checkpoint = run.join("best").display().to_string();
+    let input_arg = input.display().to_string();
+    let base = ["translate", "--device", "cpu", "--checkpoint", &checkpoint, "--input", &input_arg];
+    let fails = |extra: &[&str], want: &str| {
+        let out = locus(&[&base[..], extra].concat());
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+    };
+    fails(&["--nbest", "3"], "--nbest (3) needs --beam at least as large (it is 1)");
+    fails(&["--sample", "--beam", "4"], "it does not take --beam (4)");
+
+    // A checkpoint whose config does not describe its weights.
+    let edited = dir.path().join("edited");
+    copy_checkpoint(&run.join("best"), &edited);
+    let config = std::fs::read_to_string(edited.join("config.toml")).unwrap();
+    std::fs::write(edited.join("config.toml"), config.replace("d_ff = 64", "d_ff = 96")).unwrap();
+    let edited_arg = edited.display().to_string();
+    let out = locus(&["translate", "--device", "cpu", "--checkpoint", &edited_arg, "--input", &input_arg]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("weights do not match its config.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn several_checkpoints_make_one_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_run(dir.path());
+    let (best, last) = (run.join("best").display().to_string(), run.join("last").display().to_string());
+    let (src, reference) = (
+        dir.path().join("valid.de").display().to_string(),
+        dir.path().join("valid.en").display().to_string(),
+    );
+    let hyps = dir.path().join("hyps");
+    let hyps_arg = hyps.display().to_string();
+    let args =
+        ["evaluate", "--device", "cpu", "--src", &src, "--ref", &reference, "--checkpoint", &best, &last];
+    let out = locus(&[&args[..], &["--beam", "2", "--hypotheses", &hyps_arg]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("checkpoint") && lines[0].contains("BLEU") && lines[0].contains("TER"),
+        "{table}"
+    );
+    assert!(lines[1].starts_with(&best) && lines[2].starts_with(&last), "{table}");
+    assert!(table.contains("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"), "{table}");
+    assert_eq!(std::fs::read_dir(&hyps).unwrap().count(), 2);
+
+    let out = locus(&[&args[..], &["--json"]].concat());
+    let records: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r["ter"].as_f64().is_some() && r["sentences"] == 200));
+    assert_eq!(
+        records[0]["ter_signature"],
+        "nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:2.6.0"
+    );
+}
