@@ -25,6 +25,6 @@ gzip -dc "$test_de" | head -n 5 > "$run/sample.de"
 "$locus" translate --checkpoint "$run/best" --input "$run/sample.de" --output "$run/sample.en"
 paste -d '\n' "$run/sample.de" "$run/sample.en" /dev/null
 
-echo "== test_2016_flickr (1,000 sentences) =="
-"$locus" evaluate --checkpoint "$run/best" --src "$test_de" --ref "$test_en" \
+echo "== test_2016_flickr (1,000 sentences, beam 4) =="
+"$locus" evaluate --checkpoint "$run/best" --src "$test_de" --ref "$test_en" --beam 4 \
   --hypotheses "$run/test_2016_flickr.hyp.en"

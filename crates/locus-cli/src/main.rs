@@ -35,6 +35,8 @@ enum Command {
     Plot(commands::plot::PlotArgs),
     /// Average the weights of checkpoints of one architecture into a new checkpoint.
     Average(commands::average::AverageArgs),
+    /// Measure training or translation throughput on this machine.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Pe(args) => commands::pe::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Average(args) => commands::average::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,12 +3,14 @@
 //! [`BatchPlanner::plan`] groups example indices into batches so that each
 //! batch, once padded, holds at most `max_tokens` tokens:
 //!
-//! 1. Examples are ordered by `(source length, target length)`; ties are
+//! 1. Examples are ordered by `(source length, target length)` (by
+//!    `(target length, source length)` under a target budget); ties are
 //!    broken by a random key drawn from the `(seed, epoch)` generator, so
 //!    equal-length examples land in different batches from epoch to epoch.
 //! 2. The ordered examples are cut greedily into batches such that
 //!    `batch_len * max(longest source + 1, longest target + 1) <= max_tokens`
-//!    (and `batch_len <= max_sentences` when set). The `+ 1` is the EOS the
+//!    (or `batch_len * (longest target + 1)` with [`TokenBudget::Target`];
+//!    and `batch_len <= max_sentences` when set). The `+ 1` is the EOS the
 //!    model appends to the source and the BOS/EOS it adds to the target
 //!    input/output. The budget therefore counts padding: it bounds the size
 //!    of the padded `batch_len x seq_len` tensors, which is what determines
@@ -22,7 +24,31 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{DataError, Result};
+
+/// Which sequence lengths `max_tokens` counts (`data.token_budget`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenBudget {
+    /// The longer of source and target, as fairseq's `--max-tokens`.
+    #[default]
+    Longer,
+    /// The target alone: batch size × (longest target + 1).
+    Target,
+}
+
+impl TokenBudget {
+    /// The per-example length the budget counts, plus one for the EOS/BOS the model adds.
+    fn padded_len(self, src_len: usize, tgt_len: usize) -> usize {
+        match self {
+            Self::Longer => src_len.max(tgt_len),
+            Self::Target => tgt_len,
+        }
+        .saturating_add(1)
+    }
+}
 
 /// A tokenized sentence pair, without BOS/EOS (the model adds those).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -47,6 +73,8 @@ pub struct BatchPlanner {
     pub max_tokens: usize,
     /// Optional upper bound on the number of examples in a batch.
     pub max_sentences: Option<usize>,
+    /// Which lengths `max_tokens` counts.
+    pub budget: TokenBudget,
 }
 
 impl BatchPlanner {
@@ -65,7 +93,7 @@ impl BatchPlanner {
         self.check_limits()?;
         self.check_examples_fit(lengths)?;
         let mut rng = epoch_rng(seed, epoch);
-        let order = length_order(lengths, &mut rng);
+        let order = length_order(lengths, self.budget, &mut rng);
         let mut batches = self.cut(lengths, &order);
         batches.shuffle(&mut rng);
         Ok(batches)
@@ -87,14 +115,14 @@ impl BatchPlanner {
 
     /// Fails on the first example that does not fit into a batch on its own.
     fn check_examples_fit(&self, lengths: &[(usize, usize)]) -> Result<()> {
-        match lengths.iter().position(|&(s, t)| padded_len(s, t) > self.max_tokens) {
+        match lengths.iter().position(|&(s, t)| self.budget.padded_len(s, t) > self.max_tokens) {
             Some(index) => {
                 let (src_len, tgt_len) = lengths[index];
                 Err(DataError::ExampleTooLong {
                     index,
                     src_len,
                     tgt_len,
-                    needed: padded_len(src_len, tgt_len),
+                    needed: self.budget.padded_len(src_len, tgt_len),
                     max_tokens: self.max_tokens,
                 })
             }
@@ -113,12 +141,12 @@ impl BatchPlanner {
         let mut longest = 0;
         for &index in order {
             let (s, t) = lengths[index];
-            let candidate_longest = longest.max(padded_len(s, t));
+            let candidate_longest = longest.max(self.budget.padded_len(s, t));
             let too_many = batch.len() + 1 > max_sentences;
             let too_big = (batch.len() + 1).saturating_mul(candidate_longest) > self.max_tokens;
             if !batch.is_empty() && (too_many || too_big) {
                 batches.push(std::mem::take(&mut batch));
-                longest = padded_len(s, t);
+                longest = self.budget.padded_len(s, t);
             } else {
                 longest = candidate_longest;
             }
@@ -131,20 +159,20 @@ impl BatchPlanner {
     }
 }
 
-/// The per-example sequence length the budget counts: the longer side plus
-/// one for the EOS/BOS the model adds.
-fn padded_len(src_len: usize, tgt_len: usize) -> usize {
-    src_len.max(tgt_len).saturating_add(1)
-}
-
-/// The number of tokens `batch` occupies once padded, as the budget counts it:
-/// `batch.len() * max(longest source + 1, longest target + 1)`.
-///
-/// Indices must be valid for `lengths`; invalid ones are ignored.
-pub fn padded_tokens(lengths: &[(usize, usize)], batch: &[usize]) -> usize {
-    let longest =
-        batch.iter().filter_map(|&i| lengths.get(i)).map(|&(s, t)| padded_len(s, t)).max().unwrap_or(0);
-    batch.len() * longest
+impl BatchPlanner {
+    /// The number of tokens `batch` occupies once padded, as the budget counts it, e.g.
+    /// `batch.len() * max(longest source + 1, longest target + 1)`.
+    ///
+    /// Indices must be valid for `lengths`; invalid ones are ignored.
+    pub fn padded_tokens(&self, lengths: &[(usize, usize)], batch: &[usize]) -> usize {
+        let longest = batch
+            .iter()
+            .filter_map(|&i| lengths.get(i))
+            .map(|&(s, t)| self.budget.padded_len(s, t))
+            .max()
+            .unwrap_or(0);
+        batch.len() * longest
+    }
 }
 
 /// The generator for one epoch: seeded from `seed` and `epoch` without
@@ -156,10 +184,21 @@ fn epoch_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(key)
 }
 
-/// Example indices ordered by `(source length, target length, random key)`.
-fn length_order(lengths: &[(usize, usize)], rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let mut keyed: Vec<(usize, usize, u64, usize)> =
-        lengths.iter().enumerate().map(|(i, &(s, t))| (s, t, rng.random::<u64>(), i)).collect();
+/// Example indices ordered by `(source length, target length, random key)`, or target length
+/// first under a target budget.
+fn length_order(lengths: &[(usize, usize)], budget: TokenBudget, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let key = |s: usize, t: usize| match budget {
+        TokenBudget::Longer => (s, t),
+        TokenBudget::Target => (t, s),
+    };
+    let mut keyed: Vec<(usize, usize, u64, usize)> = lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &(s, t))| {
+            let (first, second) = key(s, t);
+            (first, second, rng.random::<u64>(), i)
+        })
+        .collect();
     keyed.sort_unstable();
     keyed.into_iter().map(|(_, _, _, i)| i).collect()
 }
@@ -182,7 +221,7 @@ mod tests {
     }
 
     fn planner() -> BatchPlanner {
-        BatchPlanner { max_tokens: 512, max_sentences: None }
+        BatchPlanner { max_tokens: 512, max_sentences: None, budget: TokenBudget::Longer }
     }
 
     #[test]
@@ -198,10 +237,10 @@ mod tests {
     #[test]
     fn budget_and_sentence_limit_hold() {
         let lengths = corpus_lengths();
-        let planner = BatchPlanner { max_tokens: 512, max_sentences: Some(12) };
+        let planner = BatchPlanner { max_tokens: 512, max_sentences: Some(12), budget: TokenBudget::Longer };
         let batches = planner.plan(&lengths, 3, 5).unwrap();
         for batch in &batches {
-            assert!(padded_tokens(&lengths, batch) <= 512, "{batch:?}");
+            assert!(planner.padded_tokens(&lengths, batch) <= 512, "{batch:?}");
             assert!(batch.len() <= 12);
         }
         // Short sentences (up to 10 tokens) alone would allow 46 per batch:
@@ -215,7 +254,7 @@ mod tests {
         // fit, so batches use most of the budget on average.
         let lengths = corpus_lengths();
         let batches = planner().plan(&lengths, 1, 0).unwrap();
-        let used: usize = batches.iter().map(|b| padded_tokens(&lengths, b)).sum();
+        let used: usize = batches.iter().map(|b| planner().padded_tokens(&lengths, b)).sum();
         let fill = used as f64 / (batches.len() * 512) as f64;
         assert!(fill > 0.85, "average fill {fill}");
     }
@@ -241,6 +280,7 @@ mod tests {
         let p = BatchPlanner {
             max_tokens: 110, // 10 examples of 11 tokens per batch
             max_sentences: None,
+            budget: TokenBudget::Longer,
         };
         let grouping = |epoch| {
             let batches = p.plan(&lengths, 9, epoch).unwrap();
@@ -262,9 +302,9 @@ mod tests {
     fn padding_is_much_lower_than_with_random_batches() {
         let lengths = corpus_lengths();
         let batches = planner().plan(&lengths, 1, 0).unwrap();
-        let real: usize = lengths.iter().map(|&(s, t)| padded_len(s, t)).sum();
+        let real: usize = lengths.iter().map(|&(s, t)| TokenBudget::Longer.padded_len(s, t)).sum();
         let bucketed_padding: usize =
-            batches.iter().map(|b| padded_tokens(&lengths, b)).sum::<usize>() - real;
+            batches.iter().map(|b| planner().padded_tokens(&lengths, b)).sum::<usize>() - real;
 
         // Same batch sizes, but examples assigned at random.
         let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -274,7 +314,7 @@ mod tests {
         let mut rest = shuffled.as_slice();
         for b in &batches {
             let (batch, tail) = rest.split_at(b.len());
-            random_padding += padded_tokens(&lengths, batch);
+            random_padding += planner().padded_tokens(&lengths, batch);
             rest = tail;
         }
         random_padding -= real;
@@ -287,7 +327,7 @@ mod tests {
     #[test]
     fn oversized_example_is_an_error_naming_it() {
         let lengths = vec![(5, 5), (3, 4), (40, 70), (80, 2)];
-        let p = BatchPlanner { max_tokens: 64, max_sentences: None };
+        let p = BatchPlanner { max_tokens: 64, max_sentences: None, budget: TokenBudget::Longer };
         let err = p.plan(&lengths, 0, 0).unwrap_err();
         match &err {
             DataError::ExampleTooLong { index, src_len, tgt_len, needed, max_tokens } => {
@@ -300,10 +340,24 @@ mod tests {
     }
 
     #[test]
+    fn a_target_budget_counts_targets_only() {
+        // Long sources, short targets: under a target budget of 64, 8 examples of
+        // target 7 (+1) fit per batch, whatever their 40-token sources.
+        let lengths = vec![(40, 7); 20];
+        let p = BatchPlanner { max_tokens: 64, max_sentences: None, budget: TokenBudget::Target };
+        let batches = p.plan(&lengths, 1, 0).unwrap();
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>().iter().max(), Some(&8));
+        assert!(batches.iter().all(|b| p.padded_tokens(&lengths, b) <= 64));
+        // The same data under the longer-side budget: 64 / 41 = 1 example per batch.
+        let longer = BatchPlanner { budget: TokenBudget::Longer, ..p };
+        assert_eq!(longer.plan(&lengths, 1, 0).unwrap().len(), 20);
+    }
+
+    #[test]
     fn example_exactly_at_the_budget_fits() {
         // max(63, 10) + 1 = 64 tokens: allowed, alone in its batch.
         let lengths = vec![(63, 10), (1, 1)];
-        let p = BatchPlanner { max_tokens: 64, max_sentences: None };
+        let p = BatchPlanner { max_tokens: 64, max_sentences: None, budget: TokenBudget::Longer };
         let mut batches = p.plan(&lengths, 0, 0).unwrap();
         batches.sort();
         assert_eq!(batches, vec![vec![0], vec![1]]);
@@ -311,9 +365,9 @@ mod tests {
 
     #[test]
     fn zero_limits_and_empty_input() {
-        let zero = BatchPlanner { max_tokens: 0, max_sentences: None };
+        let zero = BatchPlanner { max_tokens: 0, max_sentences: None, budget: TokenBudget::Longer };
         assert!(matches!(zero.plan(&[(1, 1)], 0, 0), Err(DataError::Config { .. })));
-        let zero_sent = BatchPlanner { max_tokens: 10, max_sentences: Some(0) };
+        let zero_sent = BatchPlanner { max_tokens: 10, max_sentences: Some(0), budget: TokenBudget::Longer };
         assert!(matches!(zero_sent.plan(&[(1, 1)], 0, 0), Err(DataError::Config { .. })));
         assert!(planner().plan(&[], 0, 0).unwrap().is_empty());
     }

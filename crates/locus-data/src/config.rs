@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::batching::BatchPlanner;
+use crate::batching::{BatchPlanner, TokenBudget};
 use crate::error::{DataError, Result};
 use crate::filter::LengthFilter;
 use crate::tokenizer::{SubwordModel, SPECIAL_TOKENS};
@@ -51,6 +51,10 @@ pub struct DataConfig {
     /// one (for EOS/BOS), so padding counts. Default 4096.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: usize,
+    /// Which sequences `max_tokens` counts: `"longer"` (the longer of source
+    /// and target, as fairseq) or `"target"`. Default `"longer"`.
+    #[serde(default)]
+    pub token_budget: TokenBudget,
     /// Optional cap on the number of sentence pairs in a batch. Default: no
     /// cap.
     #[serde(default)]
@@ -97,6 +101,7 @@ impl DataConfig {
             max_len: default_max_len(),
             max_len_ratio: default_max_len_ratio(),
             max_tokens: default_max_tokens(),
+            token_budget: TokenBudget::default(),
             max_sentences: None,
         }
     }
@@ -160,7 +165,11 @@ impl DataConfig {
 
     /// The batch planner these settings describe.
     pub fn batch_planner(&self) -> BatchPlanner {
-        BatchPlanner { max_tokens: self.max_tokens, max_sentences: self.max_sentences }
+        BatchPlanner {
+            max_tokens: self.max_tokens,
+            max_sentences: self.max_sentences,
+            budget: self.token_budget,
+        }
     }
 }
 
@@ -256,6 +265,9 @@ mod tests {
     fn filter_and_planner_carry_the_settings() {
         let c = parse("min_len = 2\nmax_len = 50\nmax_len_ratio = 2.0\nmax_tokens = 1000").unwrap();
         assert_eq!(c.length_filter(), LengthFilter { min_len: 2, max_len: 50, max_ratio: 2.0 });
-        assert_eq!(c.batch_planner(), BatchPlanner { max_tokens: 1000, max_sentences: None });
+        assert_eq!(
+            c.batch_planner(),
+            BatchPlanner { max_tokens: 1000, max_sentences: None, budget: TokenBudget::Longer }
+        );
     }
 }

@@ -22,7 +22,7 @@ pub mod error;
 pub mod filter;
 pub mod tokenizer;
 
-pub use batching::{padded_tokens, BatchPlanner, TokenizedPair};
+pub use batching::{BatchPlanner, TokenBudget, TokenizedPair};
 pub use config::DataConfig;
 pub use corpus::{read_lines, read_lines_allow_empty, ParallelCorpus};
 pub use error::{DataError, Result};

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use locus_data::{filter_pairs, padded_tokens, DataConfig, ParallelCorpus, SubwordTokenizer, UNK_ID};
+use locus_data::{filter_pairs, DataConfig, ParallelCorpus, SubwordTokenizer, UNK_ID};
 
 fn write_gz(path: &Path, lines: &[String]) {
     let mut enc = GzEncoder::new(File::create(path).unwrap(), Compression::fast());
@@ -102,9 +102,10 @@ fn read_train_encode_filter_batch() {
     assert_eq!(kept.len(), 375);
 
     let lengths: Vec<(usize, usize)> = kept.iter().map(|p| p.lengths()).collect();
-    let batches = config.batch_planner().plan(&lengths, 1234, 0).unwrap();
+    let planner = config.batch_planner();
+    let batches = planner.plan(&lengths, 1234, 0).unwrap();
     let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..kept.len()).collect::<Vec<_>>());
-    assert!(batches.iter().all(|b| padded_tokens(&lengths, b) <= 256));
+    assert!(batches.iter().all(|b| planner.padded_tokens(&lengths, b) <= 256));
 }

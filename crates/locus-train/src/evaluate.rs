@@ -1,7 +1,7 @@
 //! Scoring a model on a test pair: teacher-forced loss and perplexity, and sacreBLEU-exact
 //! BLEU, chrF and TER of its translations.
 
-use locus_data::{BatchPlanner, SubwordTokenizer, TokenizedPair};
+use locus_data::{BatchPlanner, SubwordTokenizer, TokenBudget, TokenizedPair};
 use locus_model::Seq2Seq;
 
 use crate::batch::collate;
@@ -37,7 +37,7 @@ pub fn corpus_loss(
     label_smoothing: f64,
 ) -> Result<CorpusLoss> {
     let lengths: Vec<(usize, usize)> = pairs.iter().map(TokenizedPair::lengths).collect();
-    let planner = BatchPlanner { max_tokens, max_sentences: None };
+    let planner = BatchPlanner { max_tokens, max_sentences: None, budget: TokenBudget::Longer };
     let (mut loss, mut nll, mut tokens) = (0.0, 0.0, 0);
     for indices in planner.plan(&lengths, 0, 0)? {
         let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i]).collect();

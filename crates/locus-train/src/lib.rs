@@ -6,6 +6,7 @@
 //!   Adam/AdamW, the learning-rate schedules and the best-checkpoint and patience decisions,
 //!   each a small, separately tested piece;
 //! - [`batch`]: token ids to padded tensors;
+//! - [`bench`]: timed training steps, model FLOPs and MFU;
 //! - [`step`] and [`trainer`]: one update (with gradient accumulation), and the training loop,
 //!   readable top to bottom;
 //! - [`checkpoint`] and [`state`]: atomic checkpoint directories holding everything an exact
@@ -17,6 +18,7 @@
 
 pub mod average;
 pub mod batch;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod early_stopping;

@@ -31,6 +31,8 @@ pub struct Translation {
     pub score: f64,
     /// Natural-log probability of the output and its EOS.
     pub log_prob: f64,
+    /// Output subword tokens (EOS excluded).
+    pub length: usize,
 }
 
 /// Translates lines with a model and its tokenizer.
@@ -82,7 +84,7 @@ impl<'a> Translator<'a> {
             .collect::<std::result::Result<_, _>>()?;
         let mut order: Vec<usize> = (0..lines.len()).filter(|&i| !encoded[i].is_empty()).collect();
         order.sort_by_key(|&i| encoded[i].len());
-        let empty = Translation { text: String::new(), score: 0.0, log_prob: 0.0 };
+        let empty = Translation { text: String::new(), score: 0.0, log_prob: 0.0, length: 0 };
         let mut outputs = vec![vec![empty]; lines.len()];
         for chunk in order.chunks(self.batch_size.max(1)) {
             let rows: Vec<Vec<u32>> =
@@ -95,7 +97,12 @@ impl<'a> Translator<'a> {
                     .into_iter()
                     .map(|hyp| {
                         let text = self.tokenizer.decode(&hyp.tokens)?;
-                        Ok(Translation { text, score: hyp.score, log_prob: hyp.log_prob })
+                        Ok(Translation {
+                            text,
+                            score: hyp.score,
+                            log_prob: hyp.log_prob,
+                            length: hyp.tokens.len(),
+                        })
                     })
                     .collect::<Result<_>>()?;
             }

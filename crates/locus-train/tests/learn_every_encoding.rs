@@ -5,7 +5,7 @@
 //! tell source positions apart and copying fails.
 
 use candle_core::Device;
-use locus_data::{BatchPlanner, TokenizedPair};
+use locus_data::{BatchPlanner, TokenBudget, TokenizedPair};
 use locus_model::positional::{Combine, SinusoidalLayout};
 use locus_model::{greedy_decode, DropoutRng, LengthLimits, ModelConfig, PositionalConfig};
 use locus_train::batch::{collate, pad_rows};
@@ -56,7 +56,7 @@ fn copy_accuracy(positional: PositionalConfig, tie_embeddings: bool, max_steps: 
     let pairs: Vec<TokenizedPair> =
         sequences(4000, 1).into_iter().map(|s| TokenizedPair { src: s.clone(), tgt: s }).collect();
     let lengths: Vec<(usize, usize)> = pairs.iter().map(TokenizedPair::lengths).collect();
-    let planner = BatchPlanner { max_tokens: 640, max_sentences: None };
+    let planner = BatchPlanner { max_tokens: 640, max_sentences: None, budget: TokenBudget::Longer };
     let mut step = 0;
     let mut last_accuracy = 0.0;
     for epoch in 0.. {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod average;
+pub mod bench;
 pub mod evaluate;
 pub mod pe;
 pub mod plot;

@@ -1,0 +1,189 @@
+//! `locus bench train` and `locus bench translate`: throughput on this machine, with the ratios
+//! that make numbers from shared, noisy machines comparable (model FLOP/s over the matmul FLOP/s
+//! measured in the same process).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use locus_train::bench::{
+    bench_train, matmul_flops_per_sec, median, peak_rss_bytes, quantile, FLOPS_FORMULA,
+};
+use locus_train::{load_checkpoint, RunConfig, Translator};
+use serde_json::json;
+
+use crate::device::parse_device;
+use crate::search_args::SearchArgs;
+
+/// Arguments of `locus bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Time training steps on real batches of a config's data (no validation, no checkpoints).
+    Train(TrainBenchArgs),
+    /// Time translation of a file with a checkpoint.
+    Translate(TranslateBenchArgs),
+}
+
+/// Arguments of `locus bench train`.
+#[derive(Args)]
+pub struct TrainBenchArgs {
+    /// The run config.
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a config value (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+    /// auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// Arguments of `locus bench translate`.
+#[derive(Args)]
+pub struct TranslateBenchArgs {
+    /// A checkpoint directory.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Source text, one sentence per line (plain or .gz).
+    #[arg(long)]
+    input: PathBuf,
+    /// Sentences decoded together.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[command(flatten)]
+    search: SearchArgs,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+    /// auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// Runs the chosen benchmark.
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.what {
+        Bench::Train(args) => train(args),
+        Bench::Translate(args) => translate(args),
+    }
+}
+
+fn gib(bytes: Option<u64>) -> Option<f64> {
+    bytes.map(|b| b as f64 / (1u64 << 30) as f64)
+}
+
+fn train(args: TrainBenchArgs) -> Result<()> {
+    let config = RunConfig::load(&args.config, &args.overrides)
+        .with_context(|| format!("loading config {}", args.config.display()))?;
+    let device = parse_device(&args.device)?;
+    eprintln!("preparing data and model, then {} warm-up and {} timed steps", args.warmup, args.steps);
+    let bench = bench_train(&config, &device, args.steps, args.warmup)?;
+    let steps = &bench.steps;
+    let seconds: f64 = steps.iter().map(|s| s.seconds).sum();
+    let step_secs: Vec<f64> = steps.iter().map(|s| s.seconds).collect();
+    let real_tokens: usize = steps.iter().map(|s| s.real_tokens).sum();
+    let target_tokens: usize = steps.iter().map(|s| s.target_tokens).sum();
+    let flops: f64 = steps.iter().map(|s| s.flops).sum();
+    // The matmul of similar shape: a typical batch's positions through the first FFN layer.
+    let positions: Vec<f64> = steps.iter().map(|s| s.padded_target_positions as f64).collect();
+    let m = median(&positions).max(1.0) as usize;
+    let matmul = matmul_flops_per_sec(m, config.model.d_model, config.model.d_ff, &device, 10)?;
+    let achieved = flops / seconds.max(1e-12);
+    let record = json!({
+        "steps": steps.len(), "median_step_s": median(&step_secs),
+        "tokens_per_s": real_tokens as f64 / seconds, "target_tokens_per_s": target_tokens as f64 / seconds,
+        "model_flops_per_s": achieved, "matmul_flops_per_s": matmul, "matmul_shape": [m, config.model.d_model, config.model.d_ff],
+        "mfu": achieved / matmul, "parameters": bench.parameters, "vocab_size": bench.vocab_size,
+        "peak_rss_gib": gib(peak_rss_bytes()), "flops_formula": FLOPS_FORMULA,
+    });
+    println!("{} timed steps, median {:.3} s/step", steps.len(), median(&step_secs));
+    println!(
+        "{:.0} tokens/s (real source + target), {:.0} target tokens/s",
+        real_tokens as f64 / seconds,
+        target_tokens as f64 / seconds
+    );
+    println!(
+        "model {:.1} GFLOP/s; f32 matmul {m}x{}x{} {:.1} GFLOP/s; mfu {:.3}",
+        achieved / 1e9,
+        config.model.d_model,
+        config.model.d_ff,
+        matmul / 1e9,
+        achieved / matmul
+    );
+    println!("FLOPs: {FLOPS_FORMULA}");
+    if let Some(peak) = gib(peak_rss_bytes()) {
+        println!("peak RSS {peak:.2} GiB");
+    }
+    if args.json {
+        println!("{record}");
+    }
+    Ok(())
+}
+
+fn translate(args: TranslateBenchArgs) -> Result<()> {
+    let (search, limits) = args.search.resolve()?;
+    let device = parse_device(&args.device)?;
+    let checkpoint = load_checkpoint(&args.checkpoint, &device)?;
+    let lines: Vec<String> = locus_data::read_lines_allow_empty(&args.input)?
+        .into_iter()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
+    translator.search = search;
+    translator.limits = limits;
+    translator.batch_size = args.batch_size;
+    // Batches of similar length, as `translate` makes them; each is timed on its own.
+    let mut order: Vec<(usize, &String)> = lines
+        .iter()
+        .map(|line| Ok((checkpoint.tokenizer.encode(line)?.len(), line)))
+        .collect::<Result<_, locus_data::DataError>>()?;
+    order.sort_by_key(|&(len, _)| len);
+    let sorted: Vec<&String> = order.into_iter().map(|(_, line)| line).collect();
+    let (mut latencies, mut generated) = (Vec::with_capacity(lines.len()), 0usize);
+    let started = Instant::now();
+    for batch in sorted.chunks(args.batch_size.max(1)) {
+        let batch_started = Instant::now();
+        let translations = translator.translate_nbest(batch, 0)?;
+        let seconds = batch_started.elapsed().as_secs_f64();
+        generated += translations.iter().map(|list| list[0].length + 1).sum::<usize>();
+        latencies.extend(std::iter::repeat_n(seconds, batch.len()));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let record = json!({
+        "sentences": lines.len(), "seconds": seconds, "sentences_per_s": lines.len() as f64 / seconds,
+        "generated_tokens_per_s": generated as f64 / seconds,
+        "latency_p50_s": quantile(&latencies, 0.5), "latency_p95_s": quantile(&latencies, 0.95),
+        "batch_size": args.batch_size, "peak_rss_gib": gib(peak_rss_bytes()),
+    });
+    println!(
+        "{} sentences in {seconds:.2} s: {:.1} sentences/s, {:.0} generated tokens/s (EOS included)",
+        lines.len(),
+        lines.len() as f64 / seconds,
+        generated as f64 / seconds
+    );
+    println!(
+        "latency per sentence (its batch's time): p50 {:.3} s, p95 {:.3} s",
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.95)
+    );
+    if args.json {
+        println!("{record}");
+    }
+    Ok(())
+}
