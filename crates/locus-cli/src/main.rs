@@ -3,6 +3,7 @@
 //! A thin layer over the `locus-train` library: argument parsing, device choice, file handling
 //! and output formatting. Errors are printed with their whole chain of causes.
 
+mod allocator;
 mod commands;
 mod device;
 mod plot;

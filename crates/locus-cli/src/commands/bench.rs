@@ -89,6 +89,7 @@ fn gib(bytes: Option<u64>) -> Option<f64> {
 }
 
 fn train(args: TrainBenchArgs) -> Result<()> {
+    crate::allocator::tune_for_training();
     let config = RunConfig::load(&args.config, &args.overrides)
         .with_context(|| format!("loading config {}", args.config.display()))?;
     let device = parse_device(&args.device)?;

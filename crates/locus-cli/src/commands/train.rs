@@ -67,6 +67,7 @@ fn watch_signals(signal: &Arc<AtomicUsize>) -> Result<()> {
 
 /// Trains and prints where the checkpoints went.
 pub fn run(args: TrainArgs) -> Result<()> {
+    crate::allocator::tune_for_training();
     let (config, resume) = resolve(&args)?;
     let device = parse_device(&args.device)?;
     let signal = Arc::new(AtomicUsize::new(0));
