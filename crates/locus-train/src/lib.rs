@@ -6,13 +6,14 @@
 //!   Adam/AdamW, the learning-rate schedules and the best-checkpoint and patience decisions,
 //!   each a small, separately tested piece;
 //! - [`batch`]: token ids to padded tensors;
-//! - [`bench`]: timed training steps, model FLOPs and MFU;
+//! - [`bench`](mod@bench): timed training steps, model FLOPs and MFU;
 //! - [`step`] and [`trainer`]: one update (with gradient accumulation), and the training loop,
 //!   readable top to bottom;
 //! - [`checkpoint`] and [`state`]: atomic checkpoint directories holding everything an exact
 //!   resume needs;
 //! - [`average`]: the mean of several checkpoints' weights, written as a new checkpoint;
-//! - [`translate`] and [`evaluate`]: batched greedy translation and sacreBLEU-exact scores
+//! - [`translate`](mod@translate) and [`evaluate`](mod@evaluate): batched translation (greedy, beam,
+//!   sampling) and sacreBLEU-exact scores
 //!   ([`metrics`]).
 #![warn(missing_docs)]
 
