@@ -24,9 +24,10 @@ use crate::batch::collate;
 use crate::config::RunConfig;
 use crate::error::Result;
 use crate::modeling::build_model;
-use crate::optim::{Adam, AdamParams};
+use crate::optim::Adam;
 use crate::schedule::LrSchedule;
 use crate::step::{train_step, StepOptions};
+use crate::trainer::adam_params;
 
 /// One timed training step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,14 +67,7 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
     let planner = cfg.data.batch_planner();
     let train = &cfg.train;
     let (model, varmap) = build_model(&cfg.model, tokenizer.vocab_size(), train.seed, device)?;
-    let params = AdamParams {
-        kind: train.optimizer,
-        beta1: train.adam_betas[0],
-        beta2: train.adam_betas[1],
-        eps: train.adam_eps,
-        weight_decay: train.weight_decay,
-    };
-    let mut optimizer = Adam::for_varmap(&varmap, params)?;
+    let mut optimizer = Adam::for_varmap(&varmap, adam_params(cfg))?;
     let schedule = LrSchedule {
         kind: train.schedule,
         lr: train.lr,

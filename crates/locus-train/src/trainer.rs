@@ -129,7 +129,8 @@ struct Start {
     state: TrainerState,
 }
 
-fn adam_params(cfg: &RunConfig) -> AdamParams {
+/// The optimiser settings of `cfg`'s `[train]` section.
+pub(crate) fn adam_params(cfg: &RunConfig) -> AdamParams {
     let train = &cfg.train;
     AdamParams {
         kind: train.optimizer,
