@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 
+use super::colormap::Rgb;
 use super::text::{self, HAlign, VAlign};
 
 /// Font sizes: the em in pixels.
@@ -94,6 +95,26 @@ pub(super) struct Rect {
     pub(super) y0: i32,
     pub(super) x1: i32,
     pub(super) y1: i32,
+}
+
+/// The size in pixels of a grid of `n` panels of `panel` pixels each, in (at most) `columns`
+/// columns.
+pub(super) fn grid_size(n: usize, columns: usize, (width, height): (u32, u32)) -> (u32, u32) {
+    let columns = columns.clamp(1, n.max(1));
+    let rows = n.div_ceil(columns).max(1);
+    (columns as u32 * width, rows as u32 * height)
+}
+
+/// Where panel `index` of a grid of `columns` columns of `panel`-pixel panels goes.
+pub(super) fn grid_cell(index: usize, columns: usize, (width, height): (u32, u32)) -> Rect {
+    let (w, h) = (width as i32, height as i32);
+    let (x, y) = ((index % columns) as i32 * w, (index / columns) as i32 * h);
+    Rect { x0: x, y0: y, x1: x + w, y1: y + h }
+}
+
+/// `c` as a plotters colour.
+pub(super) fn rgb(c: Rgb) -> RGBColor {
+    RGBColor(c[0], c[1], c[2])
 }
 
 impl Rect {

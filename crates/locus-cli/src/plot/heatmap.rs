@@ -8,9 +8,10 @@ use plotters::element::BitMapElement;
 use plotters::prelude::*;
 
 use super::canvas::{
-    format_value, frame, line, render, Figure, Format, Label, Rect, LABEL_SIZE, TICK_SIZE, TITLE_SIZE,
+    format_value, frame, grid_cell, grid_size, line, render, rgb, Figure, Format, Label, Rect, LABEL_SIZE,
+    TICK_SIZE, TITLE_SIZE,
 };
-use super::colormap::{ColorScale, Rgb, NON_FINITE};
+use super::colormap::{ColorScale, NON_FINITE};
 use super::text::{HAlign, VAlign};
 
 /// One heatmap panel: `values[row][col]`.
@@ -83,13 +84,6 @@ fn validate(panels: &[Heatmap], columns: usize) -> Result<()> {
     Ok(())
 }
 
-/// The canvas size in pixels for `n` panels in a grid of (at most) `columns` columns.
-fn canvas_size(n: usize, columns: usize) -> (u32, u32) {
-    let cols = columns.clamp(1, n.max(1));
-    let rows = n.div_ceil(cols).max(1);
-    (cols as u32 * PANEL_WIDTH, rows as u32 * PANEL_HEIGHT)
-}
-
 /// Where the parts of the panel `index` go on the canvas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PanelLayout {
@@ -102,18 +96,15 @@ struct PanelLayout {
 }
 
 fn panel_layout(index: usize, columns: usize) -> PanelLayout {
-    let (w, h) = (PANEL_WIDTH as i32, PANEL_HEIGHT as i32);
-    let x = (index % columns) as i32 * w;
-    let y = (index / columns) as i32 * h;
-    let panel = Rect { x0: x, y0: y, x1: x + w, y1: y + h };
-    let plot =
-        Rect { x0: x + MARGIN_LEFT, y0: y + MARGIN_TOP, x1: x + w - MARGIN_RIGHT, y1: y + h - MARGIN_BOTTOM };
+    let panel = grid_cell(index, columns, (PANEL_WIDTH, PANEL_HEIGHT));
+    let plot = Rect {
+        x0: panel.x0 + MARGIN_LEFT,
+        y0: panel.y0 + MARGIN_TOP,
+        x1: panel.x1 - MARGIN_RIGHT,
+        y1: panel.y1 - MARGIN_BOTTOM,
+    };
     let bar = Rect { x0: plot.x1 + BAR_GAP, y0: plot.y0, x1: plot.x1 + BAR_GAP + BAR_WIDTH, y1: plot.y1 };
     PanelLayout { panel, plot, bar }
-}
-
-fn rgb(c: Rgb) -> RGBColor {
-    RGBColor(c[0], c[1], c[2])
 }
 
 /// The panels and the number of grid columns (at most the number of panels).
@@ -124,7 +115,7 @@ struct Grid<'a> {
 
 impl Figure for Grid<'_> {
     fn size(&self) -> (u32, u32) {
-        canvas_size(self.panels.len(), self.columns)
+        grid_size(self.panels.len(), self.columns, (PANEL_WIDTH, PANEL_HEIGHT))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, format: Format) -> Result<()>
@@ -317,7 +308,7 @@ fn digits(n: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::colormap::ColorMap;
+    use super::super::colormap::{ColorMap, Rgb};
     use super::*;
 
     fn panel(title: &str, values: Vec<Vec<f32>>) -> Heatmap {
@@ -504,9 +495,9 @@ mod tests {
 
     #[test]
     fn grid_size_follows_the_panel_count() {
-        assert_eq!(canvas_size(1, 3), (PANEL_WIDTH, PANEL_HEIGHT));
-        assert_eq!(canvas_size(3, 2), (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT));
-        assert_eq!(canvas_size(2, 5), (2 * PANEL_WIDTH, PANEL_HEIGHT));
+        assert_eq!(grid_size(1, 3, (PANEL_WIDTH, PANEL_HEIGHT)), (PANEL_WIDTH, PANEL_HEIGHT));
+        assert_eq!(grid_size(3, 2, (PANEL_WIDTH, PANEL_HEIGHT)), (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT));
+        assert_eq!(grid_size(2, 5, (PANEL_WIDTH, PANEL_HEIGHT)), (2 * PANEL_WIDTH, PANEL_HEIGHT));
         assert_eq!(panel_layout(3, 2).panel, Rect { x0: 420, y0: 380, x1: 840, y1: 760 });
     }
 

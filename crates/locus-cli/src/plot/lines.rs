@@ -8,7 +8,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::axis::Axis;
-use super::canvas::{frame, line, render, Figure, Format, Label, Rect, LABEL_SIZE, TICK_SIZE, TITLE_SIZE};
+use super::canvas::{
+    frame, grid_cell, grid_size, line, render, rgb, Figure, Format, Label, Rect, LABEL_SIZE, TICK_SIZE,
+    TITLE_SIZE,
+};
 use super::colormap::Rgb;
 use super::text::{HAlign, VAlign};
 
@@ -98,8 +101,7 @@ struct Chart<'a> {
 
 impl Figure for Chart<'_> {
     fn size(&self) -> (u32, u32) {
-        let rows = self.panels.len().div_ceil(self.columns) as u32;
-        (self.columns as u32 * PANEL_WIDTH, rows * PANEL_HEIGHT)
+        grid_size(self.panels.len(), self.columns, (PANEL_WIDTH, PANEL_HEIGHT))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, format: Format) -> Result<()>
@@ -108,9 +110,7 @@ impl Figure for Chart<'_> {
     {
         root.fill(&WHITE)?;
         for (i, panel) in self.panels.iter().enumerate() {
-            let (w, h) = (PANEL_WIDTH as i32, PANEL_HEIGHT as i32);
-            let (x, y) = ((i % self.columns) as i32 * w, (i / self.columns) as i32 * h);
-            let area = Rect { x0: x, y0: y, x1: x + w, y1: y + h };
+            let area = grid_cell(i, self.columns, (PANEL_WIDTH, PANEL_HEIGHT));
             draw_panel(root, panel, area, &self.x_axis, format)?;
         }
         Ok(())
@@ -125,10 +125,6 @@ fn plot_area(area: Rect) -> Rect {
         x1: area.x1 - MARGIN_RIGHT,
         y1: area.y1 - MARGIN_BOTTOM,
     }
-}
-
-fn color(c: Rgb) -> RGBColor {
-    RGBColor(c[0], c[1], c[2])
 }
 
 fn draw_panel<DB: DrawingBackend>(
@@ -172,7 +168,7 @@ where
 
     // The series, in order (later ones on top).
     for series in &shown {
-        let style = ShapeStyle::from(color(series.color)).stroke_width(2);
+        let style = ShapeStyle::from(rgb(series.color)).stroke_width(2);
         let points: Vec<(i32, i32)> = series.finite_points().map(|(x, y)| (px(x), py(y))).collect();
         if points.len() > 1 {
             root.draw(&PathElement::new(points.as_slice(), style))?;
@@ -189,7 +185,7 @@ where
     let lx = plot.x1 + LEGEND_GAP;
     for (i, series) in shown.iter().enumerate() {
         let y = plot.y0 + 8 + i as i32 * LEGEND_LINE;
-        let style = ShapeStyle::from(color(series.color)).stroke_width(2);
+        let style = ShapeStyle::from(rgb(series.color)).stroke_width(2);
         root.draw(&PathElement::new(vec![(lx, y), (lx + SWATCH, y)], style))?;
         if series.markers {
             root.draw(&Circle::new((lx + SWATCH / 2, y), MARKER_RADIUS, style.filled()))?;
