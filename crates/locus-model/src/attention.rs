@@ -50,6 +50,14 @@ impl KeyValues {
         Ok(KeyValues { keys: self.keys.index_select(rows, 0)?, values: self.values.index_select(rows, 0)? })
     }
 
+    /// The same keys and values, cut from the autograd graph that produced them. A cache must
+    /// hold detached tensors: the weights are variables, so every tensor computed from them
+    /// keeps its inputs alive for backprop, and a cache that does not let go would keep every
+    /// intermediate of every decoding step of the batch in memory (gigabytes for a batch of 100).
+    pub fn detach(&self) -> KeyValues {
+        KeyValues { keys: self.keys.detach(), values: self.values.detach() }
+    }
+
     /// Number of positions held.
     pub fn len(&self) -> usize {
         self.keys.dims()[2]

@@ -126,7 +126,7 @@ impl DecoderLayer {
                 if let Some(past) = &cache.self_kv {
                     kv = past.append(&kv)?;
                 }
-                cache.self_kv = Some(kv.clone());
+                cache.self_kv = Some(kv.detach());
             }
             self.self_attn.forward(h, &kv, Some(self_bias), positions, rng)
         })?;
@@ -135,7 +135,7 @@ impl DecoderLayer {
                 Some(LayerCache { cross_kv: Some(kv), .. }) => kv.clone(),
                 Some(cache) => {
                     let kv = self.cross_attn.key_values(memory.hidden, None, 0)?;
-                    cache.cross_kv = Some(kv.clone());
+                    cache.cross_kv = Some(kv.detach());
                     kv
                 }
                 None => self.cross_attn.key_values(memory.hidden, None, 0)?,

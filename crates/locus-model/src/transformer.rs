@@ -36,6 +36,14 @@ impl Memory {
         MemoryRef { hidden: &self.hidden, padding_bias: &self.padding_bias }
     }
 
+    /// The same memory, cut from the encoder's autograd graph, so that holding it while
+    /// decoding does not keep every encoder intermediate alive (see [`KeyValues::detach`]).
+    ///
+    /// [`KeyValues::detach`]: crate::attention::KeyValues::detach
+    pub fn detach(&self) -> Memory {
+        Memory { hidden: self.hidden.detach(), padding_bias: self.padding_bias.detach() }
+    }
+
     /// Keeps the batch rows `rows` (a `u32` index tensor, repeats allowed), in that order.
     pub fn select_rows(&self, rows: &Tensor) -> Result<Memory> {
         Ok(Memory {

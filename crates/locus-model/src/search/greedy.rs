@@ -23,7 +23,7 @@ pub fn greedy_decode(
     let tokens = model.tokens();
     let max_lens: Vec<usize> = source_lens.iter().map(|&len| limits.max_len(len)).collect();
     let longest = max_lens.iter().copied().max().unwrap_or(0);
-    let memory = model.encode(src, None)?;
+    let memory = model.encode(src, None)?.detach();
     let mut cache = model.new_cache();
     let mut outputs: Vec<Hypothesis> =
         vec![Hypothesis { tokens: Vec::new(), log_prob: 0.0, score: 0.0 }; b_sz];

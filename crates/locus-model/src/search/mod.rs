@@ -81,7 +81,7 @@ impl<'a> Seq2SeqScorer<'a> {
     /// Encodes `src` (`(b_sz, src_len)` right-padded ids, each row ending in EOS); row `i`
     /// starts as sentence `i`.
     pub fn new(model: &'a Seq2Seq, src: &Tensor) -> Result<Self> {
-        Ok(Self { model, memory: model.encode(src, None)?, cache: model.new_cache() })
+        Ok(Self { model, memory: model.encode(src, None)?.detach(), cache: model.new_cache() })
     }
 
     fn device(&self) -> &Device {
