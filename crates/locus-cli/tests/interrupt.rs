@@ -1,6 +1,6 @@
 //! Stopping `locus train` from outside: SIGINT (SIGTERM) finishes the update, writes a
-//! checkpoint and exits with 130 (143), and the run resumes from it; SIGKILL at any moment, even in the middle of
-//! writing a checkpoint, leaves `last` and `best` loadable and the run resumable.
+//! checkpoint and exits with 130 (143), and the run resumes from it; SIGKILL at any moment, even
+//! in the middle of writing a checkpoint, leaves `last` and `best` loadable and the run resumable.
 
 mod common;
 
@@ -60,6 +60,18 @@ fn updates_this_session(run: &Path) -> Vec<u64> {
     records[start..].iter().filter(|r| r["event"] == "train").map(|r| r["step"].as_u64().unwrap()).collect()
 }
 
+/// How many times the run has been resumed (its `resume` records).
+fn resumes(run: &Path) -> usize {
+    records(run).iter().filter(|r| r["event"] == "resume").count()
+}
+
+/// The update recorded in `run/last/state.json`.
+fn last_checkpoint_step(run: &Path) -> Value {
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("last/state.json")).unwrap()).unwrap();
+    state["step"].clone()
+}
+
 #[test]
 fn sigint_saves_a_checkpoint_that_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,9 +95,7 @@ fn sigint_saves_a_checkpoint_that_resumes() {
     assert_eq!(stop["event"], "stop");
     assert_eq!(stop["reason"], "interrupted");
     let step = stop["step"].as_u64().unwrap();
-    let state: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("last/state.json")).unwrap()).unwrap();
-    assert_eq!(state["step"], step);
+    assert_eq!(last_checkpoint_step(&run), step);
 
     // Resume from the run directory, with the checkpoint's own config, for three more updates.
     let max_steps = format!("train.max_steps={}", step + 3);
@@ -98,6 +108,20 @@ fn sigint_saves_a_checkpoint_that_resumes() {
         "{}",
         stderr(&out)
     );
+
+    // SIGTERM, as a job scheduler sends it, stops the continued run the same way, with 143.
+    let run_arg = run.display().to_string();
+    let args = ["train", "--resume", &run_arg, "--set", "train.max_steps=1000000", "--device", "cpu"];
+    let resumed = resumes(&run);
+    let mut child = spawn(&args, &log);
+    // This session's own updates: it has logged its `resume` record and two updates since.
+    wait_until(&mut child, &log, || resumes(&run) > resumed && updates_this_session(&run).len() >= 2);
+    send(&child, "-TERM");
+    let status = wait(&mut child);
+    assert_eq!(status.code(), Some(143), "{}", std::fs::read_to_string(&log).unwrap());
+    let stop = records(&run).last().unwrap().clone();
+    assert_eq!(stop["reason"], "interrupted");
+    assert_eq!(last_checkpoint_step(&run), stop["step"]);
 }
 
 #[test]
@@ -119,9 +143,14 @@ fn sigkill_while_checkpointing_leaves_last_and_best_loadable() {
     overrides.extend(["train.valid_bleu=false", "train.keep_last=2"].map(String::from));
     let run = dir.path().join("run");
     let log = dir.path().join("train.log");
-    let saving = || {
+    // A save of process `pid` under way: its `.tmp-*-<pid>` directory, renamed when done. (A
+    // killed process's directory stays behind until the next save prunes it, so the pid matters.)
+    let saving = |pid: u32| {
         let entries = std::fs::read_dir(run.join("checkpoints")).into_iter().flatten().flatten();
-        entries.into_iter().any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        entries.into_iter().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(".tmp-") && name.ends_with(&format!("-{pid}"))
+        })
     };
     let mut kills_inside_a_save = 0;
     for attempt in 0..100 {
@@ -129,13 +158,19 @@ fn sigkill_while_checkpointing_leaves_last_and_best_loadable() {
         if attempt > 0 {
             args.push("--resume");
         }
+        let resumed = resumes(&run);
         let mut child = spawn(&args, &log);
-        // Kill as soon as a save is seen under way (a `.tmp-*` directory, renamed when done).
-        wait_until(&mut child, &log, || run.join("best").exists() && updates_this_session(&run).len() >= 2);
-        wait_until(&mut child, &log, saving);
+        let pid = child.id();
+        // This session's own updates first (after its `resume` record, if resumed), then kill
+        // as soon as one of its saves is under way.
+        let started = || attempt == 0 || resumes(&run) > resumed;
+        wait_until(&mut child, &log, || {
+            run.join("best").exists() && started() && updates_this_session(&run).len() >= 2
+        });
+        wait_until(&mut child, &log, || saving(pid));
         send(&child, "-KILL");
         wait(&mut child);
-        if saving() {
+        if saving(pid) {
             kills_inside_a_save += 1;
         }
         for link in ["last", "best"] {
