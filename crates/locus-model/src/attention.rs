@@ -5,12 +5,13 @@
 //! (padding and causal masks, T5 and ALiBi biases), rotated queries and keys (RoPE), and
 //! relative key and value vectors (Shaw et al.), which each self-attention layer owns.
 
-use candle_core::{Tensor, D};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 
 use crate::config::ModelConfig;
 use crate::dropout::{Dropout, DropoutRng};
-use crate::init::linear;
+use crate::linear::Linear;
+use crate::ops::{attention, softmax_last_dim};
 use crate::positional::{RelativePositions, RelativeSpec, Rotary};
 
 /// Where the queries and keys of one attention call sit, for the encodings that act inside
@@ -98,10 +99,10 @@ impl MultiHeadAttention {
             .transpose()?;
         Ok(Self {
             relative,
-            q_proj: linear(d, d, vb.pp("q_proj"))?,
-            k_proj: linear(d, d, vb.pp("k_proj"))?,
-            v_proj: linear(d, d, vb.pp("v_proj"))?,
-            out_proj: linear(d, d, vb.pp("out_proj"))?,
+            q_proj: Linear::new(d, d, vb.pp("q_proj"))?,
+            k_proj: Linear::new(d, d, vb.pp("k_proj"))?,
+            v_proj: Linear::new(d, d, vb.pp("v_proj"))?,
+            out_proj: Linear::new(d, d, vb.pp("out_proj"))?,
             n_heads: cfg.n_heads,
             head_dim: cfg.head_dim(),
             dropout: Dropout::new(cfg.attention_dropout),
@@ -161,26 +162,30 @@ impl MultiHeadAttention {
             Some(rotary) => rotary.rotate(&queries, positions.q_offset)?,
             None => queries,
         };
-        let queries = (queries * scale)?;
-        let mut scores = queries.matmul(&kv.keys.t()?)?;
-        if let Some(relative) = &self.relative {
-            let k_len = kv.len();
-            scores =
-                (scores + relative.score_bias(&queries, k_len, positions.q_offset, positions.k_offset)?)?;
-        }
-        let scores = match bias {
-            Some(bias) => scores.broadcast_add(bias)?,
-            None => scores,
-        };
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let weights = self.dropout.forward(&weights, rng)?;
-        let mut context = weights.matmul(&kv.values)?;
-        if let Some(relative) = &self.relative {
-            if let Some(values) = relative.value_term(&weights, positions.q_offset, positions.k_offset)? {
-                context = (context + values)?;
+        let weights_count = b_sz * self.n_heads * q_len * kv.len();
+        let context = match &self.relative {
+            None => {
+                let dropout = self.dropout.mask(weights_count, rng);
+                attention(&queries, &kv.keys, &kv.values, scale, bias, dropout.as_ref())?
             }
-        }
-        let context = context.transpose(1, 2)?.reshape((b_sz, q_len, d_model))?;
+            Some(relative) => {
+                let queries = (queries * scale)?;
+                let k_len = kv.len();
+                let scores = (queries.matmul(&kv.keys.t()?)?
+                    + relative.score_bias(&queries, k_len, positions.q_offset, positions.k_offset)?)?;
+                let scores = match bias {
+                    Some(bias) => scores.broadcast_add(bias)?,
+                    None => scores,
+                };
+                let weights = self.dropout.forward(&softmax_last_dim(&scores)?, rng)?;
+                let mut context = weights.matmul(&kv.values)?;
+                if let Some(values) = relative.value_term(&weights, positions.q_offset, positions.k_offset)? {
+                    context = (context + values)?;
+                }
+                context.transpose(1, 2)?
+            }
+        };
+        let context = context.reshape((b_sz, q_len, d_model))?;
         self.out_proj.forward(&context)
     }
 }

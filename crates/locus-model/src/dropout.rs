@@ -6,7 +6,10 @@
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::ops::{apply_dropout, DropoutMask};
 
 /// The random stream behind every dropout mask of a training run.
 #[derive(Debug, Clone)]
@@ -62,15 +65,40 @@ impl Dropout {
 
     /// Applies dropout when `rng` is `Some` (training) and `p > 0`; identity otherwise.
     pub fn forward(&self, xs: &Tensor, rng: Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {
-        let Some(rng) = rng else { return Ok(xs.clone()) };
-        if self.p == 0.0 {
-            return Ok(xs.clone());
+        match self.mask(xs.elem_count(), rng) {
+            Some(mask) => apply_dropout(xs, &mask),
+            None => Ok(xs.clone()),
         }
-        let scale = 1.0 / (1.0 - self.p);
-        let mask: Vec<f32> =
-            (0..xs.elem_count()).map(|_| if rng.0.random::<f32>() < self.p { 0.0 } else { scale }).collect();
-        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
-        xs.mul(&mask)
+    }
+
+    /// The mask for `n` elements drawn from `rng` when training (`Some`) with `p > 0`.
+    pub fn mask(&self, n: usize, rng: Option<&mut DropoutRng>) -> Option<DropoutMask> {
+        let rng = rng?;
+        (self.p > 0.0).then(|| DropoutMask::new(rng.keep_decisions(n, self.p), 1.0 / (1.0 - self.p as f64)))
+    }
+}
+
+impl DropoutRng {
+    /// `n` dropout decisions, `true` for keep: element `i` is dropped when the `i`-th 32-bit
+    /// word `w` of the stream gives `(w >> 8) · 2⁻²⁴ < p` (rand's uniform f32), so the stream
+    /// advances by `n` words. ChaCha can start anywhere in its stream, so chunks are drawn in
+    /// parallel and the result is the same as drawing the words one by one.
+    fn keep_decisions(&mut self, n: usize, p: f32) -> Vec<bool> {
+        const CHUNK: usize = 1 << 16;
+        let start = self.0.get_word_pos();
+        let threshold = p * (1u32 << 24) as f32;
+        let mut keep = vec![false; n];
+        keep.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, keep)| {
+            let mut rng = self.0.clone();
+            rng.set_word_pos(start + (chunk * CHUNK) as u128);
+            let mut words = vec![0u32; keep.len()];
+            rng.fill(&mut words[..]);
+            for (k, w) in keep.iter_mut().zip(words) {
+                *k = ((w >> 8) as f32) >= threshold;
+            }
+        });
+        self.0.set_word_pos(start + n as u128);
+        keep
     }
 }
 
@@ -103,6 +131,20 @@ mod tests {
         let want = drop.forward(&xs, Some(&mut rng)).unwrap().to_vec1::<f32>().unwrap();
         let got = drop.forward(&xs, Some(&mut restored)).unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(got, want);
+    }
+
+    /// Chunks drawn in parallel give the decisions of one-by-one draws, across chunk
+    /// boundaries and from a stream that is not at a block boundary.
+    #[test]
+    fn parallel_decisions_equal_serial_draws() {
+        let mut rng = DropoutRng::new(5);
+        rng.0.random::<u32>();
+        let mut serial = rng.clone();
+        let n = 3 * (1 << 16) + 17;
+        let keep = rng.keep_decisions(n, 0.3);
+        let want: Vec<bool> = (0..n).map(|_| serial.0.random::<f32>() >= 0.3).collect();
+        assert_eq!(keep, want);
+        assert_eq!(rng.0.random::<u32>(), serial.0.random::<u32>(), "the stream continues in step");
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The position-wise feed-forward block: `fc2(dropout(act(fc1(x))))`.
 
 use candle_core::Tensor;
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::config::{Activation, ModelConfig};
 use crate::dropout::{Dropout, DropoutRng};
-use crate::init::linear;
+use crate::linear::Linear;
 
 /// Two linear maps around a non-linearity, applied to every position independently.
 #[derive(Debug, Clone)]
@@ -20,8 +20,8 @@ impl FeedForward {
     /// A block `d_model → d_ff → d_model` under `vb` (`fc1`, `fc2`).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Self {
-            fc1: linear(cfg.d_model, cfg.d_ff, vb.pp("fc1"))?,
-            fc2: linear(cfg.d_ff, cfg.d_model, vb.pp("fc2"))?,
+            fc1: Linear::new(cfg.d_model, cfg.d_ff, vb.pp("fc1"))?,
+            fc2: Linear::new(cfg.d_ff, cfg.d_model, vb.pp("fc2"))?,
             activation: cfg.activation,
             activation_dropout: Dropout::new(cfg.activation_dropout),
         })

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::init::NormalOrUniform;
 use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Init, Linear, VarBuilder, VarMap};
+use candle_nn::{Init, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -98,15 +98,6 @@ impl SimpleBackend for SeededVarMap {
         let vars = self.varmap.data().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         vars.contains_key(name)
     }
-}
-
-/// A linear layer initialised as fairseq's Transformer does: Xavier-uniform weights
-/// (Glorot and Bengio 2010, bound `sqrt(6 / (in + out))`) and zero biases.
-pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
-    let bound = (6.0 / (in_dim + out_dim) as f64).sqrt();
-    let weight = vb.get_with_hints((out_dim, in_dim), "weight", Init::Uniform { lo: -bound, up: bound })?;
-    let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
-    Ok(Linear::new(weight, Some(bias)))
 }
 
 #[cfg(test)]

@@ -1,17 +1,19 @@
 //! Layer normalisation (Ba et al. 2016, <https://arxiv.org/abs/1607.06450>).
 //!
-//! candle's fused `layer_norm` kernel has no backward pass, so gradients would silently stop
-//! there; this module composes differentiable tensor operations instead.
+//! candle's fused `layer_norm` kernel has no backward pass; [`layer_norm`] is fused with a
+//! hand-written one.
 
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
+
+use crate::ops::layer_norm;
 
 /// `y = (x - mean) / sqrt(var + eps) * weight + bias` over the last dimension.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
-    eps: f32,
+    eps: f64,
 }
 
 impl LayerNorm {
@@ -20,7 +22,7 @@ impl LayerNorm {
         Ok(Self {
             weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
             bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
-            eps: eps as f32,
+            eps,
         })
     }
 
@@ -29,6 +31,6 @@ impl LayerNorm {
     /// # Shapes
     /// `xs`: `(..., dim)`; returns the same shape.
     pub fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps)
+        layer_norm(xs, &self.weight, &self.bias, self.eps)
     }
 }

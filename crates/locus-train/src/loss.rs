@@ -3,9 +3,11 @@
 //!
 //! candle's `cross_entropy` has neither an ignore index nor smoothing. With smoothing `eps` and
 //! vocabulary `V` the target distribution is `(1 - eps) · onehot(y) + eps / V`, so the loss of
-//! one token is `(1 - eps) · (-log p_y) + eps · mean_v(-log p_v)`.
+//! one token is `(1 - eps) · (-log p_y) + eps · mean_v(-log p_v)`. The per-token losses come
+//! from the fused [`smoothed_cross_entropy_rows`].
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
+use locus_model::ops::{smoothed_cross_entropy_rows, CrossEntropyLoss};
 
 /// Summed losses of a batch; divide by `tokens` for per-token values.
 #[derive(Debug, Clone)]
@@ -28,13 +30,10 @@ pub fn label_smoothed_cross_entropy(
     pad_id: u32,
     epsilon: f64,
 ) -> candle_core::Result<LossSums> {
-    let log_probs = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
-    let nll = log_probs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
-    let smooth = log_probs.mean(D::Minus1)?.neg()?;
-    let keep = targets.ne(pad_id)?.to_dtype(DType::F32)?;
-    let tokens = keep.sum_all()?.to_scalar::<f32>()? as usize;
-    let per_token = ((&nll * (1.0 - epsilon))? + (smooth * epsilon)?)?;
-    Ok(LossSums { smoothed: (per_token * &keep)?.sum_all()?, nll: (nll * keep)?.sum_all()?, tokens })
+    let loss = CrossEntropyLoss { pad_id, epsilon };
+    let sums = smoothed_cross_entropy_rows(&logits.to_dtype(DType::F32)?, targets, loss)?.sum(0)?;
+    let tokens = targets.ne(pad_id)?.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as usize;
+    Ok(LossSums { smoothed: sums.get(0)?, nll: sums.get(1)?, tokens })
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! A tiny model must actually learn: trained through the real pipeline (corpus files, tokenizer,
 //! batching, loss, optimiser, checkpoints) to copy short sequences, it must reproduce at least
 //! 95% of unseen sequences exactly under greedy decoding. On that trained model, beam search
-//! never finds a less probable output than greedy search, and seeded sampling repeats exactly
-//! whatever the batching.
+//! finds a less probable output than greedy search only by stopping early, and seeded sampling
+//! draws the same tokens whatever the batching.
 
 use std::path::Path;
 
@@ -79,15 +79,29 @@ fn tiny_model_learns_to_copy() {
         outputs[0]
     );
 
-    // Beam search (no length penalty: ranked by probability) is never beaten by greedy.
+    // Beam search (no length penalty: ranked by probability) is rarely beaten by greedy, and
+    // only by stopping early: fairseq's stopping rule, which Locus follows, ends a sentence once
+    // `beam` hypotheses have finished, and on a model this sure of itself unlikely early EOS
+    // candidates can fill that list before the greedy path reaches its EOS.
     let greedy =
         Translator::new(&checkpoint.model, &checkpoint.tokenizer).translate_nbest(&test_lines, 0).unwrap();
     let mut beam = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
     beam.search = Search::Beam(BeamOptions { beam: 4, nbest: 1, length_penalty: 0.0 });
     let beam = beam.translate_nbest(&test_lines, 0).unwrap();
-    for (line, (g, b)) in test_lines.iter().zip(greedy.iter().zip(&beam)) {
-        assert!(b[0].log_prob >= g[0].log_prob - 1e-4, "{line:?}: beam {:?} < greedy {:?}", b[0], g[0]);
+    let beaten: Vec<_> = test_lines
+        .iter()
+        .zip(greedy.iter().zip(&beam))
+        .filter(|(_, (g, b))| b[0].log_prob < g[0].log_prob - 1e-4)
+        .collect();
+    for (line, (g, b)) in &beaten {
+        assert!(
+            b[0].length < g[0].length,
+            "{line:?}: beam {:?} < greedy {:?} without stopping early",
+            b[0],
+            g[0]
+        );
     }
+    assert!(beaten.len() * 10 <= test_lines.len(), "beam lost to greedy on {} lines", beaten.len());
 
     // Seeded samples depend on the line, not on the batch it came in; near-zero temperature
     // samples the greedy output.
@@ -95,7 +109,13 @@ fn tiny_model_learns_to_copy() {
     sampler.search = Search::Sample(SamplingOptions { samples: 3, seed: 5, ..SamplingOptions::default() });
     let together = sampler.translate_nbest(&test_lines[..20], 0).unwrap();
     let alone = sampler.translate_nbest(&test_lines[7..8], 7).unwrap();
-    assert_eq!(together[7], alone[0]);
+    // The same tokens; the log-probabilities only up to rounding, since matrix products of
+    // different batch sizes may add in different orders.
+    assert_eq!(together[7].len(), alone[0].len());
+    for (t, a) in together[7].iter().zip(&alone[0]) {
+        assert_eq!(t.text, a.text);
+        assert!((t.log_prob - a.log_prob).abs() < 1e-4, "{t:?} vs {a:?}");
+    }
     sampler.search = Search::Sample(SamplingOptions { temperature: 1e-3, ..SamplingOptions::default() });
     let cold = sampler.translate_nbest(&test_lines[..20], 0).unwrap();
     for (c, g) in cold.iter().zip(&greedy) {

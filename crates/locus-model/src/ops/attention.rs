@@ -1,0 +1,454 @@
+//! Scaled dot-product attention (Vaswani et al. 2017, section 3.2) for all heads at once:
+//! `softmax(scale · Q Kᵀ + bias)`, dropout on the weights, times `V`.
+//!
+//! Composed from candle operations, each head of each sentence is a separate small matrix
+//! product run one after another on one thread, and the scores, weights and dropped weights
+//! are each a tensor kept for the backward pass. This op runs one sentence per task on all
+//! cores, keeps nothing (the backward pass recomputes the weights from `Q` and `K`, as
+//! FlashAttention does), and writes its output with the heads already merged.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+use super::dropout::{apply_dropout, DropoutMask};
+use super::matmul::{matmul, Strided};
+use super::rows::{contiguous, is_fused, with_elements, Real};
+use super::softmax::softmax_last_dim;
+
+/// Attention of `queries` over `keys` and `values`, head by head.
+///
+/// `scale` multiplies the scores (usually `1 / sqrt(head_dim)`); `bias` is added to them
+/// before the softmax; `dropout` masks the weights. A bias that needs a gradient (a learned
+/// one, as T5's) makes the op fall back to composed candle operations.
+///
+/// # Shapes
+/// - `queries`: `(b, heads, q_len, head_dim)`; `keys`, `values`: `(b, heads, k_len, head_dim)`;
+/// - `bias`: broadcastable to `(b, heads, q_len, k_len)`;
+/// - `dropout`: a mask over `(b, heads, q_len, k_len)`;
+/// - returns `(b, q_len, heads, head_dim)`: reshaped to `(b, q_len, heads · head_dim)` for free.
+pub fn attention(
+    queries: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    scale: f64,
+    bias: Option<&Tensor>,
+    dropout: Option<&DropoutMask>,
+) -> Result<Tensor> {
+    let (b, heads, q_len, head_dim) = queries.dims4()?;
+    let k_len = keys.dim(2)?;
+    if keys.dims() != [b, heads, k_len, head_dim] || values.dims() != keys.dims() {
+        bail!("attention: queries {:?}, keys {:?}, values {:?}", queries.dims(), keys.dims(), values.dims())
+    }
+    let bias = bias.map(|bias| bias.broadcast_as((b, heads, q_len, k_len))).transpose()?;
+    let constant_bias = bias.as_ref().is_none_or(|bias| !bias.track_op() && bias.dtype() == queries.dtype());
+    if is_fused(queries) && constant_bias {
+        let op = Attention {
+            dims: Dims { b, heads, q_len, k_len, head_dim },
+            scale,
+            bias,
+            dropout: dropout.cloned(),
+        };
+        queries.contiguous()?.apply_op3(&keys.contiguous()?, &values.contiguous()?, op)
+    } else {
+        let mut scores = (queries * scale)?.matmul(&keys.t()?)?;
+        if let Some(bias) = bias {
+            scores = (scores + bias)?;
+        }
+        let mut weights = softmax_last_dim(&scores)?;
+        if let Some(mask) = dropout {
+            weights = apply_dropout(&weights, mask)?;
+        }
+        weights.matmul(values)?.transpose(1, 2)?.contiguous()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    b: usize,
+    heads: usize,
+    q_len: usize,
+    k_len: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    /// One head's queries (or its query gradients) as a matrix.
+    fn query_matrix(&self) -> Strided {
+        Strided::rows(self.q_len, self.head_dim, self.head_dim)
+    }
+
+    /// One head's keys or values (or their gradients) as a matrix.
+    fn key_matrix(&self) -> Strided {
+        Strided::rows(self.k_len, self.head_dim, self.head_dim)
+    }
+
+    /// One head's scores or weights.
+    fn score_matrix(&self) -> Strided {
+        Strided::rows(self.q_len, self.k_len, self.k_len)
+    }
+
+    /// One head's slice of the merged `(q_len, heads, head_dim)` output of a sentence.
+    fn merged_matrix(&self) -> Strided {
+        Strided::rows(self.q_len, self.head_dim, self.heads * self.head_dim)
+    }
+}
+
+struct Attention {
+    dims: Dims,
+    scale: f64,
+    /// Broadcast to `(b, heads, q_len, k_len)`; constant.
+    bias: Option<Tensor>,
+    dropout: Option<DropoutMask>,
+}
+
+/// A bias tensor's elements and strides, read in place (broadcast dimensions have stride 0).
+struct BiasView<'a, T> {
+    data: &'a [T],
+    offset: usize,
+    strides: [usize; 4],
+}
+
+impl<T: Real> BiasView<'_, T> {
+    fn at(&self, sentence: usize, head: usize, query: usize, key: usize) -> T {
+        let [s0, s1, s2, s3] = self.strides;
+        self.data[self.offset + sentence * s0 + head * s1 + query * s2 + key * s3]
+    }
+}
+
+/// Everything one head's computation reads, besides its queries, keys and values.
+struct HeadContext<'a, T> {
+    dims: Dims,
+    scale: T,
+    bias: Option<&'a BiasView<'a, T>>,
+    dropout: Option<&'a DropoutMask>,
+}
+
+impl<T: Real> HeadContext<'_, T> {
+    /// `weights = softmax(scale · q kᵀ + bias)` for head `head` of sentence `sentence`.
+    fn weights(&self, weights: &mut [T], q: &[T], k: &[T], sentence: usize, head: usize) {
+        let d = self.dims;
+        matmul(weights, d.score_matrix(), q, d.query_matrix(), k, d.key_matrix().t(), self.scale, false);
+        for (i, row) in weights.chunks_exact_mut(d.k_len).enumerate() {
+            if let Some(bias) = self.bias {
+                row.iter_mut().enumerate().for_each(|(j, s)| *s += bias.at(sentence, head, i, j));
+            }
+            let max = row.iter().fold(T::neg_infinity(), |m, &x| num_traits::Float::max(m, x));
+            let mut sum = T::zero();
+            for s in row.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            let inv = sum.recip();
+            row.iter_mut().for_each(|s| *s *= inv);
+        }
+    }
+
+    /// `dropped = weights ⊙ mask` for the head whose weights start at element `first` of the
+    /// `(b, heads, q_len, k_len)` mask; a copy of `weights` without dropout.
+    fn drop(&self, dropped: &mut [T], weights: &[T], first: usize) {
+        match self.dropout {
+            Some(mask) => dropped
+                .iter_mut()
+                .zip(weights)
+                .enumerate()
+                .for_each(|(i, (d, &w))| *d = w * mask.factor(first + i)),
+            None => dropped.copy_from_slice(weights),
+        }
+    }
+}
+
+fn forward<T: Real>(q: &[T], k: &[T], v: &[T], ctx: &HeadContext<T>) -> Vec<T> {
+    let d = ctx.dims;
+    let (q_size, k_size, s_size) = (d.q_len * d.head_dim, d.k_len * d.head_dim, d.q_len * d.k_len);
+    let mut out = vec![T::zero(); d.b * d.q_len * d.heads * d.head_dim];
+    out.par_chunks_mut(d.q_len * d.heads * d.head_dim).enumerate().for_each(|(sentence, out)| {
+        let (mut weights, mut dropped) = (vec![T::zero(); s_size], vec![T::zero(); s_size]);
+        for head in 0..d.heads {
+            let index = sentence * d.heads + head;
+            let (q, k, v) = (
+                &q[index * q_size..][..q_size],
+                &k[index * k_size..][..k_size],
+                &v[index * k_size..][..k_size],
+            );
+            ctx.weights(&mut weights, q, k, sentence, head);
+            ctx.drop(&mut dropped, &weights, index * s_size);
+            let out = &mut out[head * d.head_dim..];
+            matmul(out, d.merged_matrix(), &dropped, d.score_matrix(), v, d.key_matrix(), T::one(), false);
+        }
+    });
+    out
+}
+
+/// Gradients of queries, keys and values from the gradient `grad` of the merged output. With
+/// `P` the weights, `P'` the dropped weights and `M` the mask: `dV = P'ᵀ dO`,
+/// `dP = (dO Vᵀ) ⊙ M`, `dS = P ⊙ (dP − rowsum(dP ⊙ P))`, `dQ = scale · dS K`,
+/// `dK = scale · dSᵀ Q`.
+fn backward<T: Real>(q: &[T], k: &[T], v: &[T], grad: &[T], ctx: &HeadContext<T>) -> [Vec<T>; 3] {
+    let d = ctx.dims;
+    let (q_size, k_size, s_size) = (d.q_len * d.head_dim, d.k_len * d.head_dim, d.q_len * d.k_len);
+    let (mut dq, mut dk, mut dv) =
+        (vec![T::zero(); q.len()], vec![T::zero(); k.len()], vec![T::zero(); v.len()]);
+    let per_sentence = (d.heads * q_size, d.heads * k_size);
+    dq.par_chunks_mut(per_sentence.0)
+        .zip(dk.par_chunks_mut(per_sentence.1).zip(dv.par_chunks_mut(per_sentence.1)))
+        .enumerate()
+        .for_each(|(sentence, (dq, (dk, dv)))| {
+            let mut weights = vec![T::zero(); s_size];
+            let mut dropped = vec![T::zero(); s_size];
+            let mut dscores = vec![T::zero(); s_size];
+            let grad = &grad[sentence * d.q_len * d.heads * d.head_dim..];
+            for head in 0..d.heads {
+                let index = sentence * d.heads + head;
+                let (q_h, k_h, v_h) = (
+                    &q[index * q_size..][..q_size],
+                    &k[index * k_size..][..k_size],
+                    &v[index * k_size..][..k_size],
+                );
+                let grad = &grad[head * d.head_dim..];
+                ctx.weights(&mut weights, q_h, k_h, sentence, head);
+                ctx.drop(&mut dropped, &weights, index * s_size);
+                let dv = &mut dv[head * k_size..][..k_size];
+                matmul(
+                    dv,
+                    d.key_matrix(),
+                    &dropped,
+                    d.score_matrix().t(),
+                    grad,
+                    d.merged_matrix(),
+                    T::one(),
+                    false,
+                );
+                matmul(
+                    &mut dscores,
+                    d.score_matrix(),
+                    grad,
+                    d.merged_matrix(),
+                    v_h,
+                    d.key_matrix().t(),
+                    T::one(),
+                    false,
+                );
+                for (i, (ds, p)) in
+                    dscores.chunks_exact_mut(d.k_len).zip(weights.chunks_exact(d.k_len)).enumerate()
+                {
+                    if let Some(mask) = ctx.dropout {
+                        let first = index * s_size + i * d.k_len;
+                        ds.iter_mut().enumerate().for_each(|(j, g)| *g *= mask.factor(first + j));
+                    }
+                    let dot = ds.iter().zip(p).fold(T::zero(), |acc, (&g, &p)| acc + g * p);
+                    ds.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - dot));
+                }
+                let dq = &mut dq[head * q_size..][..q_size];
+                matmul(
+                    dq,
+                    d.query_matrix(),
+                    &dscores,
+                    d.score_matrix(),
+                    k_h,
+                    d.key_matrix(),
+                    ctx.scale,
+                    false,
+                );
+                let dk = &mut dk[head * k_size..][..k_size];
+                matmul(
+                    dk,
+                    d.key_matrix(),
+                    &dscores,
+                    d.score_matrix().t(),
+                    q_h,
+                    d.query_matrix(),
+                    ctx.scale,
+                    false,
+                );
+            }
+        });
+    [dq, dk, dv]
+}
+
+impl Attention {
+    /// Runs `f` with this op's bias viewed in place and the context of its heads.
+    fn with_context<T: Real, R>(&self, f: impl FnOnce(&HeadContext<T>) -> R) -> Result<R> {
+        let guard = self.bias.as_ref().map(|bias| bias.storage_and_layout());
+        let view = match &guard {
+            Some((storage, layout)) => {
+                let Storage::Cpu(storage) = &**storage else { bail!("attention: bias is not on the CPU") };
+                let strides = layout.stride();
+                Some(BiasView {
+                    data: storage.as_slice::<T>()?,
+                    offset: layout.start_offset(),
+                    strides: [strides[0], strides[1], strides[2], strides[3]],
+                })
+            }
+            None => None,
+        };
+        let ctx = HeadContext {
+            dims: self.dims,
+            scale: T::from(self.scale).unwrap(),
+            bias: view.as_ref(),
+            dropout: self.dropout.as_ref(),
+        };
+        Ok(f(&ctx))
+    }
+
+    fn backward_tensors<T: Real>(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Tensor; 3]> {
+        let [dq, dk, dv] = with_elements::<T, _>(q, |q| {
+            with_elements::<T, _>(k, |k| {
+                with_elements::<T, _>(v, |v| {
+                    with_elements::<T, _>(grad, |grad| self.with_context(|ctx| backward(q, k, v, grad, ctx)))
+                })
+            })
+        })?????;
+        Ok([
+            Tensor::from_vec(dq, q.shape(), q.device())?,
+            Tensor::from_vec(dk, k.shape(), k.device())?,
+            Tensor::from_vec(dv, v.shape(), v.device())?,
+        ])
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "locus-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        q_l: &Layout,
+        k: &CpuStorage,
+        k_l: &Layout,
+        v: &CpuStorage,
+        v_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = match q {
+            CpuStorage::F32(_) => {
+                let (q, k, v) = (contiguous(q, q_l)?, contiguous(k, k_l)?, contiguous(v, v_l)?);
+                CpuStorage::F32(self.with_context(|ctx| forward::<f32>(q, k, v, ctx))?)
+            }
+            CpuStorage::F64(_) => {
+                let (q, k, v) = (contiguous(q, q_l)?, contiguous(k, k_l)?, contiguous(v, v_l)?);
+                CpuStorage::F64(self.with_context(|ctx| forward::<f64>(q, k, v, ctx))?)
+            }
+            other => bail!("attention: unsupported dtype {:?}", other.dtype()),
+        };
+        let Dims { b, heads, q_len, head_dim, .. } = self.dims;
+        Ok((out, Shape::from((b, q_len, heads, head_dim))))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [dq, dk, dv] = match q.dtype() {
+            DType::F32 => self.backward_tensors::<f32>(q, k, v, grad)?,
+            DType::F64 => self.backward_tensors::<f64>(q, k, v, grad)?,
+            other => bail!("attention: unsupported dtype {other:?}"),
+        };
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::{causal_bias, padding_bias};
+    use crate::testing::{check_gradients, max_diff, random};
+    use candle_core::{Device, Var};
+
+    /// Padding (sentence 1 has 3 real keys of 5) plus a causal bias, as in a decoder.
+    fn bias() -> Tensor {
+        let tokens = Tensor::new(&[[4u32, 5, 6, 7, 8], [4, 5, 6, 0, 0]], &Device::Cpu).unwrap();
+        let padding = padding_bias(&tokens, 0, DType::F64).unwrap();
+        padding.broadcast_add(&causal_bias(5, 0, DType::F64, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    fn mask(n: usize) -> DropoutMask {
+        DropoutMask::new((0..n).map(|i| i % 4 != 2).collect(), 4.0 / 3.0)
+    }
+
+    /// The composed reference, written out: scores, bias, softmax, dropout, values, heads
+    /// merged.
+    fn reference(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        scale: f64,
+        bias: &Tensor,
+        mask: &DropoutMask,
+    ) -> Tensor {
+        let scores =
+            q.matmul(&k.t().unwrap()).unwrap().affine(scale, 0.0).unwrap().broadcast_add(bias).unwrap();
+        let weights = candle_nn::ops::softmax(&scores, candle_core::D::Minus1).unwrap();
+        let factors: Vec<f64> = (0..mask.len()).map(|i| mask.factor(i)).collect();
+        let weights = (weights * Tensor::from_vec(factors, scores.shape(), &Device::Cpu).unwrap()).unwrap();
+        weights.matmul(v).unwrap().transpose(1, 2).unwrap().contiguous().unwrap()
+    }
+
+    #[test]
+    fn matches_composed_attention_with_bias_and_dropout() {
+        let (q, k, v) = (
+            random((2, 3, 5, 4), 1).unwrap(),
+            random((2, 3, 5, 4), 2).unwrap(),
+            random((2, 3, 5, 4), 3).unwrap(),
+        );
+        let mask = mask(2 * 3 * 5 * 5);
+        let got = attention(&q, &k, &v, 0.5, Some(&bias()), Some(&mask)).unwrap();
+        assert_eq!(got.dims(), [2, 5, 3, 4]);
+        assert!(max_diff(&got, &reference(&q, &k, &v, 0.5, &bias(), &mask)).unwrap() < 1e-12);
+    }
+
+    /// Cross-attention shapes: 2 queries over 5 keys, no bias, no dropout.
+    #[test]
+    fn matches_composed_attention_across_lengths() {
+        let (q, k, v) = (
+            random((2, 3, 2, 4), 4).unwrap(),
+            random((2, 3, 5, 4), 5).unwrap(),
+            random((2, 3, 5, 4), 6).unwrap(),
+        );
+        let got = attention(&q, &k, &v, 0.5, None, None).unwrap();
+        let zero = Tensor::zeros((1, 1, 1, 5), DType::F64, &Device::Cpu).unwrap();
+        let keep_all = DropoutMask::new(vec![true; 2 * 3 * 2 * 5], 1.0);
+        assert!(max_diff(&got, &reference(&q, &k, &v, 0.5, &zero, &keep_all)).unwrap() < 1e-12);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let q = Var::from_tensor(&random((2, 3, 5, 4), 7).unwrap()).unwrap();
+        let k = Var::from_tensor(&random((2, 3, 5, 4), 8).unwrap()).unwrap();
+        let v = Var::from_tensor(&random((2, 3, 5, 4), 9).unwrap()).unwrap();
+        let (bias, mask) = (bias(), mask(2 * 3 * 5 * 5));
+        let probe = random((2, 5, 3, 4), 10).unwrap();
+        check_gradients(&[&q, &k, &v], || {
+            (attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), 0.7, Some(&bias), Some(&mask))? * &probe)?
+                .sum_all()
+        })
+        .unwrap();
+    }
+
+    /// A learned bias needs its gradient: the composed path gives it.
+    #[test]
+    fn a_learned_bias_gets_its_gradient() {
+        let (q, k, v) = (
+            random((1, 2, 3, 4), 1).unwrap(),
+            random((1, 2, 3, 4), 2).unwrap(),
+            random((1, 2, 3, 4), 3).unwrap(),
+        );
+        let bias = Var::from_tensor(&random((1, 2, 3, 3), 4).unwrap()).unwrap();
+        let probe = random((1, 3, 2, 4), 5).unwrap();
+        check_gradients(&[&bias], || {
+            (attention(&q, &k, &v, 0.5, Some(bias.as_tensor()), None)? * &probe)?.sum_all()
+        })
+        .unwrap();
+    }
+}
