@@ -20,6 +20,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads for matrix products and other parallel work (default: one per physical
+    /// core). Sets candle's and rayon's pools (`CANDLE_NUM_THREADS`, `RAYON_NUM_THREADS`).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 #[derive(Subcommand)]
@@ -40,8 +44,20 @@ enum Command {
     Bench(commands::bench::BenchArgs),
 }
 
+/// Sizes the thread pools before any of them starts: candle's own pool and the size it gives
+/// its matrix products read `CANDLE_NUM_THREADS` and `RAYON_NUM_THREADS`, and rayon's global
+/// pool (Locus's fused ops) reads `RAYON_NUM_THREADS` when it is first used.
+fn set_thread_count(threads: u16) {
+    // Written before any other thread starts, so nothing reads the environment meanwhile.
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        set_thread_count(threads);
+    }
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
         Command::Translate(args) => commands::translate::run(args),

@@ -1,6 +1,6 @@
 //! The position-wise feed-forward block: `fc2(dropout(act(fc1(x))))`.
 
-use candle_core::Tensor;
+use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::config::{Activation, ModelConfig};
@@ -30,12 +30,13 @@ impl FeedForward {
     /// # Shapes
     /// `xs`: `(b_sz, seq_len, d_model)`; returns the same shape.
     pub fn forward(&self, xs: &Tensor, rng: Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {
-        let hidden = self.fc1.forward(xs)?;
         let hidden = match self.activation {
-            Activation::Relu => hidden.relu()?,
-            Activation::Gelu => hidden.gelu_erf()?,
+            Activation::Relu => {
+                let hidden_size = xs.elem_count() / xs.dim(D::Minus1)? * self.fc1.out_dim();
+                self.fc1.forward_relu(xs, self.activation_dropout.mask(hidden_size, rng).as_ref())?
+            }
+            Activation::Gelu => self.activation_dropout.forward(&self.fc1.forward(xs)?.gelu_erf()?, rng)?,
         };
-        let hidden = self.activation_dropout.forward(&hidden, rng)?;
         self.fc2.forward(&hidden)
     }
 }

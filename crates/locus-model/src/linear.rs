@@ -3,12 +3,10 @@
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::add_bias;
+use crate::ops;
 
-/// A linear layer with a bias, applied to the last dimension.
-///
-/// candle's `Linear` adds its bias with a broadcast, whose backward sums the gradient over
-/// the batch and time dimensions slowly; this one adds it with [`add_bias`].
+/// A linear layer with a bias, applied to the last dimension; it runs as the fused
+/// [`linear`](crate::ops::linear) operation.
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// `(out_dim, in_dim)`.
@@ -29,34 +27,23 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// Width of the output.
+    pub fn out_dim(&self) -> usize {
+        self.bias.elem_count()
+    }
+
     /// # Shapes
     /// `xs`: `(..., in_dim)`; returns `(..., out_dim)`.
     pub fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let mut dims = xs.dims().to_vec();
-        let in_dim = dims.pop().unwrap_or(1);
-        let rows = xs.reshape((xs.elem_count() / in_dim.max(1), in_dim))?;
-        let ys = add_bias(&rows.matmul(&self.weight.t()?)?, &self.bias)?;
-        dims.push(self.bias.elem_count());
-        ys.reshape(dims)
+        ops::linear(xs, &self.weight, &self.bias)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::{max_diff, random};
-    use candle_core::{DType, Device};
-    use candle_nn::{Module, VarMap};
-
-    #[test]
-    fn matches_candle_linear_on_batched_input() {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
-        let ours = Linear::new(4, 3, vb).unwrap();
-        let bias = random(3, 9).unwrap();
-        let theirs = candle_nn::Linear::new(ours.weight.clone(), Some(bias.clone()));
-        let ours = Linear { bias, ..ours };
-        let xs = random((2, 5, 4), 1).unwrap();
-        assert!(max_diff(&ours.forward(&xs).unwrap(), &theirs.forward(&xs).unwrap()).unwrap() < 1e-12);
+    /// `dropout(relu(forward(xs)))` as one operation, with `dropout` a mask over the output.
+    pub fn forward_relu(
+        &self,
+        xs: &Tensor,
+        dropout: Option<&ops::DropoutMask>,
+    ) -> candle_core::Result<Tensor> {
+        ops::linear_relu(xs, &self.weight, &self.bias, dropout)
     }
 }

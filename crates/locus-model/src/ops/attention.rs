@@ -12,7 +12,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Sto
 use rayon::prelude::*;
 
 use super::dropout::{apply_dropout, DropoutMask};
-use super::matmul::{matmul, Strided};
+use super::matmul::{matmul, Strided, Threads};
 use super::rows::{contiguous, is_fused, with_elements, Real};
 use super::softmax::softmax_last_dim;
 
@@ -128,7 +128,17 @@ impl<T: Real> HeadContext<'_, T> {
     /// `weights = softmax(scale · q kᵀ + bias)` for head `head` of sentence `sentence`.
     fn weights(&self, weights: &mut [T], q: &[T], k: &[T], sentence: usize, head: usize) {
         let d = self.dims;
-        matmul(weights, d.score_matrix(), q, d.query_matrix(), k, d.key_matrix().t(), self.scale, false);
+        matmul(
+            weights,
+            d.score_matrix(),
+            q,
+            d.query_matrix(),
+            k,
+            d.key_matrix().t(),
+            self.scale,
+            false,
+            Threads::One,
+        );
         for (i, row) in weights.chunks_exact_mut(d.k_len).enumerate() {
             if let Some(bias) = self.bias {
                 row.iter_mut().enumerate().for_each(|(j, s)| *s += bias.at(sentence, head, i, j));
@@ -174,7 +184,17 @@ fn forward<T: Real>(q: &[T], k: &[T], v: &[T], ctx: &HeadContext<T>) -> Vec<T> {
             ctx.weights(&mut weights, q, k, sentence, head);
             ctx.drop(&mut dropped, &weights, index * s_size);
             let out = &mut out[head * d.head_dim..];
-            matmul(out, d.merged_matrix(), &dropped, d.score_matrix(), v, d.key_matrix(), T::one(), false);
+            matmul(
+                out,
+                d.merged_matrix(),
+                &dropped,
+                d.score_matrix(),
+                v,
+                d.key_matrix(),
+                T::one(),
+                false,
+                Threads::One,
+            );
         }
     });
     out
@@ -218,6 +238,7 @@ fn backward<T: Real>(q: &[T], k: &[T], v: &[T], grad: &[T], ctx: &HeadContext<T>
                     d.merged_matrix(),
                     T::one(),
                     false,
+                    Threads::One,
                 );
                 matmul(
                     &mut dscores,
@@ -228,6 +249,7 @@ fn backward<T: Real>(q: &[T], k: &[T], v: &[T], grad: &[T], ctx: &HeadContext<T>
                     d.key_matrix().t(),
                     T::one(),
                     false,
+                    Threads::One,
                 );
                 for (i, (ds, p)) in
                     dscores.chunks_exact_mut(d.k_len).zip(weights.chunks_exact(d.k_len)).enumerate()
@@ -249,6 +271,7 @@ fn backward<T: Real>(q: &[T], k: &[T], v: &[T], grad: &[T], ctx: &HeadContext<T>
                     d.key_matrix(),
                     ctx.scale,
                     false,
+                    Threads::One,
                 );
                 let dk = &mut dk[head * k_size..][..k_size];
                 matmul(
@@ -260,6 +283,7 @@ fn backward<T: Real>(q: &[T], k: &[T], v: &[T], grad: &[T], ctx: &HeadContext<T>
                     d.query_matrix(),
                     ctx.scale,
                     false,
+                    Threads::One,
                 );
             }
         });

@@ -37,6 +37,11 @@ impl DropoutMask {
         self.keep.is_empty()
     }
 
+    /// The factor kept elements are scaled by.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
     /// The factor of element `i`: `scale` if kept, else 0.
     pub(crate) fn factor<T: Real>(&self, i: usize) -> T {
         if self.keep[i] {

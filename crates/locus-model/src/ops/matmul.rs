@@ -1,5 +1,6 @@
-//! Small single-threaded matrix products on slices, for kernels that already run one task per
-//! core: a checked, safe front to the `gemm` crate that candle's own matmul uses.
+//! Matrix products on slices: a checked, safe front to the `gemm` crate that candle's own
+//! matmul uses, single-threaded for kernels that already run one task per core, or on
+//! candle's thread count.
 
 /// A matrix stored in a slice: element `(r, c)` is at `r * row_stride + c * col_stride`.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,15 @@ impl Strided {
     }
 }
 
+/// How many threads one product may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// The calling thread only.
+    One,
+    /// As many as candle uses for its own matrix products.
+    All,
+}
+
 /// `dst = beta · lhs · rhs`, or `dst += beta · lhs · rhs` when `accumulate`.
 ///
 /// # Panics
@@ -45,6 +55,7 @@ pub(crate) fn matmul<T: super::rows::Real>(
     rhs_m: Strided,
     beta: T,
     accumulate: bool,
+    threads: Threads,
 ) {
     assert!(
         lhs_m.cols == rhs_m.rows && dst_m.rows == lhs_m.rows && dst_m.cols == rhs_m.cols,
@@ -76,7 +87,10 @@ pub(crate) fn matmul<T: super::rows::Real>(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            match threads {
+                Threads::One => gemm::Parallelism::None,
+                Threads::All => gemm::Parallelism::Rayon(candle_core::utils::get_num_threads()),
+            },
         )
     }
 }
@@ -92,10 +106,10 @@ mod tests {
         let rhs_t = [1.0f64, 0.0, -1.0, 2.0, 1.0, 0.0];
         let mut dst = [10.0f64; 4];
         let m = Strided::rows(2, 3, 3);
-        matmul(&mut dst, Strided::rows(2, 2, 2), &lhs, m, &rhs_t, m.t(), 2.0, false);
+        matmul(&mut dst, Strided::rows(2, 2, 2), &lhs, m, &rhs_t, m.t(), 2.0, false, Threads::One);
         // lhs · rhs_tᵀ = [[1 - 3, 2 + 2], [4 - 6, 8 + 5]] = [[-2, 4], [-2, 13]], times 2.
         assert_eq!(dst, [-4.0, 8.0, -4.0, 26.0]);
-        matmul(&mut dst, Strided::rows(2, 2, 2), &lhs, m, &rhs_t, m.t(), 1.0, true);
+        matmul(&mut dst, Strided::rows(2, 2, 2), &lhs, m, &rhs_t, m.t(), 1.0, true, Threads::All);
         assert_eq!(dst, [-6.0, 12.0, -6.0, 39.0]);
     }
 }

@@ -10,17 +10,17 @@
 //! with the same result up to rounding, so GPUs keep working unchanged.
 
 mod attention;
-mod bias;
 mod cross_entropy;
 mod dropout;
 mod layer_norm;
+mod linear;
 mod matmul;
 mod rows;
 mod softmax;
 
 pub use attention::attention;
-pub use bias::add_bias;
 pub use cross_entropy::{smoothed_cross_entropy_rows, CrossEntropyLoss};
 pub use dropout::{apply_dropout, DropoutMask};
 pub use layer_norm::layer_norm;
+pub use linear::{linear, linear_relu};
 pub use softmax::softmax_last_dim;
