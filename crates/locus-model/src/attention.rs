@@ -109,12 +109,6 @@ impl MultiHeadAttention {
         })
     }
 
-    /// `(b, t, d_model)` to `(b, n_heads, t, head_dim)`.
-    fn split_heads(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let (b_sz, seq_len, _) = xs.dims3()?;
-        xs.reshape((b_sz, seq_len, self.n_heads, self.head_dim))?.transpose(1, 2)?.contiguous()
-    }
-
     /// The relative vectors of Shaw et al., if this attention has them.
     pub fn relative(&self) -> Option<&RelativePositions> {
         self.relative.as_ref()
@@ -131,12 +125,12 @@ impl MultiHeadAttention {
         rotary: Option<&Rotary>,
         offset: usize,
     ) -> candle_core::Result<KeyValues> {
-        let keys = self.split_heads(&self.k_proj.forward(xs)?)?;
+        let keys = self.k_proj.forward_heads(xs, self.n_heads)?;
         let keys = match rotary {
             Some(rotary) => rotary.rotate(&keys, offset)?,
             None => keys,
         };
-        Ok(KeyValues { keys, values: self.split_heads(&self.v_proj.forward(xs)?)? })
+        Ok(KeyValues { keys, values: self.v_proj.forward_heads(xs, self.n_heads)? })
     }
 
     /// Attends from the queries `xs` to `kv`, adding `bias` to the scores before the softmax;
@@ -157,7 +151,7 @@ impl MultiHeadAttention {
     ) -> candle_core::Result<Tensor> {
         let (b_sz, q_len, d_model) = xs.dims3()?;
         let scale = (self.head_dim as f64).powf(-0.5);
-        let queries = self.split_heads(&self.q_proj.forward(xs)?)?;
+        let queries = self.q_proj.forward_heads(xs, self.n_heads)?;
         let queries = match positions.rotary {
             Some(rotary) => rotary.rotate(&queries, positions.q_offset)?,
             None => queries,
@@ -182,10 +176,9 @@ impl MultiHeadAttention {
                 if let Some(values) = relative.value_term(&weights, positions.q_offset, positions.k_offset)? {
                     context = (context + values)?;
                 }
-                context.transpose(1, 2)?
+                context.transpose(1, 2)?.reshape((b_sz, q_len, d_model))?
             }
         };
-        let context = context.reshape((b_sz, q_len, d_model))?;
         self.out_proj.forward(&context)
     }
 }

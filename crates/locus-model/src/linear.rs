@@ -38,6 +38,11 @@ impl Linear {
         ops::linear(xs, &self.weight, &self.bias)
     }
 
+    /// `forward(xs)` split into `heads`: `(b, t, in_dim)` to `(b, heads, t, out_dim / heads)`.
+    pub fn forward_heads(&self, xs: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+        ops::linear_heads(xs, &self.weight, &self.bias, heads)
+    }
+
     /// `dropout(relu(forward(xs)))` as one operation, with `dropout` a mask over the output.
     pub fn forward_relu(
         &self,

@@ -26,7 +26,11 @@ use super::rows::{column_sums, contiguous, is_fused, row_len, with_elements, Rea
 pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let same_dtype = weight.dtype() == xs.dtype() && bias.dtype() == xs.dtype();
     if is_fused(xs) && same_dtype {
-        xs.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear { relu: None })
+        xs.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            Linear { epilogue: Epilogue::None },
+        )
     } else {
         composed(xs, weight, bias)
     }
@@ -44,14 +48,28 @@ pub fn linear_relu(
 ) -> Result<Tensor> {
     let same_dtype = weight.dtype() == xs.dtype() && bias.dtype() == xs.dtype();
     if is_fused(xs) && same_dtype {
-        let relu = Some(Relu { dropout: dropout.cloned() });
-        xs.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear { relu })
+        let epilogue = Epilogue::Relu(dropout.cloned());
+        xs.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear { epilogue })
     } else {
         let ys = composed(xs, weight, bias)?.relu()?;
         match dropout {
             Some(mask) => apply_dropout(&ys, mask),
             None => Ok(ys),
         }
+    }
+}
+
+/// `xs · weightᵀ + bias` split into heads: `(b, t, out)` to `(b, heads, t, out / heads)`, the
+/// layout attention reads, written by the op itself instead of a reshape, transpose and copy.
+pub fn linear_heads(xs: &Tensor, weight: &Tensor, bias: &Tensor, heads: usize) -> Result<Tensor> {
+    let same_dtype = weight.dtype() == xs.dtype() && bias.dtype() == xs.dtype();
+    if is_fused(xs) && same_dtype {
+        let epilogue = Epilogue::Heads(heads);
+        xs.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear { epilogue })
+    } else {
+        let (b, time, _) = xs.dims3()?;
+        let ys = composed(xs, weight, bias)?;
+        ys.reshape((b, time, heads, ()))?.transpose(1, 2)?.contiguous()
     }
 }
 
@@ -65,40 +83,79 @@ fn composed(xs: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 }
 
 struct Linear {
-    /// ReLU after the product, then dropout if the mask is given.
-    relu: Option<Relu>,
+    epilogue: Epilogue,
 }
 
-struct Relu {
-    dropout: Option<DropoutMask>,
+/// What the op does with the product.
+enum Epilogue {
+    /// Nothing: the output is `(..., out)`.
+    None,
+    /// ReLU, then dropout if a mask is given.
+    Relu(Option<DropoutMask>),
+    /// Splits the output `(b, t, out)` into `heads`: `(b, heads, t, out / heads)`.
+    Heads(usize),
 }
 
-impl Relu {
-    /// `ys = dropout(relu(ys))` in place.
-    fn apply<T: Real>(&self, ys: &mut [T]) {
-        const CHUNK: usize = 1 << 14;
-        ys.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, ys)| {
-            for (i, y) in ys.iter_mut().enumerate() {
-                let factor = self.dropout.as_ref().map_or(T::one(), |mask| mask.factor(chunk * CHUNK + i));
-                *y = if *y > T::zero() { *y * factor } else { T::zero() };
+/// `ys = dropout(relu(ys))` in place.
+fn relu<T: Real>(ys: &mut [T], dropout: Option<&DropoutMask>) {
+    ys.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, ys)| {
+        for (i, y) in ys.iter_mut().enumerate() {
+            let factor = dropout.map_or(T::one(), |mask| mask.factor(chunk * CHUNK + i));
+            *y = if *y > T::zero() { *y * factor } else { T::zero() };
+        }
+    });
+}
+
+/// The gradient before ReLU and dropout from the gradient after them and their output: a
+/// positive output was kept, so its gradient is scaled by the dropout factor; others are 0.
+fn relu_backward<T: Real>(grads: &[T], ys: &[T], dropout: Option<&DropoutMask>) -> Vec<T> {
+    let scale = T::from(dropout.map_or(1.0, |mask| mask.scale())).unwrap();
+    let mut masked = vec![T::zero(); grads.len()];
+    masked.par_chunks_mut(CHUNK).zip(grads.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK))).for_each(
+        |(masked, (grads, ys))| {
+            for ((m, &g), &y) in masked.iter_mut().zip(grads).zip(ys) {
+                *m = if y > T::zero() { g * scale } else { T::zero() };
             }
-        });
-    }
+        },
+    );
+    masked
+}
 
-    /// The gradient before ReLU and dropout from the gradient after them and their output.
-    fn backward<T: Real>(&self, grads: &[T], ys: &[T]) -> Vec<T> {
-        const CHUNK: usize = 1 << 14;
-        let scale = T::from(self.dropout.as_ref().map_or(1.0, |mask| mask.scale())).unwrap();
-        let mut masked = vec![T::zero(); grads.len()];
-        masked.par_chunks_mut(CHUNK).zip(grads.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK))).for_each(
-            |(masked, (grads, ys))| {
-                for ((m, &g), &y) in masked.iter_mut().zip(grads).zip(ys) {
-                    *m = if y > T::zero() { g * scale } else { T::zero() };
-                }
-            },
-        );
-        masked
+/// Elements per parallel task of the element-wise epilogues.
+const CHUNK: usize = 1 << 14;
+
+/// Calls `copy(rows_start, split_start)` for each run of `head_dim` elements of one sentence:
+/// from its `(time, heads · head_dim)` rows to its split `(heads, time, head_dim)` layout.
+fn for_each_head_run(time: usize, heads: usize, head_dim: usize, mut copy: impl FnMut(usize, usize)) {
+    for i in 0..time {
+        for h in 0..heads {
+            copy((i * heads + h) * head_dim, (h * time + i) * head_dim);
+        }
     }
+}
+
+/// `(b, time, heads · head_dim)` rows to the split `(b, heads, time, head_dim)` layout.
+fn split_heads<T: Real>(rows: &[T], time: usize, heads: usize, out_dim: usize) -> Vec<T> {
+    let head_dim = out_dim / heads;
+    let mut split = vec![T::zero(); rows.len()];
+    split.par_chunks_mut(time * out_dim).zip(rows.par_chunks(time * out_dim)).for_each(|(split, rows)| {
+        for_each_head_run(time, heads, head_dim, |r, s| {
+            split[s..s + head_dim].copy_from_slice(&rows[r..r + head_dim])
+        })
+    });
+    split
+}
+
+/// The inverse of [`split_heads`].
+fn merge_heads<T: Real>(split: &[T], time: usize, heads: usize, out_dim: usize) -> Vec<T> {
+    let head_dim = out_dim / heads;
+    let mut rows = vec![T::zero(); split.len()];
+    rows.par_chunks_mut(time * out_dim).zip(split.par_chunks(time * out_dim)).for_each(|(rows, split)| {
+        for_each_head_run(time, heads, head_dim, |r, s| {
+            rows[r..r + head_dim].copy_from_slice(&split[s..s + head_dim])
+        })
+    });
+    rows
 }
 
 /// The sizes of one product: `rows × in` times `(out × in)ᵀ`.
@@ -110,6 +167,11 @@ struct Sizes {
 }
 
 impl Sizes {
+    fn of(xs: &Shape, weight: &Shape) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        Ok(Self { rows: xs.elem_count() / in_dim.max(1), in_dim, out_dim })
+    }
+
     fn input(&self) -> Strided {
         Strided::rows(self.rows, self.in_dim, self.in_dim)
     }
@@ -123,79 +185,96 @@ impl Sizes {
     }
 }
 
-fn forward<T: Real>(xs: &[T], weight: &[T], bias: &[T], sizes: Sizes, relu: Option<&Relu>) -> Vec<T> {
-    let mut ys = vec![T::zero(); sizes.rows * sizes.out_dim];
-    ys.par_chunks_mut(sizes.out_dim).for_each(|row| row.copy_from_slice(bias));
-    matmul(
-        &mut ys,
-        sizes.output(),
-        xs,
-        sizes.input(),
-        weight,
-        sizes.weight().t(),
-        T::one(),
-        true,
-        Threads::All,
-    );
-    if let Some(relu) = relu {
-        relu.apply(&mut ys);
-    }
-    ys
-}
-
-/// `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g`.
-fn backward<T: Real>(xs: &[T], weight: &[T], grads: &[T], sizes: Sizes) -> [Vec<T>; 3] {
-    let mut dxs = vec![T::zero(); xs.len()];
-    matmul(
-        &mut dxs,
-        sizes.input(),
-        grads,
-        sizes.output(),
-        weight,
-        sizes.weight(),
-        T::one(),
-        false,
-        Threads::All,
-    );
-    let mut dw = vec![T::zero(); weight.len()];
-    matmul(
-        &mut dw,
-        sizes.weight(),
-        grads,
-        sizes.output().t(),
-        xs,
-        sizes.input(),
-        T::one(),
-        false,
-        Threads::All,
-    );
-    [dxs, dw, column_sums(grads, sizes.out_dim)]
-}
-
-fn backward_tensors<T: Real>(
-    xs: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    ys: &Tensor,
-    grad: &Tensor,
-    relu: Option<&Relu>,
-) -> Result<[Tensor; 3]> {
-    let (out_dim, in_dim) = weight.dims2()?;
-    let sizes = Sizes { rows: xs.elem_count() / in_dim, in_dim, out_dim };
-    let grads = match relu {
-        Some(relu) => {
-            with_elements::<T, _>(grad, |grads| with_elements::<T, _>(ys, |ys| relu.backward(grads, ys)))??
+impl Linear {
+    /// The output, in the layout and shape the epilogue gives it.
+    fn forward<T: Real>(&self, xs: &[T], weight: &[T], bias: &[T], sizes: Sizes, time: usize) -> Vec<T> {
+        let mut ys = vec![T::zero(); sizes.rows * sizes.out_dim];
+        ys.par_chunks_mut(sizes.out_dim).for_each(|row| row.copy_from_slice(bias));
+        let weight_t = sizes.weight().t();
+        matmul(&mut ys, sizes.output(), xs, sizes.input(), weight, weight_t, T::one(), true, Threads::All);
+        match &self.epilogue {
+            Epilogue::None => ys,
+            Epilogue::Relu(dropout) => {
+                relu(&mut ys, dropout.as_ref());
+                ys
+            }
+            Epilogue::Heads(heads) => split_heads(&ys, time, *heads, sizes.out_dim),
         }
-        None => with_elements::<T, _>(grad, |grads| grads.to_vec())?,
-    };
-    let [dxs, dw, db] = with_elements::<T, _>(xs, |xs| {
-        with_elements::<T, _>(weight, |weight| backward(xs, weight, &grads, sizes))
-    })??;
-    Ok([
-        Tensor::from_vec(dxs, xs.shape(), xs.device())?,
-        Tensor::from_vec(dw, weight.shape(), weight.device())?,
-        Tensor::from_vec(db, bias.shape(), bias.device())?,
-    ])
+    }
+
+    /// Gradients of the input, weight and bias from the gradient `grad` of the output `ys`:
+    /// `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g`, with `g` the gradient of the product.
+    fn backward<T: Real>(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        ys: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Vec<T>; 3]> {
+        let sizes = Sizes::of(xs.shape(), weight.shape())?;
+        let product_grad = match &self.epilogue {
+            Epilogue::None => None,
+            Epilogue::Relu(dropout) => Some(with_elements::<T, _>(grad, |grads| {
+                with_elements::<T, _>(ys, |ys| relu_backward(grads, ys, dropout.as_ref()))
+            })??),
+            Epilogue::Heads(heads) => {
+                let time = xs.dim(1)?;
+                Some(with_elements::<T, _>(grad, |grads| merge_heads(grads, time, *heads, sizes.out_dim))?)
+            }
+        };
+        let gradients = |grads: &[T]| {
+            with_elements::<T, _>(xs, |xs| {
+                with_elements::<T, _>(weight, |weight| {
+                    let mut dxs = vec![T::zero(); xs.len()];
+                    let (input, output) = (sizes.input(), sizes.output());
+                    matmul(
+                        &mut dxs,
+                        input,
+                        grads,
+                        output,
+                        weight,
+                        sizes.weight(),
+                        T::one(),
+                        false,
+                        Threads::All,
+                    );
+                    let mut dw = vec![T::zero(); weight.len()];
+                    matmul(
+                        &mut dw,
+                        sizes.weight(),
+                        grads,
+                        output.t(),
+                        xs,
+                        input,
+                        T::one(),
+                        false,
+                        Threads::All,
+                    );
+                    [dxs, dw, column_sums(grads, sizes.out_dim)]
+                })
+            })
+        };
+        match product_grad {
+            Some(grads) => gradients(&grads)?,
+            None => with_elements::<T, _>(grad, gradients)??,
+        }
+    }
+
+    fn backward_tensors<T: Real>(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        ys: &Tensor,
+        grad: &Tensor,
+    ) -> Result<[Tensor; 3]> {
+        let [dxs, dw, db] = self.backward::<T>(xs, weight, ys, grad)?;
+        Ok([
+            Tensor::from_vec(dxs, xs.shape(), xs.device())?,
+            Tensor::from_vec(dw, weight.shape(), weight.device())?,
+            Tensor::from_vec(db, bias.shape(), bias.device())?,
+        ])
+    }
 }
 
 impl CustomOp3 for Linear {
@@ -213,8 +292,16 @@ impl CustomOp3 for Linear {
         bias_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let in_dim = row_len(xs_l.shape())?;
-        let (out_dim, weight_in) = weight_l.shape().dims2()?;
-        if weight_in != in_dim || bias_l.shape().dims() != [out_dim] {
+        let sizes = Sizes::of(xs_l.shape(), weight_l.shape())?;
+        let dims = xs_l.shape().dims();
+        let time = match self.epilogue {
+            Epilogue::Heads(heads) if dims.len() == 3 && sizes.out_dim % heads == 0 => dims[1],
+            Epilogue::Heads(heads) => {
+                bail!("linear: cannot split {dims:?} → {} into {heads} heads", sizes.out_dim)
+            }
+            _ => 0,
+        };
+        if sizes.in_dim != in_dim || bias_l.shape().dims() != [sizes.out_dim] {
             bail!(
                 "linear: input {:?}, weight {:?}, bias {:?}",
                 xs_l.shape(),
@@ -222,27 +309,32 @@ impl CustomOp3 for Linear {
                 bias_l.shape()
             )
         }
-        let sizes = Sizes { rows: xs_l.shape().elem_count() / in_dim, in_dim, out_dim };
         let ys = match xs {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward(
                 contiguous(xs, xs_l)?,
                 contiguous(weight, weight_l)?,
                 contiguous(bias, bias_l)?,
                 sizes,
-                self.relu.as_ref(),
+                time,
             )),
-            CpuStorage::F64(_) => CpuStorage::F64(forward(
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward(
                 contiguous(xs, xs_l)?,
                 contiguous(weight, weight_l)?,
                 contiguous(bias, bias_l)?,
                 sizes,
-                self.relu.as_ref(),
+                time,
             )),
             other => bail!("linear: unsupported dtype {:?}", other.dtype()),
         };
-        let mut dims = xs_l.shape().dims().to_vec();
-        *dims.last_mut().expect("row_len checked the rank") = out_dim;
-        Ok((ys, Shape::from(dims)))
+        let shape = match self.epilogue {
+            Epilogue::Heads(heads) => Shape::from((dims[0], heads, time, sizes.out_dim / heads)),
+            _ => {
+                let mut dims = dims.to_vec();
+                *dims.last_mut().expect("row_len checked the rank") = sizes.out_dim;
+                Shape::from(dims)
+            }
+        };
+        Ok((ys, shape))
     }
 
     fn bwd(
@@ -253,10 +345,9 @@ impl CustomOp3 for Linear {
         ys: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let relu = self.relu.as_ref();
         let [dxs, dw, db] = match xs.dtype() {
-            DType::F32 => backward_tensors::<f32>(xs, weight, bias, ys, grad, relu)?,
-            DType::F64 => backward_tensors::<f64>(xs, weight, bias, ys, grad, relu)?,
+            DType::F32 => self.backward_tensors::<f32>(xs, weight, bias, ys, grad)?,
+            DType::F64 => self.backward_tensors::<f64>(xs, weight, bias, ys, grad)?,
             other => bail!("linear: unsupported dtype {other:?}"),
         };
         Ok((Some(dxs), Some(dw), Some(db)))
@@ -317,6 +408,29 @@ mod tests {
         check_gradients(&[&xs, &weight, &bias], || {
             (linear_relu(xs.as_tensor(), weight.as_tensor(), bias.as_tensor(), Some(&mask))? * &probe)?
                 .sum_all()
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn heads_match_a_reshape_and_transpose() {
+        let (weight, bias) = (random((6, 4), 1).unwrap(), random(6, 2).unwrap());
+        let xs = random((2, 5, 4), 3).unwrap();
+        let want =
+            linear(&xs, &weight, &bias).unwrap().reshape((2, 5, 3, 2)).unwrap().transpose(1, 2).unwrap();
+        let got = linear_heads(&xs, &weight, &bias, 3).unwrap();
+        assert_eq!(got.dims(), [2, 3, 5, 2]);
+        assert!(max_diff(&got, &want).unwrap() < 1e-12);
+    }
+
+    #[test]
+    fn heads_gradient_matches_finite_differences() {
+        let xs = Var::from_tensor(&random((3, 5, 4), 12).unwrap()).unwrap();
+        let weight = Var::from_tensor(&random((6, 4), 13).unwrap()).unwrap();
+        let bias = Var::from_tensor(&random(6, 14).unwrap()).unwrap();
+        let probe = random((3, 3, 5, 2), 15).unwrap();
+        check_gradients(&[&xs, &weight, &bias], || {
+            (linear_heads(xs.as_tensor(), weight.as_tensor(), bias.as_tensor(), 3)? * &probe)?.sum_all()
         })
         .unwrap();
     }

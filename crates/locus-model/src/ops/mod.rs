@@ -22,5 +22,5 @@ pub use attention::attention;
 pub use cross_entropy::{smoothed_cross_entropy_rows, CrossEntropyLoss};
 pub use dropout::{apply_dropout, DropoutMask};
 pub use layer_norm::layer_norm;
-pub use linear::{linear, linear_relu};
+pub use linear::{linear, linear_heads, linear_relu};
 pub use softmax::softmax_last_dim;
