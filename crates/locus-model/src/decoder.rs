@@ -52,6 +52,19 @@ impl DecoderCache {
         }
         Ok(())
     }
+
+    /// Keeps the batch rows `rows` of the self-attention keys and values only: enough when
+    /// every new row attends to the same source as the row in its place before (beam search
+    /// reordering the hypotheses of each sentence among that sentence's rows), since the
+    /// cross-attention keys and values depend on the source alone.
+    pub fn select_self_rows(&mut self, rows: &Tensor) -> candle_core::Result<()> {
+        for layer in &mut self.layers {
+            if let Some(kv) = &mut layer.self_kv {
+                *kv = kv.select_rows(rows)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The encoder output a decoder layer attends to.

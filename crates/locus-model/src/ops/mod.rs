@@ -23,4 +23,4 @@ pub use cross_entropy::{smoothed_cross_entropy_rows, CrossEntropyLoss};
 pub use dropout::{apply_dropout, DropoutMask};
 pub use layer_norm::layer_norm;
 pub use linear::{linear, linear_heads, linear_relu};
-pub use softmax::softmax_last_dim;
+pub use softmax::{log_softmax_last_dim, softmax_last_dim};

@@ -4,6 +4,8 @@
 
 use candle_core::{Tensor, D};
 
+use crate::ops::log_softmax_last_dim;
+
 use super::{Hypothesis, LengthLimits};
 use crate::error::Result;
 use crate::transformer::Seq2Seq;
@@ -38,7 +40,7 @@ pub fn greedy_decode(
             break;
         }
         let logits = model.decode_step(&step_input, &memory, &mut cache)?;
-        let mut log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let mut log_probs = log_softmax_last_dim(&logits)?;
         if step < limits.min_len {
             log_probs = log_probs.broadcast_add(&no_eos)?;
         }

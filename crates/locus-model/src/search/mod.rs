@@ -75,13 +75,16 @@ pub struct Seq2SeqScorer<'a> {
     model: &'a Seq2Seq,
     memory: Memory,
     cache: DecoderCache,
+    /// The source sentence each row decodes (its row in the encoded batch).
+    row_sources: Vec<u32>,
 }
 
 impl<'a> Seq2SeqScorer<'a> {
     /// Encodes `src` (`(b_sz, src_len)` right-padded ids, each row ending in EOS); row `i`
     /// starts as sentence `i`.
     pub fn new(model: &'a Seq2Seq, src: &Tensor) -> Result<Self> {
-        Ok(Self { model, memory: model.encode(src, None)?.detach(), cache: model.new_cache() })
+        let row_sources = (0..src.dim(0)? as u32).collect();
+        Ok(Self { model, memory: model.encode(src, None)?.detach(), cache: model.new_cache(), row_sources })
     }
 
     fn device(&self) -> &Device {
@@ -97,14 +100,24 @@ impl Scorer for Seq2SeqScorer<'_> {
     fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         let input = Tensor::from_slice(tokens, (tokens.len(), 1), self.device())?;
         let logits = self.model.decode_step(&input, &self.memory, &mut self.cache)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+        let log_probs = crate::ops::log_softmax_last_dim(&logits)?;
         Ok(log_probs.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?)
     }
 
+    /// Reorders the self-attention cache; the encoder memory and the cross-attention keys
+    /// and values are copied only when some row now decodes another source than the row in
+    /// its place did (sentences finishing, or beam search's first step widening each sentence
+    /// to its beam), not when beam search reorders hypotheses within each sentence.
     fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+        let row_sources: Vec<u32> = rows.iter().map(|&row| self.row_sources[row as usize]).collect();
         let rows = Tensor::from_slice(rows, rows.len(), self.device())?;
-        self.memory = self.memory.select_rows(&rows)?;
-        self.cache.select_rows(&rows)?;
+        if row_sources == self.row_sources {
+            self.cache.select_self_rows(&rows)?;
+        } else {
+            self.memory = self.memory.select_rows(&rows)?;
+            self.cache.select_rows(&rows)?;
+            self.row_sources = row_sources;
+        }
         Ok(())
     }
 }
