@@ -17,8 +17,20 @@ fn bench_train_and_translate_report_their_figures() {
     write_corpus(dir.path());
     let config = tiny_config().display().to_string();
     let overrides = data_overrides(dir.path());
-    let mut args =
-        vec!["bench", "train", "--config", &config, "--device", "cpu", "--steps", "3", "--warmup", "1"];
+    let mut args = vec![
+        "--threads",
+        "1",
+        "bench",
+        "train",
+        "--config",
+        &config,
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+    ];
     for item in &overrides {
         args.extend(["--set", item.as_str()]);
     }
@@ -38,6 +50,8 @@ fn bench_train_and_translate_report_their_figures() {
         assert!(record[key].as_f64().unwrap() > 0.0, "{key}: {record}");
     }
     assert!(record["flops_formula"].as_str().unwrap().contains("3 x forward"));
+    let prepare = record["batch_prepare_fraction"].as_f64().unwrap();
+    assert!(prepare > 0.0 && prepare < 1.0, "{record}");
 
     let out = locus(&train_args(&config, &overrides));
     assert!(out.status.success(), "{}", stderr(&out));

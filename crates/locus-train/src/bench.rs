@@ -34,6 +34,9 @@ use crate::trainer::adam_params;
 pub struct TimedStep {
     /// Wall time of the update, batch collation included.
     pub seconds: f64,
+    /// Of that, the time spent collating the batches (token ids to padded tensors): what
+    /// preparing batches on a background thread could hide.
+    pub prepare_seconds: f64,
     /// Real (non-padding) source plus target tokens.
     pub real_tokens: usize,
     /// Real target tokens (EOS included).
@@ -91,6 +94,7 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
                     collate(&rows, model.tokens(), device)
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
+            let prepare_seconds = started.elapsed().as_secs_f64();
             let options = StepOptions {
                 lr: schedule.at(step),
                 clip_norm: train.clip_norm,
@@ -101,6 +105,7 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
             if step > warmup {
                 let mut measured = TimedStep {
                     seconds,
+                    prepare_seconds,
                     real_tokens: 0,
                     target_tokens: 0,
                     padded_target_positions: 0,

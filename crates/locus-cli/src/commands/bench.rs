@@ -98,6 +98,7 @@ fn train(args: TrainBenchArgs) -> Result<()> {
     let steps = &bench.steps;
     let seconds: f64 = steps.iter().map(|s| s.seconds).sum();
     let step_secs: Vec<f64> = steps.iter().map(|s| s.seconds).collect();
+    let prepare_secs: f64 = steps.iter().map(|s| s.prepare_seconds).sum();
     let real_tokens: usize = steps.iter().map(|s| s.real_tokens).sum();
     let target_tokens: usize = steps.iter().map(|s| s.target_tokens).sum();
     let flops: f64 = steps.iter().map(|s| s.flops).sum();
@@ -112,6 +113,7 @@ fn train(args: TrainBenchArgs) -> Result<()> {
         "model_flops_per_s": achieved, "matmul_flops_per_s": matmul, "matmul_shape": [m, config.model.d_model, config.model.d_ff],
         "mfu": achieved / matmul, "parameters": bench.parameters, "vocab_size": bench.vocab_size,
         "peak_rss_gib": gib(peak_rss_bytes()), "flops_formula": FLOPS_FORMULA,
+        "batch_prepare_fraction": prepare_secs / seconds.max(1e-12),
     });
     println!("{} timed steps, median {:.3} s/step", steps.len(), median(&step_secs));
     println!(
@@ -128,6 +130,11 @@ fn train(args: TrainBenchArgs) -> Result<()> {
         achieved / matmul
     );
     println!("FLOPs: {FLOPS_FORMULA}");
+    println!(
+        "batch preparation: {:.2} ms per step, {:.3}% of the time",
+        1e3 * prepare_secs / steps.len().max(1) as f64,
+        100.0 * prepare_secs / seconds.max(1e-12)
+    );
     if let Some(peak) = gib(peak_rss_bytes()) {
         println!("peak RSS {peak:.2} GiB");
     }
