@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
-use crate::ops::layer_norm;
+use crate::ops::{add_layer_norm, layer_norm, DropoutMask};
 
 /// `y = (x - mean) / sqrt(var + eps) * weight + bias` over the last dimension.
 #[derive(Debug, Clone)]
@@ -32,5 +32,18 @@ impl LayerNorm {
     /// `xs`: `(..., dim)`; returns the same shape.
     pub fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         layer_norm(xs, &self.weight, &self.bias, self.eps)
+    }
+
+    /// `forward(residual + dropout(update))` as one operation: post-norm's residual connection.
+    ///
+    /// # Shapes
+    /// `residual`, `update`: `(..., dim)`; `dropout`: a mask over `update`'s elements.
+    pub fn forward_residual(
+        &self,
+        residual: &Tensor,
+        update: &Tensor,
+        dropout: Option<&DropoutMask>,
+    ) -> candle_core::Result<Tensor> {
+        add_layer_norm(residual, update, dropout, &self.weight, &self.bias, self.eps)
     }
 }

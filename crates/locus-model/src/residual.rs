@@ -24,8 +24,8 @@ impl Residual<'_> {
         match self.position {
             NormPosition::Post => {
                 let ys = block(xs, rng.as_deref_mut())?;
-                let ys = self.dropout.forward(&ys, rng)?;
-                self.norm.forward(&(xs + ys)?)
+                let dropout = self.dropout.mask(ys.elem_count(), rng);
+                self.norm.forward_residual(xs, &ys, dropout.as_ref())
             }
             NormPosition::Pre => {
                 let ys = block(&self.norm.forward(xs)?, rng.as_deref_mut())?;

@@ -26,10 +26,10 @@ struct LayerNorm {
 }
 
 /// Rows per parallel task of the backward pass, which sums weight and bias gradients per task.
-const ROWS_PER_TASK: usize = 32;
+pub(super) const ROWS_PER_TASK: usize = 32;
 
 /// The mean and `1 / sqrt(var + eps)` of one row.
-fn moments<T: Real>(row: &[T], eps: f64) -> (T, T) {
+pub(super) fn moments<T: Real>(row: &[T], eps: f64) -> (T, T) {
     let n = T::from(row.len()).unwrap();
     let mean = row.iter().fold(T::zero(), |acc, &x| acc + x) / n;
     let var = row.iter().fold(T::zero(), |acc, &x| acc + (x - mean) * (x - mean)) / n;
@@ -39,20 +39,54 @@ fn moments<T: Real>(row: &[T], eps: f64) -> (T, T) {
 fn forward<T: Real>(xs: &[T], weight: &[T], bias: &[T], eps: f64) -> Vec<T> {
     let width = weight.len();
     let mut ys = vec![T::zero(); xs.len()];
-    ys.par_chunks_mut(width).zip(xs.par_chunks(width)).for_each(|(ys, xs)| {
-        let (mean, rstd) = moments(xs, eps);
-        for (((y, &x), &w), &b) in ys.iter_mut().zip(xs).zip(weight).zip(bias) {
-            *y = (x - mean) * rstd * w + b;
-        }
-    });
+    ys.par_chunks_mut(width)
+        .zip(xs.par_chunks(width))
+        .for_each(|(ys, xs)| normalize_row(xs, weight, bias, eps, ys));
     ys
 }
 
-/// Gradients of the input, weight and bias. With `x̂ = (x - mean) · rstd` and `ĝ = g ⊙ w`:
-/// `dx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ ⊙ x̂))`, `dw = Σ_rows g ⊙ x̂`, `db = Σ_rows g`.
-fn backward<T: Real>(xs: &[T], weight: &[T], grads: &[T], eps: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
+/// `ys = (xs - mean) · rstd · weight + bias` for one row.
+pub(super) fn normalize_row<T: Real>(xs: &[T], weight: &[T], bias: &[T], eps: f64, ys: &mut [T]) {
+    let (mean, rstd) = moments(xs, eps);
+    for (((y, &x), &w), &b) in ys.iter_mut().zip(xs).zip(weight).zip(bias) {
+        *y = (x - mean) * rstd * w + b;
+    }
+}
+
+/// One row of the backward pass: writes the row's `dx` and adds its terms to `dw` and `db`.
+/// With `x̂ = (x - mean) · rstd` and `ĝ = g ⊙ w`:
+/// `dx = rstd · (ĝ - mean(ĝ) - x̂ · mean(ĝ ⊙ x̂))`, `dw += g ⊙ x̂`, `db += g`.
+pub(super) fn row_backward<T: Real>(
+    x: &[T],
+    g: &[T],
+    weight: &[T],
+    eps: f64,
+    dx: &mut [T],
+    dw: &mut [T],
+    db: &mut [T],
+) {
     let width = weight.len();
     let n = T::from(width).unwrap();
+    let (mean, rstd) = moments(x, eps);
+    let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+    for i in 0..width {
+        let x_hat = (x[i] - mean) * rstd;
+        let g_hat = g[i] * weight[i];
+        sum_g += g_hat;
+        sum_gx += g_hat * x_hat;
+        dw[i] += g[i] * x_hat;
+        db[i] += g[i];
+    }
+    let (mean_g, mean_gx) = (sum_g / n, sum_gx / n);
+    for i in 0..width {
+        let x_hat = (x[i] - mean) * rstd;
+        dx[i] = rstd * (g[i] * weight[i] - mean_g - x_hat * mean_gx);
+    }
+}
+
+/// Gradients of the input, weight and bias ([`row_backward`] row by row).
+fn backward<T: Real>(xs: &[T], weight: &[T], grads: &[T], eps: f64) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let width = weight.len();
     let mut dxs = vec![T::zero(); xs.len()];
     let block = width * ROWS_PER_TASK;
     let (dw, db) = dxs
@@ -63,21 +97,7 @@ fn backward<T: Real>(xs: &[T], weight: &[T], grads: &[T], eps: f64) -> (Vec<T>, 
             let mut db = vec![T::zero(); width];
             let rows = dxs.chunks_exact_mut(width).zip(xs.chunks_exact(width).zip(grads.chunks_exact(width)));
             for (dx, (x, g)) in rows {
-                let (mean, rstd) = moments(x, eps);
-                let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
-                for i in 0..width {
-                    let x_hat = (x[i] - mean) * rstd;
-                    let g_hat = g[i] * weight[i];
-                    sum_g += g_hat;
-                    sum_gx += g_hat * x_hat;
-                    dw[i] += g[i] * x_hat;
-                    db[i] += g[i];
-                }
-                let (mean_g, mean_gx) = (sum_g / n, sum_gx / n);
-                for i in 0..width {
-                    let x_hat = (x[i] - mean) * rstd;
-                    dx[i] = rstd * (g[i] * weight[i] - mean_g - x_hat * mean_gx);
-                }
+                row_backward(x, g, weight, eps, dx, &mut dw, &mut db);
             }
             (dw, db)
         })

@@ -15,6 +15,7 @@ mod dropout;
 mod layer_norm;
 mod linear;
 mod matmul;
+mod residual_norm;
 mod rows;
 mod softmax;
 
@@ -23,4 +24,5 @@ pub use cross_entropy::{smoothed_cross_entropy_rows, CrossEntropyLoss};
 pub use dropout::{apply_dropout, DropoutMask};
 pub use layer_norm::layer_norm;
 pub use linear::{linear, linear_heads, linear_relu};
+pub use residual_norm::add_layer_norm;
 pub use softmax::{log_softmax_last_dim, softmax_last_dim};
