@@ -34,6 +34,8 @@ enum Command {
     Translate(commands::translate::TranslateArgs),
     /// Score checkpoints on a source/reference pair: BLEU, chrF, TER, loss and perplexity.
     Evaluate(commands::evaluate::EvaluateArgs),
+    /// Train and test a grid of encodings × synthetic tasks × seeds on length extrapolation.
+    Lab(commands::lab::LabArgs),
     /// Inspect positional encodings (`locus pe show`).
     Pe(commands::pe::PeArgs),
     /// Draw a run's loss, BLEU and learning rate against steps (from its metrics.jsonl).
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Translate(args) => commands::translate::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Lab(args) => commands::lab::run(args),
         Command::Pe(args) => commands::pe::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Average(args) => commands::average::run(args),

@@ -5,13 +5,14 @@
 //! [`DataConfig::validate`] after reading; its errors name the field, its
 //! value and the rule it breaks.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::batching::{BatchPlanner, TokenBudget};
+use crate::batching::{BatchPlanner, TokenBudget, TokenizedPair};
 use crate::error::{DataError, Result};
-use crate::filter::LengthFilter;
+use crate::filter::{filter_pairs, thousands, FilterReport, LengthFilter};
 use crate::tokenizer::{SubwordModel, SPECIAL_TOKENS};
 
 /// Data settings: corpora, subword vocabulary, length filter and batching.
@@ -43,6 +44,12 @@ pub struct DataConfig {
     /// dropped. Default 128.
     #[serde(default = "default_max_len")]
     pub max_len: usize,
+    /// Optional stricter cap for training only: training pairs with a side
+    /// longer than this many subword tokens are dropped, validation pairs are
+    /// kept (to test on longer sentences than the model was trained on).
+    /// Default: none.
+    #[serde(default)]
+    pub max_train_len: Option<usize>,
     /// Training pairs whose longer side has more than this many times the
     /// tokens of the shorter side are dropped. Default 3.0.
     #[serde(default = "default_max_len_ratio")]
@@ -99,6 +106,7 @@ impl DataConfig {
             vocab_size: default_vocab_size(),
             min_len: default_min_len(),
             max_len: default_max_len(),
+            max_train_len: None,
             max_len_ratio: default_max_len_ratio(),
             max_tokens: default_max_tokens(),
             token_budget: TokenBudget::default(),
@@ -127,6 +135,14 @@ impl DataConfig {
                 "data.min_len",
                 format!("({}) must not exceed data.max_len ({})", self.min_len, self.max_len),
             ));
+        }
+        if let Some(cap) = self.max_train_len {
+            if cap == 0 || cap > self.max_len {
+                return Err(DataError::config(
+                    "data.max_train_len",
+                    format!("({cap}) must be between 1 and data.max_len ({})", self.max_len),
+                ));
+            }
         }
         // Written so that NaN fails too.
         if !(self.max_len_ratio >= 1.0 && self.max_len_ratio.is_finite()) {
@@ -163,6 +179,18 @@ impl DataConfig {
         LengthFilter { min_len: self.min_len, max_len: self.max_len, max_ratio: self.max_len_ratio }
     }
 
+    /// Keeps the training pairs that pass [`length_filter`](Self::length_filter) and, when
+    /// set, `max_train_len` on both sides; validation pairs go through
+    /// [`length_filter`](Self::length_filter) alone.
+    pub fn filter_train(&self, pairs: Vec<TokenizedPair>) -> (Vec<TokenizedPair>, TrainFilterReport) {
+        let (mut kept, length) = filter_pairs(pairs, &self.length_filter());
+        if let Some(cap) = self.max_train_len {
+            kept.retain(|pair| pair.src.len() <= cap && pair.tgt.len() <= cap);
+        }
+        let over_max_train_len = length.kept - kept.len();
+        (kept, TrainFilterReport { length, max_train_len: self.max_train_len, over_max_train_len })
+    }
+
     /// The batch planner these settings describe.
     pub fn batch_planner(&self) -> BatchPlanner {
         BatchPlanner {
@@ -170,6 +198,46 @@ impl DataConfig {
             max_sentences: self.max_sentences,
             budget: self.token_budget,
         }
+    }
+}
+
+/// What [`DataConfig::filter_train`] kept and dropped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainFilterReport {
+    /// The verdicts of the length filter shared with validation.
+    pub length: FilterReport,
+    /// `data.max_train_len`, if set.
+    pub max_train_len: Option<usize>,
+    /// Pairs the length filter kept but `max_train_len` dropped.
+    pub over_max_train_len: usize,
+}
+
+impl TrainFilterReport {
+    /// Training pairs kept by every filter.
+    pub fn kept(&self) -> usize {
+        self.length.kept - self.over_max_train_len
+    }
+
+    /// Training pairs dropped by any filter.
+    pub fn dropped(&self) -> usize {
+        self.length.dropped() + self.over_max_train_len
+    }
+}
+
+impl fmt::Display for TrainFilterReport {
+    /// The length filter's report, then, with `max_train_len` set, e.g. `; then 40 longer
+    /// than max_train_len 10, leaving 150`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.length)?;
+        if let Some(cap) = self.max_train_len {
+            write!(
+                f,
+                "; then {} longer than max_train_len {cap}, leaving {}",
+                thousands(self.over_max_train_len),
+                thousands(self.kept())
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -259,6 +327,59 @@ mod tests {
         assert!(message(&c).starts_with("data.max_sentences (0)"));
         let c = DataConfig { max_len: 0, min_len: 0, ..valid() };
         assert_eq!(message(&c), "data.max_len (0) must be at least 1");
+    }
+
+    #[test]
+    fn max_train_len_is_optional_and_bounded_by_max_len() {
+        assert_eq!(valid().max_train_len, None);
+        let c = parse("max_len = 50\nmax_train_len = 20").unwrap();
+        assert_eq!(c.max_train_len, Some(20));
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<DataConfig>(&text).unwrap(), c);
+        for ok in [1, 128] {
+            assert!(DataConfig { max_train_len: Some(ok), ..valid() }.validate().is_ok(), "{ok}");
+        }
+        let c = DataConfig { max_train_len: Some(0), ..valid() };
+        assert_eq!(message(&c), "data.max_train_len (0) must be between 1 and data.max_len (128)");
+        let c = DataConfig { max_train_len: Some(129), ..valid() };
+        assert_eq!(message(&c), "data.max_train_len (129) must be between 1 and data.max_len (128)");
+    }
+
+    fn pair(src_len: usize, tgt_len: usize) -> TokenizedPair {
+        TokenizedPair { src: vec![7; src_len], tgt: vec![9; tgt_len] }
+    }
+
+    #[test]
+    fn max_train_len_drops_long_pairs_from_training_only() {
+        let c = DataConfig { max_len: 10, max_train_len: Some(4), ..valid() };
+        let pairs = || {
+            vec![
+                pair(3, 4),   // kept by both
+                pair(5, 3),   // source over max_train_len
+                pair(2, 5),   // target over max_train_len
+                pair(11, 11), // over max_len: the shared filter's "too long"
+                pair(4, 4),   // kept by both: max_train_len is inclusive
+                pair(0, 2),   // too short
+            ]
+        };
+        let (train, report) = c.filter_train(pairs());
+        assert_eq!(train, vec![pair(3, 4), pair(4, 4)]);
+        assert_eq!((report.length.kept, report.length.dropped()), (4, 2));
+        assert_eq!((report.over_max_train_len, report.kept(), report.dropped()), (2, 2, 4));
+        assert_eq!(
+            report.to_string(),
+            "kept 4 of 6 pairs (dropped 2: 1 too short, 1 too long, 0 length ratio > 3); \
+             then 2 longer than max_train_len 4, leaving 2"
+        );
+        // Validation pairs only meet the shared filter.
+        let (valid_pairs, _) = filter_pairs(pairs(), &c.length_filter());
+        assert_eq!(valid_pairs, vec![pair(3, 4), pair(5, 3), pair(2, 5), pair(4, 4)]);
+        // Without the cap, training is filtered as validation is, and reported the same way.
+        let uncapped = DataConfig { max_train_len: None, ..c };
+        let (train, report) = uncapped.filter_train(pairs());
+        assert_eq!(train, valid_pairs);
+        assert_eq!((report.over_max_train_len, report.kept()), (0, 4));
+        assert_eq!(report.to_string(), report.length.to_string());
     }
 
     #[test]

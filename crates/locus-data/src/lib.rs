@@ -16,15 +16,19 @@
 #![warn(missing_docs)]
 
 pub mod batching;
+pub mod buckets;
 pub mod config;
 pub mod corpus;
 pub mod error;
 pub mod filter;
+pub mod synthetic;
 pub mod tokenizer;
 
 pub use batching::{BatchPlanner, TokenBudget, TokenizedPair};
+pub use buckets::{BucketsError, LengthBucket, LengthBuckets};
 pub use config::DataConfig;
 pub use corpus::{read_lines, read_lines_allow_empty, ParallelCorpus};
 pub use error::{DataError, Result};
 pub use filter::{filter_pairs, FilterReport, LengthFilter, LengthVerdict};
+pub use synthetic::{Example, Task, TaskSpec};
 pub use tokenizer::{SubwordModel, SubwordTokenizer, BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID};

@@ -199,7 +199,9 @@ impl Decoder {
     }
 
     /// Runs the stack over scaled target token embeddings; with `cache`, they continue the
-    /// positions decoded before and the cache grows by `tgt_len`.
+    /// positions decoded before and the cache grows by `tgt_len`. Without `cache`, while
+    /// training (`rng` is `Some`), an absolute encoding with `position_shift` moves each
+    /// sequence on by its own random shift (SHAPE); with `cache` positions are never shifted.
     ///
     /// # Shapes
     /// `tokens`: `(b_sz, tgt_len, token_width)`; returns `(b_sz, tgt_len, d_model)`.
@@ -211,8 +213,12 @@ impl Decoder {
         mut rng: Option<&mut DropoutRng>,
     ) -> Result<Tensor> {
         let past = cache.as_deref().map_or(0, DecoderCache::offset);
-        let tgt_len = tokens.dim(1)?;
-        let xs = self.positional.embed(tokens, past)?;
+        let (b_sz, tgt_len, _) = tokens.dims3()?;
+        // Incremental decoding is inference: cached positions are never shifted.
+        let shift_rng = if cache.is_none() { rng.as_deref_mut() } else { None };
+        let vectors =
+            self.positional.positions(b_sz, tgt_len, past, shift_rng, tokens.dtype(), tokens.device())?;
+        let xs = self.positional.embed(tokens, vectors.as_ref())?;
         let mut xs = self.embed_dropout.forward(&xs, rng.as_deref_mut())?;
         let causal = causal_bias(tgt_len, past, xs.dtype(), xs.device())?;
         let self_bias = match self.positional.attention_bias(
@@ -229,7 +235,7 @@ impl Decoder {
         let positions = Positions { rotary: self.positional.rotary(), q_offset: past, k_offset: 0 };
         for (i, layer) in self.layers.iter().enumerate() {
             if i > 0 {
-                xs = self.positional.layer_input(&xs, past)?;
+                xs = self.positional.layer_input(&xs, vectors.as_ref())?;
             }
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             xs = layer.forward(&xs, &self_bias, positions, memory, layer_cache, rng.as_deref_mut())?;

@@ -4,7 +4,7 @@
 //! [`DropoutRng`] so that a seeded training run repeats exactly.
 
 use candle_core::Tensor;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,16 @@ impl DropoutRng {
         self.0.set_word_pos(start + n as u128);
         keep
     }
+
+    /// SHAPE's position shifts (Kiyono et al. 2021): one offset per sequence of a batch of
+    /// `b_sz`, each uniform over `0..=max_shift`. Sequence `b` takes the `b`-th 32-bit word `w`
+    /// of the stream as `k = (w · (max_shift + 1)) >> 32` (Lemire's multiply, without his
+    /// rejection step, so the bias is at most `(max_shift + 1) / 2³²`): the stream advances by
+    /// exactly `b_sz` words, whatever the words are.
+    pub fn position_shifts(&mut self, b_sz: usize, max_shift: usize) -> Vec<usize> {
+        let span = max_shift as u128 + 1;
+        (0..b_sz).map(|_| ((u128::from(self.0.next_u32()) * span) >> 32) as usize).collect()
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +155,29 @@ mod tests {
         let want: Vec<bool> = (0..n).map(|_| serial.0.random::<f32>() >= 0.3).collect();
         assert_eq!(keep, want);
         assert_eq!(rng.0.random::<u32>(), serial.0.random::<u32>(), "the stream continues in step");
+    }
+
+    /// Word `w` of the stream maps to `(w · (K + 1)) >> 32`, e.g. with K = 4: 0 → 0, 2³¹ → 2,
+    /// 2³² - 1 → 4.
+    #[test]
+    fn position_shifts_take_one_word_per_sequence() {
+        let mut rng = DropoutRng::new(11);
+        let mut serial = rng.clone();
+        let shifts = rng.position_shifts(1000, 4);
+        let want: Vec<usize> =
+            (0..1000).map(|_| ((serial.0.random::<u32>() as u64 * 5) >> 32) as usize).collect();
+        assert_eq!(shifts, want);
+        assert_eq!(rng.state(), serial.state(), "exactly one word per sequence");
+        assert!(DropoutRng::new(3).position_shifts(50, 0).iter().all(|&k| k == 0));
+    }
+
+    #[test]
+    fn position_shifts_are_uniform() {
+        let shifts = DropoutRng::new(2).position_shifts(40_000, 3);
+        for k in 0..4 {
+            let share = shifts.iter().filter(|&&s| s == k).count() as f64 / 40_000.0;
+            assert!((share - 0.25).abs() < 0.01, "shift {k}: share {share}");
+        }
     }
 
     #[test]

@@ -106,7 +106,8 @@ impl Encoder {
     }
 
     /// Encodes scaled token embeddings whose first token sits at position `offset` (0, unless
-    /// positions are deliberately shifted).
+    /// positions are deliberately shifted). While training (`rng` is `Some`), an absolute
+    /// encoding with `position_shift` moves each sequence on by its own random shift (SHAPE).
     ///
     /// # Shapes
     /// `tokens`: `(b_sz, src_len, token_width)`; `padding_bias`: `(b_sz, 1, 1, src_len)`;
@@ -118,8 +119,16 @@ impl Encoder {
         offset: usize,
         mut rng: Option<&mut DropoutRng>,
     ) -> Result<Tensor> {
-        let src_len = tokens.dim(1)?;
-        let xs = self.positional.embed(tokens, offset)?;
+        let (b_sz, src_len, _) = tokens.dims3()?;
+        let vectors = self.positional.positions(
+            b_sz,
+            src_len,
+            offset,
+            rng.as_deref_mut(),
+            tokens.dtype(),
+            tokens.device(),
+        )?;
+        let xs = self.positional.embed(tokens, vectors.as_ref())?;
         let mut xs = self.embed_dropout.forward(&xs, rng.as_deref_mut())?;
         let bias = match self.positional.attention_bias(
             src_len,
@@ -135,7 +144,7 @@ impl Encoder {
         let positions = Positions { rotary: self.positional.rotary(), q_offset: offset, k_offset: offset };
         for (i, layer) in self.layers.iter().enumerate() {
             if i > 0 {
-                xs = self.positional.layer_input(&xs, offset)?;
+                xs = self.positional.layer_input(&xs, vectors.as_ref())?;
             }
             xs = layer.forward(&xs, Some(&bias), positions, rng.as_deref_mut())?;
         }

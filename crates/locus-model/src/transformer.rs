@@ -198,6 +198,10 @@ impl Seq2Seq {
     }
 
     /// Encodes `src` and decodes `tgt_in` with teacher forcing: `(b_sz, tgt_len, vocab)` logits.
+    ///
+    /// While training (`rng` is `Some`), each stack whose absolute encoding has a
+    /// `position_shift` first draws one SHAPE shift per sequence (`b_sz` words of `rng`), then
+    /// its dropout masks: the encoder's draws come before the decoder's.
     pub fn forward(&self, src: &Tensor, tgt_in: &Tensor, mut rng: Option<&mut DropoutRng>) -> Result<Tensor> {
         let memory = self.encode(src, rng.as_deref_mut())?;
         self.decode(tgt_in, &memory, rng)

@@ -226,6 +226,7 @@ fn learned_positions_reject_long_inputs_with_a_clear_error() {
         combine: locus_model::positional::Combine::Add,
         d_pos: None,
         every_layer: false,
+        position_shift: 0,
     });
     let model = build(&cfg, 1);
     let (src, _) = batch();

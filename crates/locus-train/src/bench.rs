@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use locus_data::{filter_pairs, ParallelCorpus, SubwordTokenizer, TokenizedPair};
+use locus_data::{ParallelCorpus, SubwordTokenizer, TokenizedPair};
 use locus_model::{DropoutRng, ModelConfig};
 
 use crate::batch::collate;
@@ -65,7 +65,7 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
     let corpus = ParallelCorpus::read(&cfg.data.train_src, &cfg.data.train_tgt)?;
     let texts = corpus.src.iter().chain(&corpus.tgt);
     let tokenizer = SubwordTokenizer::train(cfg.data.tokenizer, cfg.data.vocab_size, texts)?;
-    let (pairs, _) = filter_pairs(tokenizer.encode_corpus(&corpus)?, &cfg.data.length_filter());
+    let (pairs, _) = cfg.data.filter_train(tokenizer.encode_corpus(&corpus)?);
     let lengths: Vec<(usize, usize)> = pairs.iter().map(TokenizedPair::lengths).collect();
     let planner = cfg.data.batch_planner();
     let train = &cfg.train;

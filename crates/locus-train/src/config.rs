@@ -264,12 +264,13 @@ impl RunConfig {
             ("model.decoder.positional", self.model.decoder_positional()),
         ];
         for (field, positional) in stacks {
-            if let PositionalConfig::Learned { max_len, .. } = *positional {
-                if max_len < self.data.max_len + 1 {
+            if let PositionalConfig::Learned { max_len, position_shift, .. } = *positional {
+                let needed = self.data.max_len + 1 + position_shift;
+                if max_len < needed {
                     return Err(TrainError::Config(format!(
-                        "{field}.max_len ({max_len}) must be at least data.max_len + 1 ({}): training \
-                         sentences of data.max_len tokens plus EOS/BOS need that many positions",
-                        self.data.max_len + 1
+                        "{field}.max_len ({max_len}) must be at least data.max_len + 1 + position_shift \
+                         ({needed}): training sentences of data.max_len tokens plus EOS/BOS, shifted by up \
+                         to position_shift, need that many positions"
                     )));
                 }
             }
@@ -281,10 +282,15 @@ impl RunConfig {
 /// Sets `section.key=value` in `table`; the value is read as TOML (`3`, `true`, `"x"`,
 /// `[0.9, 0.98]`) or else taken as a bare string (`post`).
 fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
+    apply_override_at(table, item, 2)
+}
+
+/// [`apply_override`] for keys of at least `min_depth` parts (1 allows top-level keys).
+pub(crate) fn apply_override_at(table: &mut toml::Table, item: &str, min_depth: usize) -> Result<()> {
     let bad = |why: &str| TrainError::Config(format!("--set {item}: {why} (expected section.key=value)"));
     let (key, raw) = item.split_once('=').ok_or_else(|| bad("no '='"))?;
     let path: Vec<&str> = key.trim().split('.').collect();
-    if path.len() < 2 || path.iter().any(|part| part.is_empty()) {
+    if path.len() < min_depth || path.iter().any(|part| part.is_empty()) {
         return Err(bad("the key needs a section, like train.max_steps"));
     }
     let value = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
@@ -373,10 +379,20 @@ max_steps = 10
             MINIMAL.replace("n_heads = 4", "n_heads = 4\npositional = { kind = \"learned\", max_len = 100 }");
         let err = RunConfig::from_toml(&text).unwrap_err().to_string();
         assert!(
-            err.contains("model.encoder.positional.max_len (100) must be at least data.max_len + 1 (129)"),
+            err.contains("model.encoder.positional.max_len (100) must be at least data.max_len + 1 + position_shift (129)"),
             "{err}"
         );
         assert!(RunConfig::from_toml(&text.replace("max_len = 100", "max_len = 129")).is_ok());
+        // SHAPE: shifted positions need the table to reach position_shift further.
+        let shifted = text
+            .replace("max_len = 129", "max_len = 129, position_shift = 8")
+            .replace("max_len = 100", "max_len = 129, position_shift = 8");
+        let err = RunConfig::from_toml(&shifted).unwrap_err().to_string();
+        assert!(
+            err.contains("max_len (129) must be at least data.max_len + 1 + position_shift (137)"),
+            "{err}"
+        );
+        assert!(RunConfig::from_toml(&shifted.replace("max_len = 129", "max_len = 137")).is_ok());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Scoring a model on a test pair: teacher-forced loss and perplexity, and sacreBLEU-exact
-//! BLEU, chrF and TER of its translations.
+//! BLEU, chrF and TER of its translations, overall and per source-length bucket.
 
-use locus_data::{BatchPlanner, SubwordTokenizer, TokenBudget, TokenizedPair};
+use locus_data::{BatchPlanner, LengthBucket, LengthBuckets, SubwordTokenizer, TokenBudget, TokenizedPair};
 use locus_model::Seq2Seq;
 
 use crate::batch::collate;
@@ -95,6 +95,105 @@ pub fn evaluate(
     Ok(Evaluation { bleu, chrf, ter, loss, sentences: sources.len(), hypotheses })
 }
 
+/// The scores of the sentences whose source length falls in one bucket.
+#[derive(Debug, Clone)]
+pub struct BucketEvaluation {
+    /// The bucket; its `Display` is the label (`1-10`, `41+`).
+    pub bucket: LengthBucket,
+    /// Sentences in the bucket.
+    pub sentences: usize,
+    /// Corpus BLEU of those sentences alone; `None` when there are none.
+    pub bleu: Option<BleuScore>,
+    /// Corpus chrF of those sentences alone; `None` when there are none.
+    pub chrf: Option<ChrfScore>,
+    /// Mean source length in tokenizer tokens; `None` when there are no sentences.
+    pub mean_src_len: Option<f64>,
+}
+
+/// Sentence indices per bucket, in input order; sentences in no bucket are left out.
+fn group_by_bucket(src_lens: &[usize], buckets: &LengthBuckets) -> Vec<Vec<usize>> {
+    let mut groups = vec![Vec::new(); buckets.iter().len()];
+    for (index, &len) in src_lens.iter().enumerate() {
+        if let Some(bucket) = buckets.bucket_of(len) {
+            groups[bucket].push(index);
+        }
+    }
+    groups
+}
+
+/// Scores the sentences `indices` of the corpus as a corpus of their own.
+fn score_subset(
+    bucket: LengthBucket,
+    indices: &[usize],
+    src_lens: &[usize],
+    hypotheses: &[String],
+    references: &[String],
+) -> Result<BucketEvaluation> {
+    let mut scores =
+        BucketEvaluation { bucket, sentences: indices.len(), bleu: None, chrf: None, mean_src_len: None };
+    if indices.is_empty() {
+        return Ok(scores);
+    }
+    let hyps: Vec<&str> = indices.iter().map(|&i| hypotheses[i].as_str()).collect();
+    let refs = [indices.iter().map(|&i| references[i].clone()).collect::<Vec<_>>()];
+    scores.bleu = Some(corpus_bleu(&hyps, &refs)?);
+    scores.chrf = Some(corpus_chrf(&hyps, &refs)?);
+    let total: usize = indices.iter().map(|&i| src_lens[i]).sum();
+    scores.mean_src_len = Some(total as f64 / indices.len() as f64);
+    Ok(scores)
+}
+
+/// BLEU and chrF of each bucket's sentences alone, where sentence `i` has a source of
+/// `src_lens[i]` tokens, translation `hypotheses[i]` and reference `references[i]`. Every
+/// bucket gets an entry, in order (empty ones with no scores); sentences in no bucket count
+/// nowhere.
+///
+/// # Panics
+///
+/// When the three slices differ in length (one entry per sentence is the caller's invariant).
+///
+/// # Errors
+///
+/// Only a metric's rejection of a bucket's sentences, which cannot happen for the aligned,
+/// non-empty subsets scored here.
+pub fn scores_by_length(
+    src_lens: &[usize],
+    hypotheses: &[String],
+    references: &[String],
+    buckets: &LengthBuckets,
+) -> Result<Vec<BucketEvaluation>> {
+    assert!(
+        hypotheses.len() == src_lens.len() && references.len() == src_lens.len(),
+        "scores_by_length: {} source lengths, {} hypotheses, {} references",
+        src_lens.len(),
+        hypotheses.len(),
+        references.len()
+    );
+    let groups = group_by_bucket(src_lens, buckets);
+    buckets
+        .iter()
+        .zip(&groups)
+        .map(|(&bucket, indices)| score_subset(bucket, indices, src_lens, hypotheses, references))
+        .collect()
+}
+
+/// [`scores_by_length`] with source lengths counted in `tokenizer` tokens, without EOS, as
+/// `locus evaluate --by-length` does.
+///
+/// # Errors
+///
+/// A tokenizer error, or those of [`scores_by_length`].
+pub fn evaluate_by_length(
+    tokenizer: &SubwordTokenizer,
+    sources: &[String],
+    hypotheses: &[String],
+    references: &[String],
+    buckets: &LengthBuckets,
+) -> Result<Vec<BucketEvaluation>> {
+    let src_lens: Vec<usize> = tokenizer.encode_batch(sources)?.iter().map(Vec::len).collect();
+    scores_by_length(&src_lens, hypotheses, references, buckets)
+}
+
 /// The validation set of a run: its token ids for the loss, and its raw text for BLEU.
 pub struct ValidationSet<'a> {
     /// Tokenized pairs (after the length filter), scored under teacher forcing.
@@ -124,4 +223,63 @@ pub fn validate(
         chrf = Some(corpus_chrf(&hypotheses, &references)?.score);
     }
     Ok(ValidScores { loss: loss.loss, nll: loss.nll, bleu, chrf })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn each_bucket_is_scored_as_a_corpus_of_its_own() {
+        let buckets: LengthBuckets = "1-10,11-20,21-40,41-".parse().unwrap();
+        let src_lens = [3, 12, 5, 50, 0];
+        let hypotheses = strings(&[
+            "the cat sat on the mat today",
+            "qqq",
+            "a dog ran across the green field",
+            "The cat sat on the mat.",
+            "anything",
+        ]);
+        let references = strings(&[
+            "the cat sat on the mat today",
+            "completely different words here",
+            "a dog ran across the green field",
+            "The cat sat on a mat.",
+            "something else",
+        ]);
+        let scores = scores_by_length(&src_lens, &hypotheses, &references, &buckets).unwrap();
+        let labels: Vec<String> = scores.iter().map(|s| s.bucket.to_string()).collect();
+        assert_eq!(labels, ["1-10", "11-20", "21-40", "41+"]);
+        let counts: Vec<usize> = scores.iter().map(|s| s.sentences).collect();
+        // Length 0 lies in no bucket and counts nowhere.
+        assert_eq!(counts, [2, 1, 0, 1]);
+        // Rounded to 2 decimals, as sacreBLEU prints (exact BLEU is 100.00000000000004 there too).
+        let round = |score: f64| (score * 100.0).round() / 100.0;
+        let bleu = |i: usize| scores[i].bleu.as_ref().map(|b| round(b.score));
+        let chrf = |i: usize| scores[i].chrf.as_ref().map(|c| round(c.score));
+
+        // Sentences 0 and 2 are translated exactly: perfect scores, mean length (3 + 5) / 2.
+        assert_eq!((bleu(0), chrf(0), scores[0].mean_src_len), (Some(100.0), Some(100.0), Some(4.0)));
+        // No shared character, let alone word.
+        assert_eq!((bleu(1), chrf(1), scores[1].mean_src_len), (Some(0.0), Some(0.0), Some(12.0)));
+        // An empty bucket is listed without scores.
+        assert_eq!((bleu(2), chrf(2), scores[2].mean_src_len), (None, None, None));
+        // The sacreBLEU example of the metrics module: BLEU 48.89, chrF2 71.42.
+        assert_eq!((bleu(3), chrf(3)), (Some(48.89), Some(71.42)));
+        assert_eq!(scores[3].mean_src_len, Some(50.0));
+        // A bucket's score is not the whole corpus's.
+        let whole = corpus_bleu(&hypotheses, &[references]).unwrap();
+        assert!(whole.score < 100.0, "{}", whole.score);
+    }
+
+    #[test]
+    fn lengths_in_gaps_are_left_out() {
+        let buckets: LengthBuckets = "2-3,6-7".parse().unwrap();
+        let src_lens = [1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(group_by_bucket(&src_lens, &buckets), vec![vec![1, 2], vec![5, 6]]);
+    }
 }

@@ -25,6 +25,7 @@ pub mod config;
 pub mod early_stopping;
 pub mod error;
 pub mod evaluate;
+pub mod lab;
 pub mod log;
 pub mod loss;
 pub mod metrics;

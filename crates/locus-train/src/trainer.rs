@@ -209,9 +209,10 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
     let config_path = out_dir.join("config.toml");
     fs::write(&config_path, cfg.to_toml()?).map_err(|e| TrainError::io(&config_path, e))?;
     tokenizer.save(&out_dir.join("tokenizer.json"))?;
-    let filter = cfg.data.length_filter();
-    let (train_pairs, train_report) = filter_pairs(tokenizer.encode_corpus(&train_corpus)?, &filter);
-    let (valid_pairs, valid_report) = filter_pairs(tokenizer.encode_corpus(&valid_corpus)?, &filter);
+    // `data.max_train_len` applies to the training pairs only.
+    let (train_pairs, train_report) = cfg.data.filter_train(tokenizer.encode_corpus(&train_corpus)?);
+    let (valid_pairs, valid_report) =
+        filter_pairs(tokenizer.encode_corpus(&valid_corpus)?, &cfg.data.length_filter());
     let valid_set =
         ValidationSet { pairs: &valid_pairs, sources: &valid_corpus.src, references: &valid_corpus.tgt };
     let lengths: Vec<(usize, usize)> = train_pairs.iter().map(TokenizedPair::lengths).collect();

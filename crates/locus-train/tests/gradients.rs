@@ -17,12 +17,24 @@ fn every_variable_gets_a_nonzero_gradient() {
     let variants = [
         (
             NormPosition::Post,
-            PositionalConfig::Learned { max_len: 16, combine: Combine::Add, d_pos: None, every_layer: false },
+            PositionalConfig::Learned {
+                max_len: 16,
+                combine: Combine::Add,
+                d_pos: None,
+                every_layer: false,
+                position_shift: 0,
+            },
             true,
         ),
         (
             NormPosition::Pre,
-            PositionalConfig::Learned { max_len: 16, combine: Combine::Add, d_pos: None, every_layer: false },
+            PositionalConfig::Learned {
+                max_len: 16,
+                combine: Combine::Add,
+                d_pos: None,
+                every_layer: false,
+                position_shift: 0,
+            },
             false,
         ),
     ];

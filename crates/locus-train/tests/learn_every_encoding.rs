@@ -89,7 +89,13 @@ fn accuracy(model: &locus_model::Seq2Seq) -> f64 {
 }
 
 fn absolute(combine: Combine, d_pos: Option<usize>) -> PositionalConfig {
-    PositionalConfig::Sinusoidal { layout: SinusoidalLayout::Interleaved, combine, d_pos, every_layer: false }
+    PositionalConfig::Sinusoidal {
+        layout: SinusoidalLayout::Interleaved,
+        combine,
+        d_pos,
+        every_layer: false,
+        position_shift: 0,
+    }
 }
 
 /// Trains a copy model and asserts it reaches 95% exact match within 1,500 updates.
@@ -111,8 +117,13 @@ fn sinusoidal_concat_learns_to_copy() {
 
 #[test]
 fn learned_learns_to_copy() {
-    let positional =
-        PositionalConfig::Learned { max_len: 16, combine: Combine::Add, d_pos: None, every_layer: false };
+    let positional = PositionalConfig::Learned {
+        max_len: 16,
+        combine: Combine::Add,
+        d_pos: None,
+        every_layer: false,
+        position_shift: 0,
+    };
     assert_learns_to_copy("learned", positional, true);
 }
 

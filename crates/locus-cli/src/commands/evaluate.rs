@@ -1,14 +1,18 @@
-//! `locus evaluate --checkpoint DIR [--checkpoint DIR ...] --src FILE --ref FILE [--json]`
+//! `locus evaluate --checkpoint DIR [--checkpoint DIR ...] --src FILE --ref FILE [--json]
+//! [--by-length [BUCKETS]]`
 //!
 //! Each checkpoint translates the source exactly as `locus translate` would (same search
 //! options) and is scored against the reference with sacreBLEU's BLEU and chrF (signatures
 //! printed) and the reference's loss and perplexity under the model. Several checkpoints give
-//! one table.
+//! one table. `--by-length` adds, per checkpoint, BLEU and chrF of each source-length bucket's
+//! sentences alone.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use locus_data::LengthBuckets;
+use locus_train::evaluate::{evaluate_by_length, BucketEvaluation};
 use locus_train::metrics::{bleu_signature, chrf_signature, ter_signature};
 use locus_train::{evaluate, load_checkpoint, Evaluation, Translator};
 use serde_json::json;
@@ -35,6 +39,13 @@ pub struct EvaluateArgs {
     /// Print one JSON object per checkpoint instead of text.
     #[arg(long)]
     json: bool,
+    /// Also score each source-length bucket's sentences alone (BLEU, chrF, mean source
+    /// length): a table per checkpoint, or a "by_length" list in each JSON object. BUCKETS
+    /// are comma-separated inclusive ranges of source length counted in source tokenizer
+    /// tokens, without EOS, shortest first; the last may be open ("41-"). Without a value:
+    /// 1-10,11-20,21-30,31-40,41-.
+    #[arg(long, value_name = "BUCKETS", num_args = 0..=1, default_missing_value = DEFAULT_BUCKETS)]
+    by_length: Option<LengthBuckets>,
     /// Sentences decoded together.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -45,11 +56,16 @@ pub struct EvaluateArgs {
     device: String,
 }
 
+/// The buckets of `--by-length` without a value.
+const DEFAULT_BUCKETS: &str = "1-10,11-20,21-30,31-40,41-";
+
 /// One checkpoint's scores.
 struct Row {
     checkpoint: PathBuf,
     step: usize,
     result: Evaluation,
+    /// Per-bucket scores, with `--by-length`.
+    by_length: Option<Vec<BucketEvaluation>>,
     seconds: f64,
 }
 
@@ -82,12 +98,35 @@ fn evaluate_one(args: &EvaluateArgs, index: usize, sources: &[String], reference
         std::fs::write(&out, result.hypotheses.join("\n") + "\n")
             .with_context(|| format!("writing {}", out.display()))?;
     }
-    Ok(Row { checkpoint: path.clone(), step: checkpoint.state.step, result, seconds })
+    let by_length = args
+        .by_length
+        .as_ref()
+        .map(|buckets| {
+            evaluate_by_length(&checkpoint.tokenizer, sources, &result.hypotheses, references, buckets)
+        })
+        .transpose()
+        .with_context(|| format!("scoring {} by source length", path.display()))?;
+    Ok(Row { checkpoint: path.clone(), step: checkpoint.state.step, result, by_length, seconds })
+}
+
+/// The `by_length` list of the JSON output.
+fn by_length_json(buckets: &[BucketEvaluation]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = buckets
+        .iter()
+        .map(|b| {
+            json!({
+                "bucket": b.bucket.to_string(), "sentences": b.sentences,
+                "bleu": b.bleu.as_ref().map(|s| s.score), "chrf": b.chrf.as_ref().map(|s| s.score),
+                "mean_src_len": b.mean_src_len,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
 }
 
 fn print_json(row: &Row) {
     let r = &row.result;
-    let record = json!({
+    let mut record = json!({
         "checkpoint": row.checkpoint, "step": row.step, "sentences": r.sentences,
         "bleu": r.bleu.score, "chrf": r.chrf.score, "ter": r.ter.score, "loss": r.loss.nll,
         "ppl": r.loss.ppl(), "bleu_signature": bleu_signature(1), "chrf_signature": chrf_signature(1),
@@ -95,6 +134,9 @@ fn print_json(row: &Row) {
         "bleu_detail": r.bleu.to_string(), "seconds": row.seconds,
         "sentences_per_s": r.sentences as f64 / row.seconds.max(1e-9),
     });
+    if let Some(buckets) = &row.by_length {
+        record["by_length"] = by_length_json(buckets);
+    }
     println!("{record}");
 }
 
@@ -139,6 +181,36 @@ fn print_table(rows: &[Row]) {
     println!("TER:  {}", ter_signature(1));
 }
 
+/// `value` with `decimals` decimals right-aligned in `width`, or `-` when there is none.
+fn cell(value: Option<f64>, width: usize, decimals: usize) -> String {
+    match value {
+        Some(value) => format!("{value:>width$.decimals$}"),
+        None => format!("{:>width$}", "-"),
+    }
+}
+
+/// One checkpoint's `--by-length` table.
+fn print_by_length(row: &Row, buckets: &[BucketEvaluation]) {
+    println!();
+    println!(
+        "by source length (source tokenizer tokens, without EOS): {} (step {})",
+        row.checkpoint.display(),
+        row.step
+    );
+    let width = buckets.iter().map(|b| b.bucket.to_string().len()).max().unwrap_or(6).max(6);
+    println!("{:<width$}  {:>9}  {:>6}  {:>6}  {:>7}", "bucket", "sentences", "BLEU", "chrF", "src len");
+    for b in buckets {
+        println!(
+            "{:<width$}  {:>9}  {}  {}  {}",
+            b.bucket.to_string(),
+            b.sentences,
+            cell(b.bleu.as_ref().map(|s| s.score), 6, 2),
+            cell(b.chrf.as_ref().map(|s| s.score), 6, 2),
+            cell(b.mean_src_len, 7, 1)
+        );
+    }
+}
+
 fn read_pair(src: &Path, reference: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let sources = locus_data::read_lines_allow_empty(src)?;
     let references = locus_data::read_lines_allow_empty(reference)?;
@@ -167,9 +239,14 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         rows.push(row);
     }
     match rows.as_slice() {
-        _ if args.json => {}
+        _ if args.json => return Ok(()),
         [row] => print_one(row),
         rows => print_table(rows),
+    }
+    for row in &rows {
+        if let Some(buckets) = &row.by_length {
+            print_by_length(row, buckets);
+        }
     }
     Ok(())
 }

@@ -87,6 +87,7 @@ fn default_config(kind: Kind, len: usize) -> PositionalConfig {
             combine: Default::default(),
             d_pos: None,
             every_layer: false,
+            position_shift: 0,
         },
         Kind::Relative => PositionalConfig::Relative { max_distance: 16, values: true },
         Kind::T5 => PositionalConfig::T5 { num_buckets: 32, max_distance: 128 },

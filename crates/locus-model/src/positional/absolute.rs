@@ -7,11 +7,18 @@
 //! `d_pos`). With `every_layer`, the encoding is added again at the input of every layer, as
 //! the Universal Transformer's timing signal (Dehghani et al. 2019,
 //! <https://arxiv.org/abs/1807.03819>).
+//!
+//! With `position_shift = K`, training uses SHAPE (Kiyono et al. 2021,
+//! <https://arxiv.org/abs/2109.05644>): every sequence's positions start at its own random
+//! offset `k`, uniform over `0..=K` and drawn from the forward pass's [`DropoutRng`], so the
+//! model cannot rely on absolute positions and learns from their differences. Inference
+//! (no `DropoutRng`) never shifts.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::dropout::DropoutRng;
 use crate::error::{ModelError, Result};
 
 /// How an absolute encoding meets the token embeddings.
@@ -94,12 +101,13 @@ pub struct AbsoluteEncoding {
     width: usize,
     combine: Combine,
     every_layer: bool,
+    position_shift: usize,
 }
 
 impl AbsoluteEncoding {
     /// Sinusoids of width `width` (`d_model` to add, `d_pos` to concatenate).
     pub fn sinusoidal(layout: SinusoidalLayout, width: usize, combine: Combine, every_layer: bool) -> Self {
-        Self { table: AbsoluteTable::Sinusoidal(layout), width, combine, every_layer }
+        Self { table: AbsoluteTable::Sinusoidal(layout), width, combine, every_layer, position_shift: 0 }
     }
 
     /// A learned table of `max_len` positions created under `vb` as `weight`, initialised from
@@ -113,7 +121,18 @@ impl AbsoluteEncoding {
     ) -> Result<Self> {
         let init = Init::Randn { mean: 0.0, stdev: (width as f64).powf(-0.5) };
         let table = vb.get_with_hints((max_len, width), "weight", init)?;
-        Ok(Self { table: AbsoluteTable::Learned(table), width, combine, every_layer })
+        Ok(Self { table: AbsoluteTable::Learned(table), width, combine, every_layer, position_shift: 0 })
+    }
+
+    /// The same encoding trained with SHAPE: while training, each sequence starts at its own
+    /// random position in `0..=max_shift` (0 turns it off).
+    pub fn with_position_shift(self, max_shift: usize) -> Self {
+        Self { position_shift: max_shift, ..self }
+    }
+
+    /// The largest training shift, SHAPE's `K` (0 when off).
+    pub fn position_shift(&self) -> usize {
+        self.position_shift
     }
 
     /// Where the vectors come from.
@@ -150,18 +169,83 @@ impl AbsoluteEncoding {
         }
     }
 
-    /// Combines token embeddings with the vectors of positions `offset..`.
+    /// The position vectors of a batch of `b_sz` sequences of `len` tokens that start at
+    /// `offset`, made once per forward pass. While training (`rng` is `Some`) with a position
+    /// shift, sequence `b` starts at `offset + k_b`, the `k_b` drawn by
+    /// [`DropoutRng::position_shifts`] (`b_sz` words); otherwise all start at `offset` and
+    /// nothing is drawn.
+    ///
+    /// # Shapes
+    /// Returns `(b_sz, len, width)` when shifted, `(1, len, width)` otherwise.
+    ///
+    /// # Errors
+    /// [`ModelError::PositionOutOfRange`] past the end of a learned table; with a shift,
+    /// [`ModelError::Config`] naming `position_shift` and `max_len` as soon as `len` positions
+    /// shifted by `position_shift` could leave the table, whatever was drawn.
+    pub fn positions(
+        &self,
+        b_sz: usize,
+        len: usize,
+        offset: usize,
+        rng: Option<&mut DropoutRng>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        match rng.filter(|_| self.position_shift > 0) {
+            Some(rng) => {
+                self.check_shift_fits(offset, len)?;
+                let starts: Vec<usize> = rng
+                    .position_shifts(b_sz, self.position_shift)
+                    .into_iter()
+                    .map(|shift| offset + shift)
+                    .collect();
+                self.rows_from(&starts, len, dtype, device)
+            }
+            None => Ok(self.vectors(offset, len, dtype, device)?.unsqueeze(0)?),
+        }
+    }
+
+    /// Rows `starts[b]..starts[b] + len` for every `b`, gathered from one table that spans
+    /// them all: `(starts.len(), len, width)`.
+    fn rows_from(&self, starts: &[usize], len: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        let first = starts.iter().copied().min().unwrap_or(0);
+        let last = starts.iter().copied().max().unwrap_or(0);
+        let table = self.vectors(first, last - first + len, dtype, device)?;
+        let rows: Vec<u32> = starts
+            .iter()
+            .flat_map(|&start| (start - first..start - first + len).map(|row| row as u32))
+            .collect();
+        let rows = Tensor::from_vec(rows, starts.len() * len, device)?;
+        Ok(table.index_select(&rows, 0)?.reshape((starts.len(), len, self.width))?)
+    }
+
+    /// A learned table must hold `len` positions from `offset` shifted by the largest shift.
+    fn check_shift_fits(&self, offset: usize, len: usize) -> Result<()> {
+        let AbsoluteTable::Learned(table) = &self.table else { return Ok(()) };
+        let (max_len, shift) = (table.dim(0)?, self.position_shift);
+        let needed = offset + len + shift;
+        if needed > max_len {
+            return Err(ModelError::Config(format!(
+                "positional.position_shift ({shift}) needs positional.max_len of at least {needed} to \
+                 train on {len} positions from position {offset}, but max_len is {max_len}; raise \
+                 max_len to the longest training sequence + position_shift, or lower position_shift"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Combines token embeddings with position vectors from [`AbsoluteEncoding::positions`].
     ///
     /// # Shapes
     /// `xs`: `(b_sz, seq_len, d_model)` to add, `(b_sz, seq_len, d_model - d_pos)` to
-    /// concatenate; returns `(b_sz, seq_len, d_model)`.
-    pub fn embed(&self, xs: &Tensor, offset: usize) -> Result<Tensor> {
+    /// concatenate; `positions`: `(b_sz, seq_len, width)` or `(1, seq_len, width)`; returns
+    /// `(b_sz, seq_len, d_model)`.
+    pub fn embed(&self, xs: &Tensor, positions: &Tensor) -> Result<Tensor> {
         let (b_sz, seq_len, _) = xs.dims3()?;
-        let positions = self.vectors(offset, seq_len, xs.dtype(), xs.device())?;
         Ok(match self.combine {
-            Combine::Add => xs.broadcast_add(&positions)?,
+            Combine::Add => xs.broadcast_add(positions)?,
             Combine::Concat => {
-                let positions = positions.unsqueeze(0)?.broadcast_as((b_sz, seq_len, self.width))?;
+                let positions = positions.broadcast_as((b_sz, seq_len, self.width))?;
                 Tensor::cat(&[xs, &positions.contiguous()?], 2)?
             }
         })
@@ -226,7 +310,8 @@ mod tests {
     fn concat_fills_the_last_d_pos_dimensions() {
         let pe = AbsoluteEncoding::sinusoidal(SinusoidalLayout::Interleaved, 4, Combine::Concat, false);
         let tokens = Tensor::ones((2, 3, 6), DType::F32, &Device::Cpu).unwrap();
-        let xs = pe.embed(&tokens, 0).unwrap();
+        let positions = pe.positions(2, 3, 0, None, DType::F32, &Device::Cpu).unwrap();
+        let xs = pe.embed(&tokens, &positions).unwrap();
         assert_eq!(xs.dims(), &[2, 3, 10]);
         let row = xs.get(1).unwrap().get(1).unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(&row[..6], &[1.0; 6]);
@@ -234,13 +319,38 @@ mod tests {
     }
 
     #[test]
+    fn shifted_rows_start_where_each_sequence_starts() {
+        let pe = AbsoluteEncoding::sinusoidal(SinusoidalLayout::Interleaved, 4, Combine::Add, false);
+        let rows = pe.rows_from(&[3, 0, 5], 2, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(rows.dims(), &[3, 2, 4]);
+        for (b, start) in [3, 0, 5].into_iter().enumerate() {
+            let want = sinusoidal_table(start, 2, 4, SinusoidalLayout::Interleaved, DType::F32, &Device::Cpu);
+            let diff = (rows.get(b).unwrap() - want.unwrap()).unwrap().abs().unwrap();
+            assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6, "sequence {b}");
+        }
+    }
+
+    /// max_len 8 and position_shift 3: 5 positions fit (5 + 3 = 8), 6 need 9 while training,
+    /// whatever is drawn, but fit at inference.
+    #[test]
+    fn a_learned_table_must_hold_the_largest_shift_while_training() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let pe = AbsoluteEncoding::learned(8, 4, Combine::Add, false, vb).unwrap().with_position_shift(3);
+        let mut rng = DropoutRng::new(0);
+        assert!(pe.positions(4, 5, 0, Some(&mut rng), DType::F32, &Device::Cpu).is_ok());
+        let err = pe.positions(4, 6, 0, Some(&mut rng), DType::F32, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("position_shift (3) needs positional.max_len of at least 9"), "{err}");
+        assert!(pe.positions(4, 6, 0, None, DType::F32, &Device::Cpu).is_ok());
+    }
+
+    #[test]
     fn learned_table_rejects_positions_past_max_len() {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let pe = AbsoluteEncoding::learned(4, 8, Combine::Add, false, vb).unwrap();
-        let xs = Tensor::zeros((1, 3, 8), DType::F32, &Device::Cpu).unwrap();
-        assert!(pe.embed(&xs, 1).is_ok());
-        let err = pe.embed(&xs, 2).unwrap_err().to_string();
+        assert!(pe.positions(1, 3, 1, None, DType::F32, &Device::Cpu).is_ok());
+        let err = pe.positions(1, 3, 2, None, DType::F32, &Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("position 4") && err.contains("holds max_len 4"), "{err}");
     }
 }

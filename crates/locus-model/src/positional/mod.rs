@@ -14,7 +14,9 @@
 //! | `rope` | Su et al. 2021 | [`PositionalEncoding::rotary`]: queries and keys rotated by their positions |
 //! | `alibi` | Press et al. 2022 | [`PositionalEncoding::attention_bias`]: `-slope_h · |i - j|` |
 //!
-//! Cross-attention carries no positional signal.
+//! Cross-attention carries no positional signal. The absolute kinds can be trained with
+//! randomly shifted positions, `position_shift = K` (SHAPE, Kiyono et al. 2021; see
+//! [`absolute`]).
 
 pub mod absolute;
 pub mod alibi;
@@ -26,6 +28,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::dropout::DropoutRng;
 use crate::error::{ModelError, Result};
 pub use absolute::{AbsoluteEncoding, Combine, SinusoidalLayout};
 pub use relative::RelativePositions;
@@ -68,6 +71,10 @@ pub enum PositionalConfig {
         /// Add the encoding again at the input of every layer.
         #[serde(default)]
         every_layer: bool,
+        /// SHAPE: while training, each sequence's positions start at a random offset in
+        /// `0..=position_shift`; 0 (the default) turns it off.
+        #[serde(default)]
+        position_shift: usize,
     },
     /// Trained absolute position vectors.
     Learned {
@@ -82,6 +89,12 @@ pub enum PositionalConfig {
         /// Add the encoding again at the input of every layer.
         #[serde(default)]
         every_layer: bool,
+        /// SHAPE: while training, each sequence's positions start at a random offset in
+        /// `0..=position_shift`; 0 (the default) turns it off. Must be below `max_len`, and a
+        /// training sequence of `n` positions needs `max_len >= n + position_shift` (an error
+        /// naming both otherwise).
+        #[serde(default)]
+        position_shift: usize,
     },
     /// Relative position representations (Shaw et al. 2018) in every self-attention layer.
     Relative {
@@ -119,6 +132,7 @@ impl Default for PositionalConfig {
             combine: Combine::Add,
             d_pos: None,
             every_layer: false,
+            position_shift: 0,
         }
     }
 }
@@ -205,6 +219,13 @@ impl PositionalConfig {
             Self::Learned { max_len: 0, .. } => {
                 return fail(format!("{field}.max_len (0) must be at least 1"))
             }
+            Self::Learned { max_len, position_shift, .. } if position_shift >= max_len => {
+                return fail(format!(
+                    "{field}.position_shift ({position_shift}) must be less than {field}.max_len \
+                     ({max_len}): a training sequence of n positions may start at position_shift \
+                     and needs max_len >= n + position_shift"
+                ))
+            }
             Self::Relative { max_distance: 0, .. } => {
                 return fail(format!("{field}.max_distance (0) must be at least 1"))
             }
@@ -269,11 +290,17 @@ impl PositionalEncoding {
         let width = cfg.position_width(d_model);
         Ok(match *cfg {
             PositionalConfig::None {} => Self::None,
-            PositionalConfig::Sinusoidal { layout, combine, every_layer, .. } => {
-                Self::Absolute(AbsoluteEncoding::sinusoidal(layout, width, combine, every_layer))
+            PositionalConfig::Sinusoidal { layout, combine, every_layer, position_shift, .. } => {
+                Self::Absolute(
+                    AbsoluteEncoding::sinusoidal(layout, width, combine, every_layer)
+                        .with_position_shift(position_shift),
+                )
             }
-            PositionalConfig::Learned { max_len, combine, every_layer, .. } => {
-                Self::Absolute(AbsoluteEncoding::learned(max_len, width, combine, every_layer, vb)?)
+            PositionalConfig::Learned { max_len, combine, every_layer, position_shift, .. } => {
+                Self::Absolute(
+                    AbsoluteEncoding::learned(max_len, width, combine, every_layer, vb)?
+                        .with_position_shift(position_shift),
+                )
             }
             PositionalConfig::Relative { max_distance, values } => {
                 Self::Relative(RelativeSpec { max_distance, values })
@@ -286,26 +313,53 @@ impl PositionalEncoding {
         })
     }
 
-    /// Puts positions `offset..` into the (scaled) token embeddings `xs`; the identity for
-    /// encodings that act inside attention.
+    /// The position vectors of a batch of `b_sz` sequences of `len` tokens starting at
+    /// `offset`, made once per forward pass for [`PositionalEncoding::embed`] and
+    /// [`PositionalEncoding::layer_input`]. While training (`rng` is `Some`), an absolute
+    /// encoding with `position_shift` draws one shift per sequence (SHAPE, see
+    /// [`AbsoluteEncoding::positions`]); `None`, drawing nothing, for encodings that act
+    /// inside attention.
+    ///
+    /// # Shapes
+    /// Returns `(b_sz, len, width)` when shifted, `(1, len, width)` otherwise.
+    ///
+    /// # Errors
+    /// [`ModelError::PositionOutOfRange`] past the end of a learned table, or
+    /// [`ModelError::Config`] when it cannot hold the largest shift while training.
+    pub fn positions(
+        &self,
+        b_sz: usize,
+        len: usize,
+        offset: usize,
+        rng: Option<&mut DropoutRng>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Option<Tensor>> {
+        match self {
+            Self::Absolute(absolute) => Ok(Some(absolute.positions(b_sz, len, offset, rng, dtype, device)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Puts `positions` (from [`PositionalEncoding::positions`]) into the (scaled) token
+    /// embeddings `xs`; the identity for encodings that act inside attention.
     ///
     /// # Shapes
     /// `xs`: `(b_sz, seq_len, token_width)`; returns `(b_sz, seq_len, d_model)`.
-    ///
-    /// # Errors
-    /// [`ModelError::PositionOutOfRange`] past the end of a learned table.
-    pub fn embed(&self, xs: &Tensor, offset: usize) -> Result<Tensor> {
-        match self {
-            Self::Absolute(absolute) => absolute.embed(xs, offset),
+    pub fn embed(&self, xs: &Tensor, positions: Option<&Tensor>) -> Result<Tensor> {
+        match (self, positions) {
+            (Self::Absolute(absolute), Some(positions)) => absolute.embed(xs, positions),
             _ => Ok(xs.clone()),
         }
     }
 
-    /// The input of a layer after the first: with `every_layer`, positions `offset..` are added
-    /// again; otherwise `xs` unchanged.
-    pub fn layer_input(&self, xs: &Tensor, offset: usize) -> Result<Tensor> {
-        match self {
-            Self::Absolute(absolute) if absolute.every_layer() => absolute.embed(xs, offset),
+    /// The input of a layer after the first: with `every_layer`, the same `positions` are
+    /// added again; otherwise `xs` unchanged.
+    pub fn layer_input(&self, xs: &Tensor, positions: Option<&Tensor>) -> Result<Tensor> {
+        match (self, positions) {
+            (Self::Absolute(absolute), Some(positions)) if absolute.every_layer() => {
+                absolute.embed(xs, positions)
+            }
             _ => Ok(xs.clone()),
         }
     }
@@ -382,7 +436,8 @@ mod tests {
                 max_len: 9,
                 combine: Combine::Concat,
                 d_pos: Some(4),
-                every_layer: false
+                every_layer: false,
+                position_shift: 0
             }
         );
     }
@@ -408,6 +463,7 @@ mod tests {
             combine: Combine::Concat,
             d_pos,
             every_layer: false,
+            position_shift: 0,
         };
         assert!(check(concat(None), false).contains("model.encoder.positional.combine = \"concat\" needs"));
         assert!(check(concat(Some(32)), false).contains("d_pos (32) must be between 1 and"));

@@ -9,7 +9,7 @@ fn sinusoidal(
     d_pos: Option<usize>,
     every_layer: bool,
 ) -> PositionalConfig {
-    PositionalConfig::Sinusoidal { layout, combine, d_pos, every_layer }
+    PositionalConfig::Sinusoidal { layout, combine, d_pos, every_layer, position_shift: 0 }
 }
 
 /// A tiny model for each variant, named for failure messages.
@@ -36,6 +36,7 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
                 combine: Combine::Add,
                 d_pos: None,
                 every_layer: false,
+                position_shift: 0,
             }),
         ),
         (
@@ -48,6 +49,7 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
                     combine: Combine::Concat,
                     d_pos: Some(12),
                     every_layer: false,
+                    position_shift: 0,
                 })
             },
         ),

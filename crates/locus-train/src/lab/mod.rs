@@ -1,0 +1,173 @@
+//! The positional-encoding lab: a grid of small models (encodings × synthetic tasks × seeds),
+//! each trained on short sequences and tested on longer ones, scored by exact match and
+//! per-token accuracy per test-length bucket.
+//!
+//! Layout of the lab directory (`out_dir`):
+//! - `data/<task>-seed<seed>/`: `train`, `valid` and `test-<min>-<max>` source/target files,
+//!   generated once per task and seed and shared by every encoding (a fair comparison);
+//! - `cells/<encoding>-<task>-seed<seed>/`: the cell's training run (`run/`) and `result.json`,
+//!   written last and atomically: a cell with `result.json` is done and is skipped on a re-run;
+//! - `results.md`, `results.json` (and the plot the CLI draws).
+
+pub mod config;
+pub mod results;
+pub mod score;
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use locus_data::read_lines;
+use locus_data::synthetic::{generate, write_examples, TaskSpec};
+use locus_model::LengthLimits;
+
+use crate::checkpoint::load_checkpoint;
+use crate::error::{Result, TrainError};
+use crate::trainer::{train, TrainOptions};
+use crate::translate::Translator;
+pub use config::{Cell, DataFiles, LabConfig};
+pub use results::{markdown, summarize, CellResult, SummaryRow};
+pub use score::{score, BucketScore};
+
+/// Outputs may run at most 4 tokens past their source's length: every task's target is at
+/// most as long as its source, and a learned table (sized by [`LabConfig::max_sequence_len`]
+/// plus [`config::OUTPUT_MARGIN`]) must cover every position an output can reach.
+const OUTPUT_LIMITS: LengthLimits = LengthLimits { max_len_a: 1.0, max_len_b: 4, min_len: 0 };
+
+/// Name of the marker that says a (task, seed) data directory is complete.
+const DATA_DONE: &str = "complete";
+
+/// A seed for one split of a (task, seed) pair's data, so splits never share examples' draws.
+fn split_seed(seed: u64, split: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(split)
+}
+
+/// Writes the data of `task` and `seed` unless it is already complete.
+fn ensure_data(cfg: &LabConfig, cell: &Cell) -> Result<DataFiles> {
+    let files = DataFiles::new(&cfg.out_dir, cell.task, cell.seed);
+    if files.dir.join(DATA_DONE).exists() {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(&files.dir).map_err(|e| TrainError::io(&files.dir, e))?;
+    let spec = TaskSpec { task: cell.task, symbols: cfg.symbols };
+    let (lo, hi) = cfg.train_lengths;
+    let mut splits = vec![
+        ("train".to_string(), (lo, hi), cfg.train_examples),
+        ("valid".to_string(), (lo, hi), cfg.valid_examples),
+    ];
+    splits.extend(
+        cfg.test_lengths.iter().map(|&range| (DataFiles::test_split(range), range, cfg.test_examples)),
+    );
+    for (index, (split, (lo, hi), count)) in splits.into_iter().enumerate() {
+        let examples = generate(&spec, lo..=hi, count, split_seed(cell.seed, index as u64))?;
+        write_examples(&examples, &files.file(&split, "src"), &files.file(&split, "tgt"))?;
+    }
+    let marker = files.dir.join(DATA_DONE);
+    std::fs::write(&marker, "").map_err(|e| TrainError::io(&marker, e))?;
+    Ok(files)
+}
+
+/// Trains and tests one cell, and writes its `result.json`.
+fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device) -> Result<CellResult> {
+    let started = Instant::now();
+    let files = ensure_data(cfg, cell)?;
+    let run = cfg.run_config(cell)?;
+    // No result yet: whatever an interrupted attempt left is started over.
+    if run.train.out_dir.exists() {
+        std::fs::remove_dir_all(&run.train.out_dir).map_err(|e| TrainError::io(&run.train.out_dir, e))?;
+    }
+    let options = TrainOptions { show_progress: false, resume: None, should_stop: &|_| false };
+    let summary = train(&run, device, options)?;
+    let checkpoint = load_checkpoint(&run.train.out_dir.join("best"), device)?;
+    let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
+    translator.limits = OUTPUT_LIMITS;
+    let mut buckets = Vec::with_capacity(cfg.test_lengths.len());
+    for &range in &cfg.test_lengths {
+        let split = DataFiles::test_split(range);
+        let sources = read_lines(&files.file(&split, "src"))?;
+        let references = read_lines(&files.file(&split, "tgt"))?;
+        buckets.push((range, score(&translator.translate(&sources)?, &references)));
+    }
+    let result = CellResult {
+        encoding: cell.encoding.clone(),
+        task: cell.task,
+        seed: cell.seed,
+        steps: summary.steps,
+        seconds: started.elapsed().as_secs_f64(),
+        buckets,
+    };
+    write_result(&cfg.cell_dir(cell), &result)?;
+    Ok(result)
+}
+
+/// Writes `result.json` into `dir` through a temporary file and a rename.
+fn write_result(dir: &Path, result: &CellResult) -> Result<()> {
+    let (tmp, path) = (dir.join("result.json.tmp"), dir.join("result.json"));
+    let text =
+        serde_json::to_string_pretty(result).map_err(|e| TrainError::Config(format!("result: {e}")))?;
+    std::fs::write(&tmp, text).map_err(|e| TrainError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| TrainError::io(&path, e))
+}
+
+/// The saved result of `cell`, if it finished in an earlier run.
+fn finished(cfg: &LabConfig, cell: &Cell) -> Result<Option<CellResult>> {
+    let path = cfg.cell_dir(cell).join("result.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let result = serde_json::from_str(&text).map_err(|e| {
+        TrainError::Config(format!(
+            "{}: not a cell result ({e}); delete it to rerun the cell",
+            path.display()
+        ))
+    })?;
+    Ok(Some(result))
+}
+
+/// What [`run_lab`] did.
+#[derive(Debug, Clone)]
+pub struct LabRun {
+    /// Every cell's result, in grid order.
+    pub results: Vec<CellResult>,
+    /// How many cells were trained now (the rest were finished before).
+    pub trained: usize,
+    /// The summary rows (see [`summarize`]).
+    pub rows: Vec<SummaryRow>,
+}
+
+/// Runs every unfinished cell of the grid, then writes `results.md` and `results.json`.
+pub fn run_lab(cfg: &LabConfig, device: &Device, show_progress: bool) -> Result<LabRun> {
+    let cells = cfg.cells();
+    let bar = if show_progress { ProgressBar::new(cells.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} cells  {elapsed_precise} elapsed, ETA {eta_precise}  {msg}",
+        )
+        .expect("the template is valid"),
+    );
+    let (mut results, mut trained) = (Vec::with_capacity(cells.len()), 0);
+    for cell in &cells {
+        bar.set_message(cell.name());
+        let result = match finished(cfg, cell)? {
+            Some(result) => result,
+            None => {
+                trained += 1;
+                run_cell(cfg, cell, device)?
+            }
+        };
+        results.push(result);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let rows = summarize(&results, &cfg.encodings, &cfg.tasks, &cfg.test_lengths);
+    let table = markdown(&rows, &cfg.tasks, &cfg.encodings, &cfg.test_lengths);
+    let md = cfg.out_dir.join("results.md");
+    std::fs::write(&md, table).map_err(|e| TrainError::io(&md, e))?;
+    let json = cfg.out_dir.join("results.json");
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "rows": rows, "cells": results }))
+        .map_err(|e| TrainError::Config(format!("results: {e}")))?;
+    std::fs::write(&json, text).map_err(|e| TrainError::io(&json, e))?;
+    Ok(LabRun { results, trained, rows })
+}
