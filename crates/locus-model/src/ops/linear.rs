@@ -134,28 +134,29 @@ fn for_each_head_run(time: usize, heads: usize, head_dim: usize, mut copy: impl 
     }
 }
 
-/// `(b, time, heads · head_dim)` rows to the split `(b, heads, time, head_dim)` layout.
-fn split_heads<T: Real>(rows: &[T], time: usize, heads: usize, out_dim: usize) -> Vec<T> {
-    let head_dim = out_dim / heads;
-    let mut split = vec![T::zero(); rows.len()];
-    split.par_chunks_mut(time * out_dim).zip(rows.par_chunks(time * out_dim)).for_each(|(split, rows)| {
-        for_each_head_run(time, heads, head_dim, |r, s| {
-            split[s..s + head_dim].copy_from_slice(&rows[r..r + head_dim])
-        })
-    });
-    split
+/// Which way [`rearrange_heads`] copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadLayout {
+    /// From `(b, time, heads · head_dim)` rows to `(b, heads, time, head_dim)`.
+    Split,
+    /// Back from the split layout to rows.
+    Merged,
 }
 
-/// The inverse of [`split_heads`].
-fn merge_heads<T: Real>(split: &[T], time: usize, heads: usize, out_dim: usize) -> Vec<T> {
+/// Copies `from` into the layout `to`, one sentence per parallel task.
+fn rearrange_heads<T: Real>(from: &[T], time: usize, heads: usize, out_dim: usize, to: HeadLayout) -> Vec<T> {
     let head_dim = out_dim / heads;
-    let mut rows = vec![T::zero(); split.len()];
-    rows.par_chunks_mut(time * out_dim).zip(split.par_chunks(time * out_dim)).for_each(|(rows, split)| {
-        for_each_head_run(time, heads, head_dim, |r, s| {
-            rows[r..r + head_dim].copy_from_slice(&split[s..s + head_dim])
+    let mut out = vec![T::zero(); from.len()];
+    out.par_chunks_mut(time * out_dim).zip(from.par_chunks(time * out_dim)).for_each(|(out, from)| {
+        for_each_head_run(time, heads, head_dim, |row, split| {
+            let (dst, src) = match to {
+                HeadLayout::Split => (split, row),
+                HeadLayout::Merged => (row, split),
+            };
+            out[dst..dst + head_dim].copy_from_slice(&from[src..src + head_dim]);
         })
     });
-    rows
+    out
 }
 
 /// The sizes of one product: `rows × in` times `(out × in)ᵀ`.
@@ -198,7 +199,7 @@ impl Linear {
                 relu(&mut ys, dropout.as_ref());
                 ys
             }
-            Epilogue::Heads(heads) => split_heads(&ys, time, *heads, sizes.out_dim),
+            Epilogue::Heads(heads) => rearrange_heads(&ys, time, *heads, sizes.out_dim, HeadLayout::Split),
         }
     }
 
@@ -219,7 +220,9 @@ impl Linear {
             })??),
             Epilogue::Heads(heads) => {
                 let time = xs.dim(1)?;
-                Some(with_elements::<T, _>(grad, |grads| merge_heads(grads, time, *heads, sizes.out_dim))?)
+                Some(with_elements::<T, _>(grad, |grads| {
+                    rearrange_heads(grads, time, *heads, sizes.out_dim, HeadLayout::Merged)
+                })?)
             }
         };
         let gradients = |grads: &[T]| {
