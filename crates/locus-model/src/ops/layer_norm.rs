@@ -9,7 +9,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::rows::{add_into, contiguous, is_fused, row_len, with_elements, Real};
+use super::rows::{contiguous, is_fused, row_len, sum_in_order, with_elements, Real};
 
 /// `(xs - mean) / sqrt(var + eps) * weight + bias` over the last dimension of `xs`, with the
 /// biased variance; `weight` and `bias` have the shape `(width,)`.
@@ -89,22 +89,19 @@ fn backward<T: Real>(xs: &[T], weight: &[T], grads: &[T], eps: f64) -> (Vec<T>, 
     let width = weight.len();
     let mut dxs = vec![T::zero(); xs.len()];
     let block = width * ROWS_PER_TASK;
-    let (dw, db) = dxs
-        .par_chunks_mut(block)
-        .zip(xs.par_chunks(block).zip(grads.par_chunks(block)))
-        .map(|(dxs, (xs, grads))| {
-            let mut dw = vec![T::zero(); width];
-            let mut db = vec![T::zero(); width];
+    let partials = dxs.par_chunks_mut(block).zip(xs.par_chunks(block).zip(grads.par_chunks(block))).map(
+        |(dxs, (xs, grads))| {
+            let mut partial = vec![T::zero(); 2 * width];
+            let (dw, db) = partial.split_at_mut(width);
             let rows = dxs.chunks_exact_mut(width).zip(xs.chunks_exact(width).zip(grads.chunks_exact(width)));
             for (dx, (x, g)) in rows {
-                row_backward(x, g, weight, eps, dx, &mut dw, &mut db);
+                row_backward(x, g, weight, eps, dx, dw, db);
             }
-            (dw, db)
-        })
-        .reduce(
-            || (vec![T::zero(); width], vec![T::zero(); width]),
-            |a, b| (add_into(a.0, b.0), add_into(a.1, b.1)),
-        );
+            partial
+        },
+    );
+    let mut dw = sum_in_order(partials, 2 * width);
+    let db = dw.split_off(width);
     (dxs, dw, db)
 }
 

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::dropout::{apply_dropout, DropoutMask};
 use super::layer_norm::{layer_norm, normalize_row, row_backward, ROWS_PER_TASK};
-use super::rows::{add_into, contiguous, is_fused, row_len, with_elements, Real};
+use super::rows::{contiguous, is_fused, row_len, sum_in_order, with_elements, Real};
 
 /// `layer_norm(residual + dropout(update), weight, bias, eps)` over the last dimension.
 ///
@@ -83,7 +83,7 @@ impl AddLayerNorm {
         let block = width * ROWS_PER_TASK;
         let mut dresidual = vec![T::zero(); residual.len()];
         let mut dupdate = vec![T::zero(); update.len()];
-        let dparams = dresidual
+        let partials = dresidual
             .par_chunks_mut(block)
             .zip(dupdate.par_chunks_mut(block))
             .zip(residual.par_chunks(block).zip(update.par_chunks(block)).zip(grads.par_chunks(block)))
@@ -104,8 +104,8 @@ impl AddLayerNorm {
                     }
                 }
                 dparams
-            })
-            .reduce(|| vec![T::zero(); 2 * width], add_into);
+            });
+        let dparams = sum_in_order(partials, 2 * width);
         [dresidual, dupdate, dparams]
     }
 
