@@ -156,29 +156,44 @@ impl MultiHeadAttention {
             Some(rotary) => rotary.rotate(&queries, positions.q_offset)?,
             None => queries,
         };
-        let weights_count = b_sz * self.n_heads * q_len * kv.len();
         let context = match &self.relative {
             None => {
-                let dropout = self.dropout.mask(weights_count, rng);
+                let dropout = self.dropout.mask(b_sz * self.n_heads * q_len * kv.len(), rng);
                 attention(&queries, &kv.keys, &kv.values, scale, bias, dropout.as_ref())?
             }
             Some(relative) => {
-                let queries = (queries * scale)?;
-                let k_len = kv.len();
-                let scores = (queries.matmul(&kv.keys.t()?)?
-                    + relative.score_bias(&queries, k_len, positions.q_offset, positions.k_offset)?)?;
-                let scores = match bias {
-                    Some(bias) => scores.broadcast_add(bias)?,
-                    None => scores,
-                };
-                let weights = self.dropout.forward(&softmax_last_dim(&scores)?, rng)?;
-                let mut context = weights.matmul(&kv.values)?;
-                if let Some(values) = relative.value_term(&weights, positions.q_offset, positions.k_offset)? {
-                    context = (context + values)?;
-                }
+                let context = self.relative_context(relative, &queries, kv, scale, bias, positions, rng)?;
                 context.transpose(1, 2)?.reshape((b_sz, q_len, d_model))?
             }
         };
         self.out_proj.forward(&context)
+    }
+
+    /// Attention with Shaw et al.'s relative vectors, composed from candle operations (the
+    /// fused [`attention`] has no relative terms): `(b_sz, n_heads, q_len, head_dim)`.
+    #[allow(clippy::too_many_arguments)]
+    fn relative_context(
+        &self,
+        relative: &RelativePositions,
+        queries: &Tensor,
+        kv: &KeyValues,
+        scale: f64,
+        bias: Option<&Tensor>,
+        positions: Positions,
+        rng: Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Tensor> {
+        let queries = (queries * scale)?;
+        let score_bias = relative.score_bias(&queries, kv.len(), positions.q_offset, positions.k_offset)?;
+        let scores = (queries.matmul(&kv.keys.t()?)? + score_bias)?;
+        let scores = match bias {
+            Some(bias) => scores.broadcast_add(bias)?,
+            None => scores,
+        };
+        let weights = self.dropout.forward(&softmax_last_dim(&scores)?, rng)?;
+        let context = weights.matmul(&kv.values)?;
+        match relative.value_term(&weights, positions.q_offset, positions.k_offset)? {
+            Some(values) => context + values,
+            None => Ok(context),
+        }
     }
 }

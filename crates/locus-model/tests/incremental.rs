@@ -22,20 +22,6 @@ fn build(cfg: &ModelConfig, seed: u64) -> Seq2Seq {
     Seq2Seq::new(cfg, VOCAB, TOKENS, vb).unwrap()
 }
 
-/// A padded batch: 9, 3 and 1 real tokens, each followed by EOS.
-fn batch() -> (Tensor, Vec<usize>) {
-    let src = Tensor::new(
-        &[
-            [5u32, 9, 12, 7, 20, 4, 4, 17, 9, 2],
-            [15, 3, 8, 2, 0, 0, 0, 0, 0, 0],
-            [11, 2, 0, 0, 0, 0, 0, 0, 0, 0],
-        ],
-        &Device::Cpu,
-    )
-    .unwrap();
-    (src, vec![9, 3, 1])
-}
-
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
 }
@@ -44,7 +30,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 fn cached_decoding_equals_full_recomputation_for_every_variant() {
     for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
         let model = build(&cfg, seed as u64);
-        let (src, _) = batch();
+        let (src, _) = common::padded_sources();
         let memory = model.encode(&src, None).unwrap();
         let mut cache = model.new_cache();
         let mut prefix = Tensor::full(TOKENS.bos, (3, 1), &Device::Cpu).unwrap();
@@ -68,7 +54,7 @@ fn cached_decoding_equals_full_recomputation_for_every_variant() {
 fn padding_does_not_change_any_sentence_for_every_variant() {
     for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
         let model = build(&cfg, seed as u64);
-        let (src, _) = batch();
+        let (src, _) = common::padded_sources();
         let tgt =
             Tensor::new(&[[1u32, 6, 7, 8, 9], [1, 10, 11, 0, 0], [1, 12, 0, 0, 0]], &Device::Cpu).unwrap();
         let batched = model.forward(&src, &tgt, None).unwrap();
@@ -87,7 +73,7 @@ fn padding_does_not_change_any_sentence_for_every_variant() {
 fn relative_encoders_ignore_a_shift_of_the_absolute_start() {
     for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
         let model = build(&cfg, seed as u64);
-        let (src, _) = batch();
+        let (src, _) = common::padded_sources();
         let at_zero = model.encode(&src, None).unwrap().hidden;
         let shifted = model.encode_shifted(&src, 7, None).unwrap().hidden;
         let diff = max_abs_diff(&at_zero, &shifted);
@@ -121,7 +107,7 @@ fn encoder_without_positions_is_permutation_equivariant() {
 #[test]
 fn greedy_tokens_match_a_full_recomputation_search() {
     let model = build(&ModelConfig::tiny(), 42);
-    let (src, lens) = batch();
+    let (src, lens) = common::padded_sources();
     let limits = LengthLimits { max_len_a: 0.0, max_len_b: 9, min_len: 0 };
     let cached = greedy_decode(&model, &src, &lens, &limits).unwrap();
     // The slow, obvious search: re-run the whole decoder on the prefix at every step.
@@ -165,7 +151,7 @@ fn beam_of_one_is_greedy_for_every_encoding() {
     let limits = LengthLimits { max_len_a: 1.0, max_len_b: 3, min_len: 2 };
     for (name, cfg) in common::variants() {
         let model = build(&cfg, 42);
-        let (src, lens) = batch();
+        let (src, lens) = common::padded_sources();
         let greedy = greedy_decode(&model, &src, &lens, &limits).unwrap();
         let max_lens: Vec<usize> = lens.iter().map(|&len| limits.max_len(len)).collect();
         let options = BeamOptions { beam: 1, nbest: 1, length_penalty: 1.0 };
@@ -184,7 +170,7 @@ fn beam_of_one_is_greedy_for_every_encoding() {
 #[test]
 fn nbest_lists_are_sorted_distinct_and_scored_as_forced_decoding() {
     let model = build(&ModelConfig::tiny(), 7);
-    let (src, lens) = batch();
+    let (src, lens) = common::padded_sources();
     let limits = LengthLimits { max_len_a: 1.0, max_len_b: 4, min_len: 0 };
     let max_lens: Vec<usize> = lens.iter().map(|&len| limits.max_len(len)).collect();
     let options = BeamOptions { beam: 5, nbest: 5, length_penalty: 0.6 };
@@ -229,7 +215,7 @@ fn learned_positions_reject_long_inputs_with_a_clear_error() {
         position_shift: 0,
     });
     let model = build(&cfg, 1);
-    let (src, _) = batch();
+    let (src, _) = common::padded_sources();
     let err = model.encode(&src, None).unwrap_err().to_string();
     assert!(err.contains("position 9") && err.contains("holds max_len 4"), "{err}");
 }

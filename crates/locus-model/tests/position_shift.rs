@@ -3,6 +3,8 @@
 //! pass's `DropoutRng`. The offsets are replayed here with `DropoutRng::position_shifts` on a
 //! clone of the stream. K = 0, inference and cached decoding leave positions unshifted.
 
+mod common;
+
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use locus_model::positional::absolute::sinusoidal_table;
@@ -43,15 +45,7 @@ fn build(cfg: &ModelConfig, seed: u64) -> (Seq2Seq, VarMap) {
 
 /// A padded batch of three sources (9, 3 and 1 tokens, then EOS) and their target inputs.
 fn batch() -> (Tensor, Tensor) {
-    let src = Tensor::new(
-        &[
-            [5u32, 9, 12, 7, 20, 4, 4, 17, 9, 2],
-            [15, 3, 8, 2, 0, 0, 0, 0, 0, 0],
-            [11, 2, 0, 0, 0, 0, 0, 0, 0, 0],
-        ],
-        &Device::Cpu,
-    )
-    .unwrap();
+    let (src, _) = common::padded_sources();
     let tgt = Tensor::new(&[[1u32, 6, 7, 8, 9], [1, 10, 11, 0, 0], [1, 12, 0, 0, 0]], &Device::Cpu).unwrap();
     (src, tgt)
 }

@@ -14,30 +14,14 @@ use locus_train::step::{accumulate_gradients, train_step, StepOptions};
 
 #[test]
 fn every_variable_gets_a_nonzero_gradient() {
-    let variants = [
-        (
-            NormPosition::Post,
-            PositionalConfig::Learned {
-                max_len: 16,
-                combine: Combine::Add,
-                d_pos: None,
-                every_layer: false,
-                position_shift: 0,
-            },
-            true,
-        ),
-        (
-            NormPosition::Pre,
-            PositionalConfig::Learned {
-                max_len: 16,
-                combine: Combine::Add,
-                d_pos: None,
-                every_layer: false,
-                position_shift: 0,
-            },
-            false,
-        ),
-    ];
+    let learned = PositionalConfig::Learned {
+        max_len: 16,
+        combine: Combine::Add,
+        d_pos: None,
+        every_layer: false,
+        position_shift: 0,
+    };
+    let variants = [(NormPosition::Post, learned.clone(), true), (NormPosition::Pre, learned.clone(), false)];
     for (norm, positional, tie_embeddings) in variants {
         let cfg = ModelConfig { norm, positional, tie_embeddings, dropout: 0.1, ..ModelConfig::tiny() };
         let (model, varmap) = build_model(&cfg, 30, 3, &Device::Cpu).unwrap();

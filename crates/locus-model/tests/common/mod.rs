@@ -1,5 +1,8 @@
-//! Model configurations covering every positional encoding and option, shared by the tests.
+//! Model configurations covering every positional encoding and option, and a padded source
+//! batch, shared by the tests.
+#![allow(dead_code)] // Each test file uses its own subset.
 
+use candle_core::{Device, Tensor};
 use locus_model::positional::{Combine, SinusoidalLayout};
 use locus_model::{ModelConfig, NormPosition, PositionalConfig, StackConfig};
 
@@ -75,4 +78,18 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
             },
         ),
     ]
+}
+
+/// A padded batch of sources: 9, 3 and 1 real tokens, each followed by EOS (2); padding is 0.
+pub fn padded_sources() -> (Tensor, Vec<usize>) {
+    let src = Tensor::new(
+        &[
+            [5u32, 9, 12, 7, 20, 4, 4, 17, 9, 2],
+            [15, 3, 8, 2, 0, 0, 0, 0, 0, 0],
+            [11, 2, 0, 0, 0, 0, 0, 0, 0, 0],
+        ],
+        &Device::Cpu,
+    )
+    .unwrap();
+    (src, vec![9, 3, 1])
 }
