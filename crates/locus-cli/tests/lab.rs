@@ -101,3 +101,34 @@ fn config_mistakes_are_named() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("unknown field `seed`"), "{}", stderr(&out));
 }
+
+/// The scores of every cell in `lab/results.json`, in grid order.
+fn cell_scores(lab: &Path) -> Vec<Value> {
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.join("results.json")).unwrap()).unwrap();
+    json["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|cell| serde_json::json!([cell["encoding"], cell["seed"], cell["buckets"]]))
+        .collect()
+}
+
+#[test]
+fn cells_trained_at_once_score_as_cells_trained_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), r#"["rope", "halves", "alibi"]"#);
+    let seeds = "seeds=[1, 2]";
+    // One thread a cell both times: `jobs = 2` shares out `--threads 2`.
+    let one_by_one = locus(&["--threads", "1", "lab", "--config", &config, "--set", seeds]);
+    assert!(one_by_one.status.success(), "{}", stderr(&one_by_one));
+    let sequential = cell_scores(&dir.path().join("lab"));
+
+    let out_dir = format!("out_dir=\"{}\"", dir.path().join("lab-jobs").display());
+    let jobs = ["--set", "jobs=2", "--set", &out_dir];
+    let at_once =
+        locus(&[&["--threads", "2", "lab", "--config", &config, "--set", seeds][..], &jobs].concat());
+    assert!(at_once.status.success(), "{}", stderr(&at_once));
+    assert!(String::from_utf8_lossy(&at_once.stdout).contains("6 cells (6 trained now)"));
+    assert_eq!(cell_scores(&dir.path().join("lab-jobs")), sequential);
+}

@@ -47,6 +47,12 @@ const PALETTE: [Rgb; 10] = [
 /// Runs `locus lab`.
 pub fn run(args: LabArgs) -> Result<()> {
     let cfg = LabConfig::load(&args.config, &args.overrides)?;
+    if cfg.jobs > 1 {
+        // Each of the cells trained at once gets an equal share of the threads (`--threads`,
+        // or one per physical core); set before any pool starts.
+        let per_cell = (candle_core::utils::get_num_threads() / cfg.jobs).max(1);
+        crate::set_thread_count(u16::try_from(per_cell).unwrap_or(u16::MAX));
+    }
     let device = parse_device(&args.device)?;
     std::fs::create_dir_all(&cfg.out_dir).with_context(|| format!("creating {}", cfg.out_dir.display()))?;
     let started = Instant::now();

@@ -11,6 +11,7 @@
 //! train_examples = 4000
 //! valid_examples = 200
 //! test_examples = 100
+//! jobs = 2                      # cells trained at once (default 1)
 //! encodings = ["sinusoidal", "rope", "shape"]
 //!
 //! [positional.shape]            # a named variant; a bare kind name uses that kind's defaults
@@ -60,6 +61,9 @@ pub struct LabConfig {
     pub valid_examples: usize,
     /// Test examples per bucket, task and seed.
     pub test_examples: usize,
+    /// Cells trained at once, each on its own thread pool (see [`super::run_lab`]); 1 by default.
+    #[serde(default = "one_job")]
+    pub jobs: usize,
     /// The encodings compared: a `positional` table name, or a positional kind with its defaults.
     pub encodings: Vec<String>,
     /// Named positional configs (`[positional.NAME]`, as `[model.positional]`).
@@ -68,6 +72,11 @@ pub struct LabConfig {
     /// The run template: `[run.data]`, `[run.model]`, `[run.train]` of a run config, without
     /// the corpus paths, `train.out_dir` and `train.seed`, which each cell sets.
     pub run: toml::Table,
+}
+
+/// The default of [`LabConfig::jobs`]: one cell at a time.
+fn one_job() -> usize {
+    1
 }
 
 /// One cell of the grid.
@@ -157,6 +166,7 @@ impl LabConfig {
             ("train_examples", self.train_examples),
             ("valid_examples", self.valid_examples),
             ("test_examples", self.test_examples),
+            ("jobs", self.jobs),
         ] {
             if count == 0 {
                 return fail(format!("lab: `{field}` must be at least 1"));
@@ -312,6 +322,7 @@ mod tests {
             ("test_lengths=[[5, 4]]", "`test_lengths` range [5, 4] must have 1 <= min <= max"),
             ("train_lengths=[0, 3]", "`train_lengths` range [0, 3]"),
             ("test_examples=0", "`test_examples` must be at least 1"),
+            ("jobs=0", "`jobs` must be at least 1"),
             ("encodings=[\"rotary\"]", "encoding `rotary` is neither a [positional.rotary] table nor a kind"),
             ("run.model.d_model=30", "model.d_model (30) must be divisible"),
         ];

@@ -14,6 +14,7 @@ pub mod results;
 pub mod score;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use candle_core::Device;
@@ -44,10 +45,10 @@ fn split_seed(seed: u64, split: u64) -> u64 {
 }
 
 /// Writes the data of `task` and `seed` unless it is already complete.
-fn ensure_data(cfg: &LabConfig, cell: &Cell) -> Result<DataFiles> {
+fn ensure_data(cfg: &LabConfig, cell: &Cell) -> Result<()> {
     let files = DataFiles::new(&cfg.out_dir, cell.task, cell.seed);
     if files.dir.join(DATA_DONE).exists() {
-        return Ok(files);
+        return Ok(());
     }
     std::fs::create_dir_all(&files.dir).map_err(|e| TrainError::io(&files.dir, e))?;
     let spec = TaskSpec { task: cell.task, symbols: cfg.symbols };
@@ -64,14 +65,13 @@ fn ensure_data(cfg: &LabConfig, cell: &Cell) -> Result<DataFiles> {
         write_examples(&examples, &files.file(&split, "src"), &files.file(&split, "tgt"))?;
     }
     let marker = files.dir.join(DATA_DONE);
-    std::fs::write(&marker, "").map_err(|e| TrainError::io(&marker, e))?;
-    Ok(files)
+    std::fs::write(&marker, "").map_err(|e| TrainError::io(&marker, e))
 }
 
-/// Trains and tests one cell, and writes its `result.json`.
+/// Trains and tests one cell on its data (written by [`ensure_data`]), and writes its `result.json`.
 fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device) -> Result<CellResult> {
     let started = Instant::now();
-    let files = ensure_data(cfg, cell)?;
+    let files = DataFiles::new(&cfg.out_dir, cell.task, cell.seed);
     let run = cfg.run_config(cell)?;
     // No result yet: whatever an interrupted attempt left is started over.
     if run.train.out_dir.exists() {
@@ -126,6 +126,55 @@ fn finished(cfg: &LabConfig, cell: &Cell) -> Result<Option<CellResult>> {
     Ok(Some(result))
 }
 
+/// Trains `cells[i]` for every `i` in `todo`, `cfg.jobs` at a time, ticking `bar` per cell;
+/// returns `(i, result)` pairs in the order the cells finished.
+fn train_cells(
+    cfg: &LabConfig,
+    cells: &[Cell],
+    todo: &[usize],
+    device: &Device,
+    bar: &ProgressBar,
+) -> Result<Vec<(usize, CellResult)>> {
+    let run_one = |index: usize| -> Result<(usize, CellResult)> {
+        bar.set_message(cells[index].name());
+        let result = run_cell(cfg, &cells[index], device)?;
+        bar.inc(1);
+        Ok((index, result))
+    };
+    if cfg.jobs <= 1 {
+        return todo.iter().map(|&index| run_one(index)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let worker = || -> Result<Vec<(usize, CellResult)>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(candle_core::utils::get_num_threads())
+            .build()
+            .map_err(|e| TrainError::Config(format!("lab: cannot start a thread pool: {e}")))?;
+        let mut done = Vec::new();
+        while !failed.load(Ordering::Relaxed) {
+            let Some(&index) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+            match pool.install(|| run_one(index)) {
+                Ok(pair) => done.push(pair),
+                Err(err) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(done)
+    };
+    let outcomes: Vec<Result<Vec<(usize, CellResult)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cfg.jobs.min(todo.len())).map(|_| scope.spawn(worker)).collect();
+        handles.into_iter().map(|handle| handle.join().expect("a lab worker panicked")).collect()
+    });
+    let mut done = Vec::with_capacity(todo.len());
+    for outcome in outcomes {
+        done.extend(outcome?);
+    }
+    Ok(done)
+}
+
 /// What [`run_lab`] did.
 #[derive(Debug, Clone)]
 pub struct LabRun {
@@ -138,6 +187,13 @@ pub struct LabRun {
 }
 
 /// Runs every unfinished cell of the grid, then writes `results.md` and `results.json`.
+///
+/// With `cfg.jobs` above 1, that many cells train at once, each on a thread of its own that
+/// runs the cell's parallel work in a rayon pool of its own, sized by
+/// [`candle_core::utils::get_num_threads`] (the caller sizes it, e.g. one thread a cell: tiny
+/// models use two threads poorly, so two cells on one thread each finish sooner than two cells
+/// one after the other on two threads). The first failing cell stops the grid once the cells
+/// in progress end.
 pub fn run_lab(cfg: &LabConfig, device: &Device, show_progress: bool) -> Result<LabRun> {
     let cells = cfg.cells();
     let bar = if show_progress { ProgressBar::new(cells.len() as u64) } else { ProgressBar::hidden() };
@@ -147,19 +203,22 @@ pub fn run_lab(cfg: &LabConfig, device: &Device, show_progress: bool) -> Result<
         )
         .expect("the template is valid"),
     );
-    let (mut results, mut trained) = (Vec::with_capacity(cells.len()), 0);
+    let mut slots = Vec::with_capacity(cells.len());
     for cell in &cells {
-        bar.set_message(cell.name());
-        let result = match finished(cfg, cell)? {
-            Some(result) => result,
-            None => {
-                trained += 1;
-                run_cell(cfg, cell, device)?
-            }
-        };
-        results.push(result);
-        bar.inc(1);
+        slots.push(finished(cfg, cell)?);
     }
+    let todo: Vec<usize> = (0..cells.len()).filter(|&i| slots[i].is_none()).collect();
+    bar.inc((cells.len() - todo.len()) as u64);
+    // Written before any cell trains: cells sharing a (task, seed) may train at once.
+    for &index in &todo {
+        ensure_data(cfg, &cells[index])?;
+    }
+    bar.reset_eta();
+    for (index, result) in train_cells(cfg, &cells, &todo, device, &bar)? {
+        slots[index] = Some(result);
+    }
+    let trained = todo.len();
+    let results: Vec<CellResult> = slots.into_iter().map(|slot| slot.expect("every cell ran")).collect();
     bar.finish_and_clear();
     let rows = summarize(&results, &cfg.encodings, &cfg.tasks, &cfg.test_lengths);
     let table = markdown(&rows, &cfg.tasks, &cfg.encodings, &cfg.test_lengths);
