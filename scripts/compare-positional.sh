@@ -44,8 +44,8 @@ for kind in "${kinds[@]}"; do
   fi
 done
 
-# field NAME FILE: the first number after "NAME": in a JSON line.
-field() { grep -o "\"$1\":[-0-9.e]*" "$2" | head -n 1 | cut -d: -f2; }
+# field NAME FILE: the number after "NAME": in a JSON line, outside its by_length list.
+field() { sed 's/"by_length":\[[^]]*\]//' "$2" | grep -o "\"$1\":[-0-9.e]*" | head -n 1 | cut -d: -f2; }
 # buckets FILE: "bucket sentences bleu" per line of the JSON's by_length list (keys come sorted).
 buckets() {
   grep -o '{"bleu":[^}]*}' "$1" | sed -E 's/.*"bleu":([^,]*),"bucket":"([^"]*)".*"sentences":([0-9]*).*/\2 \3 \1/'
