@@ -1,5 +1,6 @@
 //! `locus bench train` and `locus bench translate` run on the tiny config and report their
 //! figures, the JSON object last. (What the figures are worth is measured, not asserted.)
+//! `locus bench parity` of the CPU against itself finds every f32 difference 0.
 
 mod common;
 
@@ -50,6 +51,7 @@ fn bench_train_and_translate_report_their_figures() {
         assert!(record[key].as_f64().unwrap() > 0.0, "{key}: {record}");
     }
     assert!(record["flops_formula"].as_str().unwrap().contains("3 x forward"));
+    assert_eq!(record["matmul_dtype"], "f32", "{record}");
     let prepare = record["batch_prepare_fraction"].as_f64().unwrap();
     assert!(prepare > 0.0 && prepare < 1.0, "{record}");
 
@@ -75,4 +77,36 @@ fn bench_train_and_translate_report_their_figures() {
     assert_eq!(record["sentences"], 200);
     assert!(record["latency_p95_s"].as_f64().unwrap() >= record["latency_p50_s"].as_f64().unwrap());
     assert!(record["generated_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn parity_of_the_cpu_against_itself_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let config = tiny_config().display().to_string();
+    let overrides = data_overrides(dir.path());
+    let mut args = vec!["--threads", "1", "bench", "parity", "--config", &config, "--device", "cpu"];
+    for item in &overrides {
+        args.extend(["--set", item.as_str()]);
+    }
+    // Dropout on, so that the update compares the masks too.
+    args.extend(["--set", "model.dropout=0.1", "--json"]);
+    let out = locus(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record = last_json(&out.stdout);
+    assert_eq!(record["passed"], true, "{record}");
+    for key in ["init_max_abs_diff", "logits_max_abs_diff", "step_max_abs_diff"] {
+        assert_eq!(record[key].as_f64(), Some(0.0), "{key}: {record}");
+    }
+    // bf16 against f32 on the same device: close, not equal.
+    let rel = record["loss_rel_diff"].as_f64().unwrap();
+    assert!(rel > 0.0 && rel < 1e-2, "{record}");
+    assert!(record["loss_f32"].as_f64().unwrap() > 0.0);
+    assert!(record["sentences"].as_u64().unwrap() > 0 && record["variables"].as_u64().unwrap() > 0);
+    let checks = record["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["init", "logits", "bf16_loss", "step"]);
+    assert!(checks.iter().all(|c| c["passed"] == true && c["limit"].as_f64().is_some()), "{record}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|line| line.starts_with("pass ")).count(), 4, "{text}");
 }

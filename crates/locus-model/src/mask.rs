@@ -1,7 +1,9 @@
 //! Additive attention biases that hide padding and the future.
 //!
 //! A bias is added to the attention scores before the softmax: `0` keeps a key, a large
-//! negative number removes it (its weight underflows to exactly zero in f32).
+//! negative number removes it (its weight underflows to exactly zero in f32). Biases are made
+//! in f32 and then converted: bf16 holds [`MASKED`] (rounded), f16 cannot and gets `-inf`,
+//! which removes a key just as well (every query keeps at least one key: the BOS or EOS).
 
 use candle_core::{DType, Device, Tensor};
 
@@ -14,8 +16,9 @@ pub const MASKED: f64 = -1e9;
 /// `tokens`: `(b_sz, seq_len)` of `u32` token ids.
 pub fn padding_bias(tokens: &Tensor, pad_id: u32, dtype: DType) -> candle_core::Result<Tensor> {
     let (b_sz, seq_len) = tokens.dims2()?;
-    let is_pad = tokens.eq(pad_id)?.to_dtype(dtype)?;
-    (is_pad * MASKED)?.reshape((b_sz, 1, 1, seq_len))
+    // In f16, MASKED itself would be -inf and 0 · -inf = NaN: multiply in f32, then convert.
+    let is_pad = tokens.eq(pad_id)?.to_dtype(DType::F32)?;
+    (is_pad * MASKED)?.to_dtype(dtype)?.reshape((b_sz, 1, 1, seq_len))
 }
 
 /// Hides the future: `(1, 1, q_len, past + q_len)` for `q_len` new queries after `past`
@@ -39,6 +42,15 @@ mod tests {
         assert_eq!(bias.dims(), &[2, 1, 1, 3]);
         let rows = bias.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(rows, vec![0.0, 0.0, -1e9, 0.0, -1e9, -1e9]);
+    }
+
+    /// f16 cannot hold -1e9: masked keys get -inf, kept ones exactly 0 (not NaN).
+    #[test]
+    fn f16_padding_bias_is_zero_or_minus_infinity() {
+        let tokens = Tensor::new(&[[5u32, 0]], &Device::Cpu).unwrap();
+        let bias = padding_bias(&tokens, 0, DType::F16).unwrap();
+        let rows = bias.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(rows, vec![0.0, f32::NEG_INFINITY]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::modeling::build_model;
 use crate::optim::Adam;
 use crate::schedule::LrSchedule;
-use crate::step::{train_step, StepOptions};
+use crate::step::{train_step_scaled, StepOptions};
 use crate::trainer::adam_params;
 
 /// One timed training step.
@@ -60,12 +60,9 @@ pub struct TrainBench {
 
 /// Runs `warmup` untimed then `steps` timed training updates of the model `cfg` describes on
 /// real batches of its training data (tokenizer trained as `locus train` does, batches in the
-/// seeded order of epoch 1, then 2, ...); no validation, no checkpoints.
+/// seeded order of epoch 1, then 2, ...) in `train.precision`; no validation, no checkpoints.
 pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize) -> Result<TrainBench> {
-    let corpus = ParallelCorpus::read(&cfg.data.train_src, &cfg.data.train_tgt)?;
-    let texts = corpus.src.iter().chain(&corpus.tgt);
-    let tokenizer = SubwordTokenizer::train(cfg.data.tokenizer, cfg.data.vocab_size, texts)?;
-    let (pairs, _) = cfg.data.filter_train(tokenizer.encode_corpus(&corpus)?);
+    let (tokenizer, pairs) = training_pairs(cfg)?;
     let lengths: Vec<(usize, usize)> = pairs.iter().map(TokenizedPair::lengths).collect();
     let planner = cfg.data.batch_planner();
     let train = &cfg.train;
@@ -80,6 +77,7 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
         d_model: cfg.model.d_model,
     };
     let mut rng = DropoutRng::new(train.seed.wrapping_add(1));
+    let mut loss_scale = train.precision.loss_scaler();
     let batches = (1u64..).map(|epoch| planner.plan(&lengths, train.seed, epoch));
     let mut timed = Vec::with_capacity(steps);
     let mut step = 0;
@@ -100,7 +98,9 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
                 clip_norm: train.clip_norm,
                 label_smoothing: train.label_smoothing,
             };
-            train_step(&model, &mut optimizer, &batches, options, &mut rng)?;
+            // As `locus train`: in bf16 or f16, a low-precision copy of the weights per update.
+            let step_model = train.precision.step_model(&model, &varmap)?;
+            train_step_scaled(&step_model, &mut optimizer, &batches, options, &mut rng, loss_scale.as_mut())?;
             let seconds = started.elapsed().as_secs_f64();
             if step > warmup {
                 let mut measured = TimedStep {
@@ -128,6 +128,16 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
     }
     let parameters = varmap.all_vars().iter().map(|var| var.elem_count()).sum();
     Ok(TrainBench { steps: timed, parameters, vocab_size: tokenizer.vocab_size() })
+}
+
+/// The tokenizer trained on `cfg`'s training corpus as `locus train` trains it, and the
+/// corpus's pairs that pass the training length filters.
+pub fn training_pairs(cfg: &RunConfig) -> Result<(SubwordTokenizer, Vec<TokenizedPair>)> {
+    let corpus = ParallelCorpus::read(&cfg.data.train_src, &cfg.data.train_tgt)?;
+    let texts = corpus.src.iter().chain(&corpus.tgt);
+    let tokenizer = SubwordTokenizer::train(cfg.data.tokenizer, cfg.data.vocab_size, texts)?;
+    let (pairs, _) = cfg.data.filter_train(tokenizer.encode_corpus(&corpus)?);
+    Ok((tokenizer, pairs))
 }
 
 /// Matmul FLOPs of one forward pass over a padded batch; see the [module docs](self).
@@ -177,11 +187,18 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// FLOP/s of an f32 `(m × k) · (k × n)` matmul on `device`: the median of `repeats` timed runs
-/// after one untimed run.
-pub fn matmul_flops_per_sec(m: usize, k: usize, n: usize, device: &Device, repeats: usize) -> Result<f64> {
-    let a = Tensor::randn(0f32, 1.0, (m, k), device)?;
-    let b = Tensor::randn(0f32, 1.0, (k, n), device)?;
+/// FLOP/s of a `(m × k) · (k × n)` matmul in `dtype` on `device`: the median of `repeats`
+/// timed runs after one untimed run.
+pub fn matmul_flops_per_sec(
+    m: usize,
+    k: usize,
+    n: usize,
+    dtype: DType,
+    device: &Device,
+    repeats: usize,
+) -> Result<f64> {
+    let a = Tensor::randn(0f32, 1.0, (m, k), device)?.to_dtype(dtype)?;
+    let b = Tensor::randn(0f32, 1.0, (k, n), device)?.to_dtype(dtype)?;
     let run = || -> Result<f64> {
         let started = Instant::now();
         let c = a.matmul(&b)?;
@@ -192,6 +209,17 @@ pub fn matmul_flops_per_sec(m: usize, k: usize, n: usize, device: &Device, repea
     run()?;
     let seconds: Vec<f64> = (0..repeats.max(1)).map(|_| run()).collect::<Result<_>>()?;
     Ok(2.0 * (m * k * n) as f64 / median(&seconds))
+}
+
+/// The shape `(m, k, n)` of the matmul whose rate MFU is measured against: on the CPU, a typical
+/// batch's `positions` through the first feed-forward layer (`d_model × d_ff`), a product the
+/// model really computes; on a GPU, where so small a product cannot fill the device,
+/// 8192 × 8192 × 8192, near the device's peak.
+pub fn reference_matmul_shape(device: &Device, positions: usize, cfg: &ModelConfig) -> (usize, usize, usize) {
+    match device {
+        Device::Cpu => (positions.max(1), cfg.d_model, cfg.d_ff),
+        _ => (8192, 8192, 8192),
+    }
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
@@ -235,7 +263,16 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_matmul_is_the_models_on_the_cpu() {
+        let cfg = ModelConfig { d_model: 256, d_ff: 1024, ..ModelConfig::tiny() };
+        assert_eq!(reference_matmul_shape(&Device::Cpu, 4094, &cfg), (4094, 256, 1024));
+        assert_eq!(reference_matmul_shape(&Device::Cpu, 0, &cfg), (1, 256, 1024));
+    }
+
+    #[test]
     fn matmul_rate_is_positive() {
-        assert!(matmul_flops_per_sec(32, 32, 32, &Device::Cpu, 3).unwrap() > 0.0);
+        for dtype in [DType::F32, DType::BF16] {
+            assert!(matmul_flops_per_sec(32, 32, 32, dtype, &Device::Cpu, 3).unwrap() > 0.0);
+        }
     }
 }

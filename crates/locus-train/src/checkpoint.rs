@@ -3,7 +3,8 @@
 //! A checkpoint is a directory `checkpoints/step-<update>` in the run directory holding
 //! `model.safetensors`, `optimizer.safetensors` (Adam's moments), the resolved `config.toml`,
 //! the `tokenizer.json` and `state.json` (a [`TrainerState`]: update, data position, dropout
-//! stream, best-so-far). It is written to a temporary directory, synced and renamed into place;
+//! stream, best-so-far, f16's loss scale). Weights and moments are f32 whatever
+//! `train.precision` is. It is written to a temporary directory, synced and renamed into place;
 //! only then are the links `last` (and `best`, when it improved) replaced by an atomic rename,
 //! and old checkpoints pruned to the newest `train.keep_last` plus those the links name. A
 //! crash or `kill -9` at any moment leaves `last` and `best` pointing at complete checkpoints.

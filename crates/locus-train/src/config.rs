@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::early_stopping::BestMetric;
 use crate::error::{Result, TrainError};
 use crate::optim::OptimizerKind;
+use crate::precision::Precision;
 use crate::schedule::ScheduleKind;
 
 /// The `[train]` section: optimisation, validation, checkpoints and output.
@@ -62,6 +63,10 @@ pub struct TrainConfig {
     /// Label smoothing of the training loss.
     #[serde(default = "default_label_smoothing")]
     pub label_smoothing: f64,
+    /// The dtype of the forward and backward passes: `f32`, or `bf16` / `f16` on f32 master
+    /// weights (mixed precision; `f16` with dynamic loss scaling).
+    #[serde(default)]
+    pub precision: Precision,
     /// Updates between two training log lines in `metrics.jsonl`.
     #[serde(default = "default_log_interval")]
     pub log_interval: usize,
@@ -141,6 +146,7 @@ impl TrainConfig {
             weight_decay: 0.0,
             clip_norm: default_clip(),
             label_smoothing: default_label_smoothing(),
+            precision: Precision::F32,
             log_interval: default_log_interval(),
             valid_interval: default_interval(),
             valid_bleu: true,
@@ -418,6 +424,23 @@ max_steps = 10
             .unwrap_err()
             .to_string();
         assert!(err.contains("train.update_freq (0) must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn precision_defaults_to_f32_is_saved_and_a_bad_value_names_the_key() {
+        assert_eq!(RunConfig::from_toml(MINIMAL).unwrap().train.precision, Precision::F32);
+        let with =
+            |value: &str| MINIMAL.replace("max_steps = 10", &format!("max_steps = 10\nprecision = {value}"));
+        let cfg = RunConfig::from_toml(&with("\"bf16\"")).unwrap();
+        assert_eq!(cfg.train.precision, Precision::Bf16);
+        assert!(cfg.to_toml().unwrap().contains("precision = \"bf16\""));
+        let err = RunConfig::from_toml(&with("\"fp16\"")).unwrap_err().to_string();
+        assert!(err.contains("train.precision (\"fp16\") must be \"f32\", \"bf16\" or \"f16\""), "{err}");
+        let (_dir, path) = write(MINIMAL);
+        let cfg = RunConfig::load(&path, &["train.precision=f16".into()]).unwrap();
+        assert_eq!(cfg.train.precision, Precision::F16);
+        let err = RunConfig::load(&path, &["train.precision=half".into()]).unwrap_err().to_string();
+        assert!(err.contains("train.precision (\"half\") must be"), "{err}");
     }
 
     #[test]

@@ -34,6 +34,17 @@ pub enum TrainError {
         /// The offending loss.
         loss: f64,
     },
+    /// f16 gradients kept overflowing until the loss scale fell below its minimum.
+    #[error(
+        "training diverged at step {step}: f16 gradients overflow even with the loss scale at {scale}; \
+         lower train.lr or use train.precision = \"bf16\""
+    )]
+    LossScaleExhausted {
+        /// The update at which it happened.
+        step: usize,
+        /// The loss scale reached.
+        scale: f64,
+    },
     /// A data error (corpus, tokenizer, batching).
     #[error(transparent)]
     Data(#[from] locus_data::DataError),

@@ -9,6 +9,9 @@
 //! - [`bench`](mod@bench): timed training steps, model FLOPs and MFU;
 //! - [`step`] and [`trainer`]: one update (with gradient accumulation), and the training loop,
 //!   readable top to bottom;
+//! - [`precision`] and [`loss_scale`]: mixed-precision training (`bf16`, `f16`) on f32 master
+//!   weights, and f16's dynamic loss scaling;
+//! - [`parity`]: the CPU against another device on the same weights and batch;
 //! - [`checkpoint`] and [`state`]: atomic checkpoint directories holding everything an exact
 //!   resume needs;
 //! - [`average`]: the mean of several checkpoints' weights, written as a new checkpoint;
@@ -28,9 +31,12 @@ pub mod evaluate;
 pub mod lab;
 pub mod log;
 pub mod loss;
+pub mod loss_scale;
 pub mod metrics;
 pub mod modeling;
 pub mod optim;
+pub mod parity;
+pub mod precision;
 pub mod schedule;
 pub mod state;
 pub mod step;

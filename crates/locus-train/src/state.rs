@@ -1,11 +1,12 @@
 //! What a run needs, beyond weights and optimizer moments, to continue exactly where it
 //! stopped: the update count, the position in the data order, the dropout stream and the
-//! best-checkpoint bookkeeping. Saved as `state.json` in every checkpoint.
+//! best-checkpoint bookkeeping, and f16's loss scale. Saved as `state.json` in every checkpoint.
 
 use locus_model::DropoutRngState;
 use serde::{Deserialize, Serialize};
 
 use crate::early_stopping::{BestMetric, BestTracker};
+use crate::loss_scale::LossScaler;
 
 /// Scores of one validation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -40,7 +41,7 @@ impl ValidScores {
 /// The trainer's position, written with each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
-    /// Updates applied.
+    /// Updates taken, including any skipped for an f16 overflow (see `skipped_updates`).
     pub step: usize,
     /// The epoch in progress, from 1.
     pub epoch: usize,
@@ -56,4 +57,22 @@ pub struct TrainerState {
     pub last_valid: Option<ValidScores>,
     /// Seconds of training so far, over every session of the run.
     pub wall_s: f64,
+    /// Updates among `step` that were skipped because a loss-scaled gradient overflowed
+    /// (`train.precision = "f16"`): counted by the schedule, not by Adam.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_updates: usize,
+    /// The dynamic loss scale of an f16 run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScaler>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl TrainerState {
+    /// Updates Adam applied: `step` less the skipped ones (its bias correction counts these).
+    pub fn applied_updates(&self) -> usize {
+        self.step.saturating_sub(self.skipped_updates)
+    }
 }

@@ -5,12 +5,18 @@
 //! As in fairseq, each micro-batch contributes its summed loss, and the summed gradient is
 //! divided by the target tokens of the whole update: `update_freq = 2` over two halves of a
 //! batch gives the gradient of the whole batch.
+//!
+//! In mixed precision ([`crate::precision`]) the model given is the low-precision copy, and
+//! f16's [`LossScaler`] multiplies the loss before each backward pass; the division by the
+//! scale is folded into the optimiser's gradient scale, and an update whose gradients overflow
+//! is skipped.
 
 use locus_model::{DropoutRng, Seq2Seq};
 
 use crate::batch::TensorBatch;
 use crate::error::Result;
 use crate::loss::label_smoothed_cross_entropy;
+use crate::loss_scale::LossScaler;
 use crate::optim::{Adam, Gradients};
 
 /// The numbers one update produces, for logging.
@@ -22,8 +28,10 @@ pub struct StepStats {
     pub nll_sum: f64,
     /// Target tokens predicted (EOS included).
     pub target_tokens: usize,
-    /// Global norm of the per-token gradient, before clipping.
+    /// Global norm of the per-token gradient, before clipping (not finite when skipped).
     pub grad_norm: f64,
+    /// Whether the update was skipped because a loss-scaled gradient overflowed.
+    pub skipped: bool,
 }
 
 /// How one update is taken.
@@ -47,7 +55,22 @@ pub fn accumulate_gradients(
     rng: &mut DropoutRng,
     grads: &mut Gradients,
 ) -> Result<StepStats> {
-    let mut stats = StepStats { loss_sum: 0.0, nll_sum: 0.0, target_tokens: 0, grad_norm: 0.0 };
+    accumulate_scaled_gradients(model, optimizer, batches, label_smoothing, None, rng, grads)
+}
+
+/// [`accumulate_gradients`] of the loss multiplied by `loss_scale`, when given: the gradients
+/// summed into `grads` are scaled, the losses returned are not.
+pub fn accumulate_scaled_gradients(
+    model: &Seq2Seq,
+    optimizer: &Adam,
+    batches: &[TensorBatch],
+    label_smoothing: f64,
+    loss_scale: Option<f64>,
+    rng: &mut DropoutRng,
+    grads: &mut Gradients,
+) -> Result<StepStats> {
+    let mut stats =
+        StepStats { loss_sum: 0.0, nll_sum: 0.0, target_tokens: 0, grad_norm: 0.0, skipped: false };
     for batch in batches {
         let logits = model.forward(&batch.src, &batch.tgt_in, Some(rng))?;
         let sums = label_smoothed_cross_entropy(
@@ -56,7 +79,11 @@ pub fn accumulate_gradients(
             model.tokens().pad,
             label_smoothing,
         )?;
-        optimizer.accumulate(grads, &sums.smoothed.backward()?)?;
+        let backward = match loss_scale {
+            Some(scale) => (&sums.smoothed * scale)?.backward()?,
+            None => sums.smoothed.backward()?,
+        };
+        optimizer.accumulate(grads, &backward)?;
         stats.loss_sum += sums.smoothed.to_scalar::<f32>()? as f64;
         stats.nll_sum += sums.nll.to_scalar::<f32>()? as f64;
         stats.target_tokens += sums.tokens;
@@ -73,11 +100,43 @@ pub fn train_step(
     options: StepOptions,
     rng: &mut DropoutRng,
 ) -> Result<StepStats> {
+    train_step_scaled(model, optimizer, batches, options, rng, None)
+}
+
+/// [`train_step`] with dynamic loss scaling when `scaler` is given: the loss is multiplied by
+/// its scale before the backward pass and the gradients divided by it; if any gradient is not
+/// finite, the weights and Adam's moments are left alone, the stats say `skipped`, and the
+/// scaler lowers its scale.
+pub fn train_step_scaled(
+    model: &Seq2Seq,
+    optimizer: &mut Adam,
+    batches: &[TensorBatch],
+    options: StepOptions,
+    rng: &mut DropoutRng,
+    scaler: Option<&mut LossScaler>,
+) -> Result<StepStats> {
+    let loss_scale = scaler.as_ref().map(|scaler| scaler.scale);
     let mut grads = optimizer.zero_gradients();
-    let mut stats =
-        accumulate_gradients(model, optimizer, batches, options.label_smoothing, rng, &mut grads)?;
-    let per_token = 1.0 / stats.target_tokens.max(1) as f64;
+    let mut stats = accumulate_scaled_gradients(
+        model,
+        optimizer,
+        batches,
+        options.label_smoothing,
+        loss_scale,
+        rng,
+        &mut grads,
+    )?;
+    let mut per_token = 1.0 / stats.target_tokens.max(1) as f64;
+    if let Some(scale) = loss_scale {
+        per_token /= scale;
+    }
     stats.grad_norm = optimizer.grad_norm(&grads)? * per_token;
+    if let Some(scaler) = scaler {
+        stats.skipped = !scaler.update(stats.grad_norm.is_finite());
+        if stats.skipped {
+            return Ok(stats);
+        }
+    }
     let clip = options.clip_norm;
     let clip_scale = if clip > 0.0 && stats.grad_norm > clip { clip / stats.grad_norm } else { 1.0 };
     optimizer.step(&grads, options.lr, per_token * clip_scale)?;

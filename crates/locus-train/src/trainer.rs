@@ -25,9 +25,10 @@ use crate::evaluate::{validate, ValidationSet};
 use crate::log::MetricsLog;
 use crate::modeling::build_model;
 use crate::optim::{Adam, AdamParams};
+use crate::precision::Precision;
 use crate::schedule::LrSchedule;
 use crate::state::{TrainerState, ValidScores};
-use crate::step::{train_step, StepOptions};
+use crate::step::{train_step_scaled, StepOptions};
 
 /// How a call to [`train`] runs, apart from the config.
 pub struct TrainOptions<'a> {
@@ -97,6 +98,7 @@ struct Window {
     real_tokens: usize,
     grad_norm: f64,
     updates: usize,
+    skipped: usize,
     seconds: f64,
 }
 
@@ -164,6 +166,8 @@ fn start_afresh(cfg: &RunConfig, corpus: &ParallelCorpus, device: &Device) -> Re
         best: BestTracker::default(),
         last_valid: None,
         wall_s: 0.0,
+        skipped_updates: 0,
+        loss_scale: cfg.train.precision.loss_scaler(),
     };
     Ok(Start { model, varmap, tokenizer, optimizer, state })
 }
@@ -182,12 +186,17 @@ fn resume_from(cfg: &RunConfig, dir: &Path, device: &Device) -> Result<Start> {
     }
     let mut optimizer = Adam::for_varmap(&checkpoint.varmap, adam_params(cfg))?;
     let moments = load_optimizer_state(dir, device)?;
-    optimizer.load_state(&moments, checkpoint.state.step).map_err(|e| TrainError::Checkpoint {
-        path: dir.to_path_buf(),
-        message: format!("optimizer state does not match the model: {e}"),
+    optimizer.load_state(&moments, checkpoint.state.applied_updates()).map_err(|e| {
+        TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            message: format!("optimizer state does not match the model: {e}"),
+        }
     })?;
-    let (model, varmap, tokenizer, state) =
+    let (model, varmap, tokenizer, mut state) =
         (checkpoint.model, checkpoint.varmap, checkpoint.tokenizer, checkpoint.state);
+    // The checkpoint's loss scale if it has one and this run scales its loss; a fresh one if
+    // it starts to (a run switched to f16); none if it stops.
+    state.loss_scale = cfg.train.precision.loss_scaler().map(|fresh| state.loss_scale.unwrap_or(fresh));
     Ok(Start { model, varmap, tokenizer, optimizer, state })
 }
 
@@ -234,6 +243,16 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
     let bar = progress_bar(total_steps, state.step, options.show_progress);
     say(&bar, format!("train: {train_report}\nvalid: {valid_report}"));
     say(&bar, format!("model: {parameters} parameters; {updates_per_epoch} updates per epoch"));
+    let precision = train_cfg.precision;
+    if precision != Precision::F32 && device.is_cpu() {
+        say(
+            &bar,
+            format!(
+                "train.precision = \"{}\" on the CPU: slow (the fused kernels are f32 only), for testing",
+                precision.name()
+            ),
+        );
+    }
     log.write(&json!({
         "event": "data", "vocab_size": tokenizer.vocab_size(),
         "train_pairs": train_pairs.len(), "train_dropped": train_report.dropped(),
@@ -283,18 +302,40 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
             clip_norm: train_cfg.clip_norm,
             label_smoothing: train_cfg.label_smoothing,
         };
-        let stats = train_step(&model, &mut optimizer, &batches, step_options, &mut dropout_rng)?;
-        if !stats.loss_sum.is_finite() {
+        // In bf16 or f16, a low-precision copy of the weights as they are now.
+        let step_model = precision.step_model(&model, &varmap)?;
+        let stats = train_step_scaled(
+            &step_model,
+            &mut optimizer,
+            &batches,
+            step_options,
+            &mut dropout_rng,
+            state.loss_scale.as_mut(),
+        )?;
+        if stats.skipped {
+            state.skipped_updates += 1;
+            if let Some(scaler) = state.loss_scale.filter(|scaler| scaler.exhausted()) {
+                return Err(TrainError::LossScaleExhausted { step: state.step, scale: scaler.scale });
+            }
+        } else if !stats.loss_sum.is_finite() {
             return Err(TrainError::Diverged { step: state.step, loss: stats.loss_sum });
         }
         let seconds = update_started.elapsed().as_secs_f64();
         let real_tokens: usize = batches.iter().map(|b| b.src_tokens + b.tgt_tokens).sum();
-        window.loss += stats.loss_sum;
-        window.nll += stats.nll_sum;
-        window.target_tokens += stats.target_tokens;
+        // A skipped update's loss still measures the weights (unless the forward pass
+        // overflowed too); its gradient norm does not count.
+        if stats.loss_sum.is_finite() {
+            window.loss += stats.loss_sum;
+            window.nll += stats.nll_sum;
+            window.target_tokens += stats.target_tokens;
+        }
+        if stats.skipped {
+            window.skipped += 1;
+        } else {
+            window.grad_norm += stats.grad_norm;
+            window.updates += 1;
+        }
         window.real_tokens += real_tokens;
-        window.grad_norm += stats.grad_norm;
-        window.updates += 1;
         window.seconds += seconds;
         real_tokens_total += real_tokens;
         update_secs_total += seconds;
@@ -312,11 +353,17 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
                 "epoch {} | loss {loss:.3} | lr {:.2e} | {tokens_per_s:.0} tok/s",
                 state.epoch, state.lr
             ));
-            log.write(&json!({
+            let mut record = json!({
                 "event": "train", "step": step, "epoch": state.epoch, "loss": loss, "nll": nll,
                 "ppl": nll.exp(), "lr": state.lr, "grad_norm": w.grad_norm / w.updates as f64,
                 "tokens_per_s": tokens_per_s, "wall_s": state.wall_s,
-            }))?;
+            });
+            if let Some(scaler) = &state.loss_scale {
+                record["loss_scale"] = json!(scaler.scale);
+                record["skipped"] = json!(w.skipped);
+                record["skipped_updates"] = json!(state.skipped_updates);
+            }
+            log.write(&record)?;
         }
 
         let mut improved = false;

@@ -4,14 +4,19 @@
 //!   accumulation, whether it was interrupted or ran out of `max_steps` and was extended;
 //! - `keep_last` prunes old checkpoints but keeps those `last` and `best` name;
 //! - `patience` stops a run whose validation score no longer improves;
-//! - `max_epochs` stops a run after that many passes, before `max_steps`.
+//! - `max_epochs` stops a run after that many passes, before `max_steps`;
+//! - in mixed precision (`bf16`, `f16`) a run learns, saves f32 weights, and resumes exactly,
+//!   f16's loss scale included.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use locus_data::DataConfig;
 use locus_model::ModelConfig;
-use locus_train::{resolve_resume, train, RunConfig, StopReason, TrainConfig, TrainOptions, TrainSummary};
+use locus_train::precision::Precision;
+use locus_train::{
+    load_checkpoint, resolve_resume, train, RunConfig, StopReason, TrainConfig, TrainOptions, TrainSummary,
+};
 use serde_json::Value;
 
 /// 240 sentence pairs: each target is its source reversed.
@@ -70,6 +75,21 @@ fn train_losses(run_dir: &Path) -> Vec<(u64, f64)> {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|record| record["event"] == "train")
         .map(|record| (record["step"].as_u64().unwrap(), record["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+/// Every training record without its timings: what a resumed run must repeat exactly.
+fn train_records(run_dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["event"] == "train")
+        .map(|mut record| {
+            let fields = record.as_object_mut().unwrap();
+            fields.remove("wall_s");
+            fields.remove("tokens_per_s");
+            record
+        })
         .collect()
 }
 
@@ -178,4 +198,58 @@ fn max_epochs_stops_before_max_steps() {
         records.iter().filter(|r| r["event"] == "train").map(|r| r["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs.iter().filter(|&&e| e == 1).count(), per_epoch);
     assert_eq!(epochs.last(), Some(&2));
+}
+
+#[test]
+fn bf16_training_learns_and_saves_f32_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let mut cfg = config(dir.path(), "run", 40);
+    cfg.train.precision = Precision::Bf16;
+    run(&cfg, None, None);
+    let losses: Vec<f64> = train_losses(&dir.path().join("run")).into_iter().map(|(_, loss)| loss).collect();
+    let (first, last) = (losses[0], losses[losses.len() - 5..].iter().sum::<f64>() / 5.0);
+    eprintln!("bf16 training loss: {first:.3} at update 1, {last:.3} over the last 5");
+    assert!(last < 0.7 * first, "bf16 loss fell from {first:.3} to only {last:.3}: {losses:?}");
+    let checkpoint = load_checkpoint(&dir.path().join("run/last"), &Device::Cpu).unwrap();
+    assert_eq!(checkpoint.config.train.precision, Precision::Bf16);
+    assert!(checkpoint.varmap.all_vars().iter().all(|var| var.dtype() == candle_core::DType::F32));
+}
+
+#[test]
+fn mixed_precision_runs_resume_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    // 5 updates per epoch: the stop falls inside the second.
+    let (total, stop) = (12, 8);
+    for precision in [Precision::Bf16, Precision::F16] {
+        let config_in = |run: &str| {
+            let mut cfg = config(dir.path(), &format!("{run}-{}", precision.name()), total);
+            cfg.train.precision = precision;
+            cfg
+        };
+        let (whole, interrupted) = (config_in("whole"), config_in("interrupted"));
+        run(&whole, None, None);
+        run(&interrupted, None, Some(stop));
+        run(&interrupted, Some(resolve_resume(&interrupted.train.out_dir).unwrap()), None);
+        let want = train_records(&whole.train.out_dir);
+        assert_eq!(want.len(), total);
+        assert_eq!(train_records(&interrupted.train.out_dir), want, "{}", precision.name());
+        assert!(
+            weights(&interrupted.train.out_dir) == weights(&whole.train.out_dir),
+            "{}: final weights differ",
+            precision.name()
+        );
+        if precision == Precision::F16 {
+            // 2^15 overflows at first (updates 1 to 5 are skipped, down to 2^10), then updates
+            // apply: the resumed run needed the saved scale, and Adam's count of applied updates.
+            let at_stop = &want[stop - 1];
+            eprintln!("f16 at update {stop}: {at_stop}");
+            assert!(at_stop["skipped_updates"].as_u64().unwrap() > 0, "{at_stop}");
+            assert!(at_stop["loss_scale"].as_f64().unwrap() < 32768.0, "{at_stop}");
+            assert_eq!(at_stop["skipped"], 0, "{at_stop}");
+        } else {
+            assert!(want[0].get("loss_scale").is_none());
+        }
+    }
 }

@@ -1,15 +1,18 @@
 //! `locus bench train` and `locus bench translate`: throughput on this machine, with the ratios
 //! that make numbers from shared, noisy machines comparable (model FLOP/s over the matmul FLOP/s
-//! measured in the same process).
+//! measured in the same process, in the training precision's dtype). `locus bench parity`: the
+//! CPU against a GPU on the same weights and batch, each difference against its limit.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use locus_train::bench::{
-    bench_train, matmul_flops_per_sec, median, peak_rss_bytes, quantile, FLOPS_FORMULA,
+    bench_train, matmul_flops_per_sec, median, peak_rss_bytes, quantile, reference_matmul_shape,
+    FLOPS_FORMULA,
 };
+use locus_train::parity::device_parity;
 use locus_train::{load_checkpoint, RunConfig, Translator};
 use serde_json::json;
 
@@ -29,6 +32,25 @@ enum Bench {
     Train(TrainBenchArgs),
     /// Time translation of a file with a checkpoint.
     Translate(TranslateBenchArgs),
+    /// Compare the CPU with a device on a config's first training batch (exits 1 on a failure).
+    Parity(ParityBenchArgs),
+}
+
+/// Arguments of `locus bench parity`.
+#[derive(Args)]
+pub struct ParityBenchArgs {
+    /// The run config (its data, model and seed).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a config value (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+    /// The device compared with the CPU: cuda, cuda:N, metal, auto or cpu (against itself).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `locus bench train`.
@@ -81,6 +103,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         Bench::Train(args) => train(args),
         Bench::Translate(args) => translate(args),
+        Bench::Parity(args) => parity(args),
     }
 }
 
@@ -103,14 +126,17 @@ fn train(args: TrainBenchArgs) -> Result<()> {
     let target_tokens: usize = steps.iter().map(|s| s.target_tokens).sum();
     let flops: f64 = steps.iter().map(|s| s.flops).sum();
     // The matmul of similar shape: a typical batch's positions through the first FFN layer.
+    // On a GPU, a large square one (see `reference_matmul_shape`); in the training dtype.
     let positions: Vec<f64> = steps.iter().map(|s| s.padded_target_positions as f64).collect();
-    let m = median(&positions).max(1.0) as usize;
-    let matmul = matmul_flops_per_sec(m, config.model.d_model, config.model.d_ff, &device, 10)?;
+    let (m, k, n) = reference_matmul_shape(&device, median(&positions) as usize, &config.model);
+    let precision = config.train.precision;
+    let matmul = matmul_flops_per_sec(m, k, n, precision.dtype(), &device, 10)?;
     let achieved = flops / seconds.max(1e-12);
     let record = json!({
         "steps": steps.len(), "median_step_s": median(&step_secs),
         "tokens_per_s": real_tokens as f64 / seconds, "target_tokens_per_s": target_tokens as f64 / seconds,
-        "model_flops_per_s": achieved, "matmul_flops_per_s": matmul, "matmul_shape": [m, config.model.d_model, config.model.d_ff],
+        "model_flops_per_s": achieved, "matmul_flops_per_s": matmul, "matmul_shape": [m, k, n],
+        "matmul_dtype": precision.name(), "precision": precision.name(),
         "mfu": achieved / matmul, "parameters": bench.parameters, "vocab_size": bench.vocab_size,
         "peak_rss_gib": gib(peak_rss_bytes()), "flops_formula": FLOPS_FORMULA,
         "batch_prepare_fraction": prepare_secs / seconds.max(1e-12),
@@ -122,10 +148,9 @@ fn train(args: TrainBenchArgs) -> Result<()> {
         target_tokens as f64 / seconds
     );
     println!(
-        "model {:.1} GFLOP/s; f32 matmul {m}x{}x{} {:.1} GFLOP/s; mfu {:.3}",
+        "model {:.1} GFLOP/s; {} matmul {m}x{k}x{n} {:.1} GFLOP/s; mfu {:.3}",
         achieved / 1e9,
-        config.model.d_model,
-        config.model.d_ff,
+        precision.name(),
         matmul / 1e9,
         achieved / matmul
     );
@@ -192,6 +217,48 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
     );
     if args.json {
         println!("{record}");
+    }
+    Ok(())
+}
+
+fn parity(args: ParityBenchArgs) -> Result<()> {
+    let config = RunConfig::load(&args.config, &args.overrides)
+        .with_context(|| format!("loading config {}", args.config.display()))?;
+    let device = parse_device(&args.device)?;
+    let parity = device_parity(&config, &device)?;
+    println!(
+        "CPU against {:?}: first training batch, {} sentences, {} target tokens, {} variables",
+        device.location(),
+        parity.sentences,
+        parity.target_tokens,
+        parity.variables
+    );
+    println!("loss per target token: CPU f32 {:.6}, device bf16 {:.6}", parity.loss_f32, parity.loss_bf16);
+    let mut checks = Vec::new();
+    for check in parity.checks() {
+        let verdict = if check.passed() { "pass" } else { "FAIL" };
+        println!(
+            "{verdict}  {:<10} {:.3e} (limit {:.0e})  {}",
+            check.name, check.value, check.limit, check.what
+        );
+        checks.push(json!({
+            "name": check.name, "what": check.what, "value": check.value, "limit": check.limit,
+            "passed": check.passed(),
+        }));
+    }
+    if args.json {
+        let record = json!({
+            "device": format!("{:?}", device.location()), "passed": parity.passed(),
+            "sentences": parity.sentences, "target_tokens": parity.target_tokens,
+            "variables": parity.variables, "loss_f32": parity.loss_f32, "loss_bf16": parity.loss_bf16,
+            "loss_rel_diff": parity.loss_rel_diff(), "init_max_abs_diff": parity.init_max_abs_diff,
+            "logits_max_abs_diff": parity.logits_max_abs_diff,
+            "step_max_abs_diff": parity.step_max_abs_diff, "checks": checks,
+        });
+        println!("{record}");
+    }
+    if !parity.passed() {
+        bail!("device parity failed (see the FAIL lines above)");
     }
     Ok(())
 }
