@@ -9,18 +9,30 @@ pub fn parse_device(name: &str) -> Result<Device> {
     match name {
         "auto" => Ok(best_available()),
         "cpu" => Ok(Device::Cpu),
-        "metal" => Device::new_metal(0)
-            .context("opening Metal device 0 (is this binary built with --features metal?)"),
+        "metal" => Device::new_metal(0).with_context(|| format!("opening Metal device 0{}", hint("metal"))),
         cuda if cuda == "cuda" || cuda.starts_with("cuda:") => {
             let ordinal = match cuda.strip_prefix("cuda:") {
                 Some(n) => n.parse().with_context(|| format!("--device {cuda}: expected cuda:N"))?,
                 None => 0,
             };
-            Device::new_cuda(ordinal).with_context(|| {
-                format!("opening CUDA device {ordinal} (is this binary built with --features cuda?)")
-            })
+            Device::new_cuda(ordinal)
+                .with_context(|| format!("opening CUDA device {ordinal}{}", hint("cuda")))
         }
         other => bail!("--device {other}: expected auto, cpu, cuda, cuda:N or metal"),
+    }
+}
+
+/// What to check when a `feature` device does not open: the build, if it lacks the feature;
+/// otherwise the machine (the binary can drive such a device, but none answered).
+fn hint(feature: &str) -> String {
+    let built_with = match feature {
+        "cuda" => cfg!(feature = "cuda"),
+        _ => cfg!(feature = "metal"),
+    };
+    if built_with {
+        String::new()
+    } else {
+        format!(" (this binary was built without --features {feature})")
     }
 }
 

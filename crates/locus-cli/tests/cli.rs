@@ -161,3 +161,17 @@ fn invalid_utf8_is_named_with_its_line() {
     let err = stderr(&out);
     assert!(err.contains("train.de:3") && err.contains("invalid UTF-8"), "{err}");
 }
+
+/// A CPU-only build names the missing cargo feature when asked for a GPU.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_cuda_device_on_a_cpu_build_names_the_feature() {
+    let out =
+        locus(&["bench", "train", "--config", &tiny_config().display().to_string(), "--device", "cuda:1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("opening CUDA device 1 (this binary was built without --features cuda)"),
+        "{}",
+        stderr(&out)
+    );
+}
