@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::modeling::build_model;
 use crate::optim::Adam;
 use crate::schedule::LrSchedule;
-use crate::step::{train_step_scaled, StepOptions};
+use crate::step::{train_step, StepOptions};
 use crate::trainer::adam_params;
 
 /// One timed training step.
@@ -100,7 +100,7 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
             };
             // As `locus train`: in bf16 or f16, a low-precision copy of the weights per update.
             let step_model = train.precision.step_model(&model, &varmap)?;
-            train_step_scaled(&step_model, &mut optimizer, &batches, options, &mut rng, loss_scale.as_mut())?;
+            train_step(&step_model, &mut optimizer, &batches, options, &mut rng, loss_scale.as_mut())?;
             let seconds = started.elapsed().as_secs_f64();
             if step > warmup {
                 let mut measured = TimedStep {

@@ -45,22 +45,11 @@ pub struct StepOptions {
     pub label_smoothing: f64,
 }
 
-/// Sums the gradients of the summed label-smoothed loss over `batches` into `grads`.
-/// Returns the summed losses and target tokens (`grad_norm` is left at 0).
+/// Sums the gradients of the summed label-smoothed loss over `batches` into `grads`, the loss
+/// multiplied by `loss_scale` first when given (f16's [`LossScaler`]): the gradients summed are
+/// then scaled, the losses returned are not. Returns the summed losses and target tokens
+/// (`grad_norm` is left at 0).
 pub fn accumulate_gradients(
-    model: &Seq2Seq,
-    optimizer: &Adam,
-    batches: &[TensorBatch],
-    label_smoothing: f64,
-    rng: &mut DropoutRng,
-    grads: &mut Gradients,
-) -> Result<StepStats> {
-    accumulate_scaled_gradients(model, optimizer, batches, label_smoothing, None, rng, grads)
-}
-
-/// [`accumulate_gradients`] of the loss multiplied by `loss_scale`, when given: the gradients
-/// summed into `grads` are scaled, the losses returned are not.
-pub fn accumulate_scaled_gradients(
     model: &Seq2Seq,
     optimizer: &Adam,
     batches: &[TensorBatch],
@@ -93,21 +82,11 @@ pub fn accumulate_scaled_gradients(
 
 /// Trains `model` for one update of `optimizer` on the micro-batches `batches`; the loss is
 /// averaged over all their target tokens. Dropout draws from `rng`.
+///
+/// With dynamic loss scaling (`scaler` given), the loss is multiplied by its scale before the
+/// backward pass and the gradients divided by it; if any gradient is not finite, the weights
+/// and Adam's moments are left alone, the stats say `skipped`, and the scaler lowers its scale.
 pub fn train_step(
-    model: &Seq2Seq,
-    optimizer: &mut Adam,
-    batches: &[TensorBatch],
-    options: StepOptions,
-    rng: &mut DropoutRng,
-) -> Result<StepStats> {
-    train_step_scaled(model, optimizer, batches, options, rng, None)
-}
-
-/// [`train_step`] with dynamic loss scaling when `scaler` is given: the loss is multiplied by
-/// its scale before the backward pass and the gradients divided by it; if any gradient is not
-/// finite, the weights and Adam's moments are left alone, the stats say `skipped`, and the
-/// scaler lowers its scale.
-pub fn train_step_scaled(
     model: &Seq2Seq,
     optimizer: &mut Adam,
     batches: &[TensorBatch],
@@ -117,7 +96,7 @@ pub fn train_step_scaled(
 ) -> Result<StepStats> {
     let loss_scale = scaler.as_ref().map(|scaler| scaler.scale);
     let mut grads = optimizer.zero_gradients();
-    let mut stats = accumulate_scaled_gradients(
+    let mut stats = accumulate_gradients(
         model,
         optimizer,
         batches,

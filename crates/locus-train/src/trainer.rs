@@ -28,7 +28,7 @@ use crate::optim::{Adam, AdamParams};
 use crate::precision::Precision;
 use crate::schedule::LrSchedule;
 use crate::state::{TrainerState, ValidScores};
-use crate::step::{train_step_scaled, StepOptions};
+use crate::step::{train_step, StepOptions};
 
 /// How a call to [`train`] runs, apart from the config.
 pub struct TrainOptions<'a> {
@@ -304,7 +304,7 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
         };
         // In bf16 or f16, a low-precision copy of the weights as they are now.
         let step_model = precision.step_model(&model, &varmap)?;
-        let stats = train_step_scaled(
+        let stats = train_step(
             &step_model,
             &mut optimizer,
             &batches,

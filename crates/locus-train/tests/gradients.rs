@@ -78,8 +78,8 @@ fn accumulating_two_halves_equals_one_full_batch() {
         let mut optimizer = Adam::for_varmap(&varmap, params).unwrap();
         let mut grads = optimizer.zero_gradients();
         let mut rng = DropoutRng::new(0);
-        let stats =
-            accumulate_gradients(&model, &optimizer, &micro_batches, 0.1, &mut rng, &mut grads).unwrap();
+        let stats = accumulate_gradients(&model, &optimizer, &micro_batches, 0.1, None, &mut rng, &mut grads)
+            .unwrap();
         let mut names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
         names.sort();
         let per_token: Vec<(String, Vec<f32>)> = names
@@ -91,7 +91,7 @@ fn accumulating_two_halves_equals_one_full_batch() {
             })
             .collect();
         for _ in 0..2 {
-            train_step(&model, &mut optimizer, &micro_batches, options, &mut rng).unwrap();
+            train_step(&model, &mut optimizer, &micro_batches, options, &mut rng, None).unwrap();
         }
         let weights: Vec<(String, Vec<f32>)> = names
             .iter()

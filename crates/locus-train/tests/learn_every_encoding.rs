@@ -65,7 +65,7 @@ fn copy_accuracy(positional: PositionalConfig, tie_embeddings: bool, max_steps: 
             let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i]).collect();
             let batch = collate(&batch_pairs, TOKEN_IDS, &Device::Cpu).unwrap();
             let options = StepOptions { lr: schedule.at(step), clip_norm: 1.0, label_smoothing: 0.0 };
-            train_step(&model, &mut optimizer, &[batch], options, &mut rng).unwrap();
+            train_step(&model, &mut optimizer, &[batch], options, &mut rng, None).unwrap();
             if step % 100 == 0 {
                 last_accuracy = accuracy(&model);
                 if last_accuracy >= 0.95 || step >= max_steps {

@@ -16,7 +16,7 @@ use locus_train::loss_scale::LossScaler;
 use locus_train::modeling::{build_model, TOKEN_IDS};
 use locus_train::optim::{Adam, AdamParams, OptimizerKind};
 use locus_train::precision::Precision;
-use locus_train::step::{accumulate_gradients, train_step_scaled, StepOptions};
+use locus_train::step::{accumulate_gradients, train_step, StepOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -76,7 +76,8 @@ fn loss_and_gradient(cfg: &ModelConfig, precision: Precision) -> (f64, Vec<f64>)
     assert_eq!(step_model.dtype(), precision.dtype());
     let mut grads = optimizer.zero_gradients();
     let mut rng = DropoutRng::new(0);
-    let stats = accumulate_gradients(&step_model, &optimizer, &[batch()], 0.1, &mut rng, &mut grads).unwrap();
+    let stats =
+        accumulate_gradients(&step_model, &optimizer, &[batch()], 0.1, None, &mut rng, &mut grads).unwrap();
     let tokens = stats.target_tokens as f64;
     let mut gradient = Vec::new();
     for (name, _) in weights(&varmap) {
@@ -132,8 +133,7 @@ fn a_bf16_update_changes_the_f32_master_weights() {
     let step_model = Precision::Bf16.step_model(&model, &varmap).unwrap();
     let options = StepOptions { lr: 1e-3, clip_norm: 1.0, label_smoothing: 0.1 };
     let stats =
-        train_step_scaled(&step_model, &mut optimizer, &[batch()], options, &mut DropoutRng::new(0), None)
-            .unwrap();
+        train_step(&step_model, &mut optimizer, &[batch()], options, &mut DropoutRng::new(0), None).unwrap();
     assert!(!stats.skipped && stats.grad_norm.is_finite() && stats.grad_norm > 0.0, "{stats:?}");
     assert_eq!(optimizer.step_count(), 1);
     for var in varmap.all_vars() {
@@ -173,8 +173,7 @@ fn an_overflowing_f16_update_is_skipped_and_halves_the_scale() {
     let step_model = Precision::F16.step_model(&model, &varmap).unwrap();
     let mut rng = DropoutRng::new(0);
     let stats =
-        train_step_scaled(&step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler))
-            .unwrap();
+        train_step(&step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler)).unwrap();
     assert!(stats.skipped && !stats.grad_norm.is_finite(), "{stats:?}");
     assert!(stats.loss_sum.is_finite(), "the forward pass is not scaled: {stats:?}");
     assert_eq!(scaler, LossScaler { scale: 2f64.powi(39), good_updates: 0 });
@@ -185,8 +184,7 @@ fn an_overflowing_f16_update_is_skipped_and_halves_the_scale() {
     // the f32 one up to f16 rounding.
     scaler.scale = 256.0;
     let stats =
-        train_step_scaled(&step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler))
-            .unwrap();
+        train_step(&step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler)).unwrap();
     assert!(!stats.skipped, "{stats:?}");
     assert_eq!((scaler.scale, scaler.good_updates, optimizer.step_count()), (256.0, 1, 1));
     assert!(weights(&varmap) != before);
