@@ -5,6 +5,10 @@
 #   (a) parity: `locus bench parity` on configs/tiny.toml, the CPU against the GPU on the same
 #       weights and batch: init identical, f32 logits within 1e-4, bf16 loss within 1e-2 of the
 #       f32 loss (relative), weights after one f32 update within 1e-5;
+#   (a') exact resume on the device: configs/tiny.toml with every dropout at 0.1 (masks drawn
+#       by the device's generator, reseeded from the run's dropout stream at every forward
+#       pass) trained 20 updates straight, and 10 then resumed to 20: the same final loss and
+#       byte-identical weights;
 #   (b) learning in bf16: the foundation test (crates/locus-train/tests/learn_copy.rs) as a
 #       one-cell lab, configs/gpu-check-copy.toml (500 updates rather than the test's 300):
 #       at least 95% exact match copying unseen sequences;
@@ -167,6 +171,29 @@ for check in "init init_max_abs_diff 0" "logits logits_max_abs_diff 1e-4" \
   row "parity $name" "$(why $rc)$shown" "≤ $limit" "$(verdict holds "$value" "<=" "$limit")" "$secs"
   secs=""
 done
+
+# (a') Exact resume on the device, dropout included.
+tiny=("${locus[@]}" train --config configs/tiny.toml --device "$DEVICE" --set model.dropout=0.1
+  --set model.attention_dropout=0.1 --set model.activation_dropout=0.1)
+resume_t0=$EPOCHREALTIME
+stage resume-whole 60 "${tiny[@]}" --set "train.out_dir=\"$LOG_DIR/resume-whole\"" --set train.max_steps=20
+resume_rc=$rc
+stage resume-first 60 "${tiny[@]}" --set "train.out_dir=\"$LOG_DIR/resume-split\"" --set train.max_steps=10
+[ "$rc" = 0 ] || resume_rc=$rc
+stage resume-rest 60 "${tiny[@]}" --set "train.out_dir=\"$LOG_DIR/resume-split\"" --set train.max_steps=20 \
+  --resume
+[ "$rc" = 0 ] || resume_rc=$rc
+last_loss() { grep '"event":"train"' "$LOG_DIR/$1/metrics.jsonl" 2> /dev/null | tail -n 1 | grep -o '"loss":[^,}]*' | cut -d: -f2 || true; }
+whole_loss=$(last_loss resume-whole)
+split_loss=$(last_loss resume-split)
+same_weights=no
+if cmp -s "$LOG_DIR/resume-whole/last/model.safetensors" "$LOG_DIR/resume-split/last/model.safetensors"; then
+  same_weights=yes
+fi
+ok=$(verdict test "$resume_rc" = 0 -a -n "$whole_loss" -a "$whole_loss" = "$split_loss" -a "$same_weights" = yes)
+row "resume 10 + 10 vs 20 updates, dropout on the device" \
+  "$(why "$resume_rc")loss ${whole_loss:-none} vs ${split_loss:-none}, weights identical: $same_weights" \
+  "equal" "$ok" "$(since "$resume_t0")"
 
 # (b) The foundation test's accuracy, trained in bf16.
 stage copy 150 "${locus[@]}" lab --config configs/gpu-check-copy.toml --device "$DEVICE" \

@@ -158,7 +158,7 @@ impl MultiHeadAttention {
         };
         let context = match &self.relative {
             None => {
-                let dropout = self.dropout.mask(b_sz * self.n_heads * q_len * kv.len(), rng);
+                let dropout = self.dropout.mask(b_sz * self.n_heads * q_len * kv.len(), xs.device(), rng)?;
                 attention(&queries, &kv.keys, &kv.values, scale, bias, dropout.as_ref())?
             }
             Some(relative) => {

@@ -1,9 +1,13 @@
 //! Dropout (Srivastava et al. 2014) driven by a seeded RNG.
 //!
 //! candle's own dropout draws from an unseeded thread RNG on the CPU; Locus draws masks from a
-//! [`DropoutRng`] so that a seeded training run repeats exactly.
+//! [`DropoutRng`] so that a seeded training run repeats exactly. On the CPU every mask comes
+//! from the stream itself. On a GPU, masks are drawn on the device by its own generator (a
+//! host-drawn mask would be copied over at every dropout site), which each forward pass of
+//! [`crate::Seq2Seq`] reseeds from the stream ([`DropoutRng::seed_device`]): a run still
+//! repeats, and resumes, exactly on the same device, though its masks differ from the CPU's.
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -28,6 +32,15 @@ impl DropoutRng {
             stream: self.0.get_stream(),
             word_pos: self.0.get_word_pos(),
         }
+    }
+
+    /// Reseeds `device`'s own generator, which draws the dropout masks there, with the next
+    /// 64-bit word of the stream; the CPU draws from the stream directly and is left alone.
+    pub fn seed_device(&mut self, device: &Device) -> candle_core::Result<()> {
+        if device.is_cpu() {
+            return Ok(());
+        }
+        device.set_seed(self.0.next_u64())
     }
 
     /// The stream at a saved position: it continues exactly where [`DropoutRng::state`] was
@@ -65,16 +78,27 @@ impl Dropout {
 
     /// Applies dropout when `rng` is `Some` (training) and `p > 0`; identity otherwise.
     pub fn forward(&self, xs: &Tensor, rng: Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {
-        match self.mask(xs.elem_count(), rng) {
+        match self.mask(xs.elem_count(), xs.device(), rng)? {
             Some(mask) => apply_dropout(xs, &mask),
             None => Ok(xs.clone()),
         }
     }
 
-    /// The mask for `n` elements drawn from `rng` when training (`Some`) with `p > 0`.
-    pub fn mask(&self, n: usize, rng: Option<&mut DropoutRng>) -> Option<DropoutMask> {
-        let rng = rng?;
-        (self.p > 0.0).then(|| DropoutMask::new(rng.keep_decisions(n, self.p), 1.0 / (1.0 - self.p as f64)))
+    /// The mask for `n` elements on `device` when training (`rng` is `Some`) with `p > 0`:
+    /// drawn from `rng` on the CPU, by the device's generator elsewhere.
+    pub fn mask(
+        &self,
+        n: usize,
+        device: &Device,
+        rng: Option<&mut DropoutRng>,
+    ) -> candle_core::Result<Option<DropoutMask>> {
+        let Some(rng) = rng.filter(|_| self.p > 0.0) else { return Ok(None) };
+        let mask = if device.is_cpu() {
+            DropoutMask::new(rng.keep_decisions(n, self.p), 1.0 / (1.0 - self.p as f64))
+        } else {
+            DropoutMask::draw_on_device(n, self.p as f64, device)?
+        };
+        Ok(Some(mask))
     }
 }
 

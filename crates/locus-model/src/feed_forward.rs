@@ -33,7 +33,8 @@ impl FeedForward {
         let hidden = match self.activation {
             Activation::Relu => {
                 let hidden_size = xs.elem_count() / xs.dim(D::Minus1)? * self.fc1.out_dim();
-                self.fc1.forward_relu(xs, self.activation_dropout.mask(hidden_size, rng).as_ref())?
+                self.fc1
+                    .forward_relu(xs, self.activation_dropout.mask(hidden_size, xs.device(), rng)?.as_ref())?
             }
             Activation::Gelu => self.activation_dropout.forward(&self.fc1.forward(xs)?.gelu_erf()?, rng)?,
         };

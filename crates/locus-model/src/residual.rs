@@ -24,7 +24,7 @@ impl Residual<'_> {
         match self.position {
             NormPosition::Post => {
                 let ys = block(xs, rng.as_deref_mut())?;
-                let dropout = self.dropout.mask(ys.elem_count(), rng);
+                let dropout = self.dropout.mask(ys.elem_count(), ys.device(), rng)?;
                 self.norm.forward_residual(xs, &ys, dropout.as_ref())
             }
             NormPosition::Pre => {

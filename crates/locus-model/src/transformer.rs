@@ -172,8 +172,11 @@ impl Seq2Seq {
         &self,
         src: &Tensor,
         offset: usize,
-        rng: Option<&mut DropoutRng>,
+        mut rng: Option<&mut DropoutRng>,
     ) -> Result<Memory> {
+        if let Some(rng) = rng.as_deref_mut() {
+            rng.seed_device(self.device())?;
+        }
         let padding_bias = padding_bias(src, self.tokens.pad, self.dtype())?;
         let tokens = (lookup(&self.embeddings.source, src)? * self.embed_scale)?;
         let hidden = self.encoder.forward(&tokens, &padding_bias, offset, rng)?;
@@ -191,7 +194,15 @@ impl Seq2Seq {
     ///
     /// # Shapes
     /// `tgt_in`: `(b_sz, tgt_len)` ids starting with BOS; returns `(b_sz, tgt_len, vocab)`.
-    pub fn decode(&self, tgt_in: &Tensor, memory: &Memory, rng: Option<&mut DropoutRng>) -> Result<Tensor> {
+    pub fn decode(
+        &self,
+        tgt_in: &Tensor,
+        memory: &Memory,
+        mut rng: Option<&mut DropoutRng>,
+    ) -> Result<Tensor> {
+        if let Some(rng) = rng.as_deref_mut() {
+            rng.seed_device(self.device())?;
+        }
         let tokens = (lookup(&self.embeddings.target, tgt_in)? * self.embed_scale)?;
         let hidden = self.decoder.forward(&tokens, memory.as_ref(), None, rng)?;
         self.project(&hidden)
@@ -201,7 +212,9 @@ impl Seq2Seq {
     ///
     /// While training (`rng` is `Some`), each stack whose absolute encoding has a
     /// `position_shift` first draws one SHAPE shift per sequence (`b_sz` words of `rng`), then
-    /// its dropout masks: the encoder's draws come before the decoder's.
+    /// its dropout masks: the encoder's draws come before the decoder's. Off the CPU, the
+    /// encoder and the decoder each first reseed the device's generator from `rng`
+    /// ([`DropoutRng::seed_device`]) and draw their masks there.
     pub fn forward(&self, src: &Tensor, tgt_in: &Tensor, mut rng: Option<&mut DropoutRng>) -> Result<Tensor> {
         let memory = self.encode(src, rng.as_deref_mut())?;
         self.decode(tgt_in, &memory, rng)

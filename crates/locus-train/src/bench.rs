@@ -77,7 +77,7 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
         d_model: cfg.model.d_model,
     };
     let mut rng = DropoutRng::new(train.seed.wrapping_add(1));
-    let mut loss_scale = train.precision.loss_scaler();
+    let mut loss_scale = train.precision.loss_scaler(train.loss_scale_init);
     let batches = (1u64..).map(|epoch| planner.plan(&lengths, train.seed, epoch));
     let mut timed = Vec::with_capacity(steps);
     let mut step = 0;
@@ -101,6 +101,8 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
             // As `locus train`: in bf16 or f16, a low-precision copy of the weights per update.
             let step_model = train.precision.step_model(&model, &varmap)?;
             train_step(&step_model, &mut optimizer, &batches, options, &mut rng, loss_scale.as_mut())?;
+            // The step reads nothing back, so a GPU may still be working on it.
+            device.synchronize()?;
             let seconds = started.elapsed().as_secs_f64();
             if step > warmup {
                 let mut measured = TimedStep {

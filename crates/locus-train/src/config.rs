@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::early_stopping::BestMetric;
 use crate::error::{Result, TrainError};
+use crate::loss_scale::LossScaler;
 use crate::optim::OptimizerKind;
 use crate::precision::Precision;
 use crate::schedule::ScheduleKind;
@@ -67,6 +68,9 @@ pub struct TrainConfig {
     /// weights (mixed precision; `f16` with dynamic loss scaling).
     #[serde(default)]
     pub precision: Precision,
+    /// f16 only: the dynamic loss scale's first value, a power of two.
+    #[serde(default = "default_loss_scale_init")]
+    pub loss_scale_init: f64,
     /// Updates between two training log lines in `metrics.jsonl`.
     #[serde(default = "default_log_interval")]
     pub log_interval: usize,
@@ -111,6 +115,9 @@ fn default_adam_eps() -> f64 {
 fn default_clip() -> f64 {
     1.0
 }
+fn default_loss_scale_init() -> f64 {
+    LossScaler::DEFAULT_INITIAL_SCALE
+}
 fn default_label_smoothing() -> f64 {
     0.1
 }
@@ -146,6 +153,7 @@ impl TrainConfig {
             weight_decay: 0.0,
             clip_norm: default_clip(),
             label_smoothing: default_label_smoothing(),
+            loss_scale_init: default_loss_scale_init(),
             precision: Precision::F32,
             log_interval: default_log_interval(),
             valid_interval: default_interval(),
@@ -198,6 +206,10 @@ impl TrainConfig {
                 "train.adam_eps ({}) must be positive; train.weight_decay ({}) and train.clip_norm ({}) non-negative",
                 self.adam_eps, self.weight_decay, self.clip_norm
             ));
+        }
+        let scale = self.loss_scale_init;
+        if !(scale > 0.0 && scale.is_finite() && scale.log2().fract() == 0.0) {
+            return fail(format!("train.loss_scale_init ({scale}) must be a power of two, e.g. 128"));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return fail(format!("train.label_smoothing ({}) must be in [0, 1)", self.label_smoothing));
@@ -441,6 +453,22 @@ max_steps = 10
         assert_eq!(cfg.train.precision, Precision::F16);
         let err = RunConfig::load(&path, &["train.precision=half".into()]).unwrap_err().to_string();
         assert!(err.contains("train.precision (\"half\") must be"), "{err}");
+    }
+
+    #[test]
+    fn loss_scale_init_defaults_to_2_pow_7_and_must_be_a_power_of_two() {
+        assert_eq!(RunConfig::from_toml(MINIMAL).unwrap().train.loss_scale_init, 128.0);
+        let with = |value: &str| {
+            RunConfig::from_toml(
+                &MINIMAL.replace("max_steps = 10", &format!("max_steps = 10\nloss_scale_init = {value}")),
+            )
+        };
+        assert_eq!(with("32768.0").unwrap().train.loss_scale_init, 32768.0);
+        assert_eq!(with("0.5").unwrap().train.loss_scale_init, 0.5);
+        for bad in ["100.0", "0.0", "-128.0"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("train.loss_scale_init") && err.contains("must be a power of two"), "{err}");
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub fn corpus_loss(
         let sums = label_smoothed_cross_entropy(&logits, &targets, model.tokens().pad, label_smoothing)?;
         loss += sums.smoothed.to_scalar::<f32>()? as f64;
         nll += sums.nll.to_scalar::<f32>()? as f64;
-        tokens += sums.tokens;
+        tokens += batch.tgt_tokens;
     }
     let per_token = |sum: f64| if tokens == 0 { 0.0 } else { sum / tokens as f64 };
     Ok(CorpusLoss { loss: per_token(loss), nll: per_token(nll), tokens })

@@ -20,25 +20,16 @@ pub struct LossScaler {
     pub good_updates: usize,
 }
 
-impl Default for LossScaler {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl LossScaler {
-    /// The first scale, 2^15.
-    pub const INITIAL_SCALE: f64 = 32768.0;
+    /// The default first scale (`train.loss_scale_init`), 2^7 as fairseq's `--fp16-init-scale`
+    /// (Locus, like fairseq, sums the loss over tokens; PyTorch's `GradScaler`, for mean
+    /// losses, starts at 2^16).
+    pub const DEFAULT_INITIAL_SCALE: f64 = 128.0;
     /// Updates without an overflow after which the scale doubles (PyTorch's `growth_interval`).
     pub const GROWTH_INTERVAL: usize = 2000;
     /// Below this scale (2^-14, about fairseq's `min_loss_scale` of 1e-4) even unscaled
     /// gradients overflow: the run is diverging, not short of range.
     pub const MIN_SCALE: f64 = 1.0 / 16384.0;
-
-    /// A scaler at [`Self::INITIAL_SCALE`].
-    pub fn new() -> Self {
-        Self::with_scale(Self::INITIAL_SCALE)
-    }
 
     /// A scaler starting at `scale` (a power of two keeps scaling exact).
     pub fn with_scale(scale: f64) -> Self {
@@ -74,7 +65,7 @@ mod tests {
 
     #[test]
     fn an_overflow_halves_the_scale_and_restarts_the_count() {
-        let mut scaler = LossScaler::new();
+        let mut scaler = LossScaler::with_scale(32768.0);
         assert!(scaler.update(true));
         assert!(!scaler.update(false));
         assert_eq!(scaler, LossScaler { scale: 16384.0, good_updates: 0 });
@@ -94,7 +85,7 @@ mod tests {
     /// From 2^15, the 30th overflow in a row takes the scale to 2^-15, below 2^-14.
     #[test]
     fn overflows_in_a_row_exhaust_the_scale() {
-        let mut scaler = LossScaler::new();
+        let mut scaler = LossScaler::with_scale(32768.0);
         for _ in 0..29 {
             scaler.update(false);
         }

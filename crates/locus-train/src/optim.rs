@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
@@ -102,26 +102,41 @@ impl Adam {
         grads.0[index].as_ref()
     }
 
-    /// The global L2 norm of `grads`.
-    pub fn grad_norm(&self, grads: &Gradients) -> candle_core::Result<f64> {
-        let mut total = 0f64;
-        for grad in grads.0.iter().flatten() {
-            total += grad.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    /// The global L2 norm of `grads`: a scalar computed and left on the variables' device
+    /// (0 when nothing has a gradient). Each variable's sum of squares is taken in its own
+    /// dtype and the sums are added in f64, except on Metal, which has no f64.
+    pub fn grad_norm(&self, grads: &Gradients) -> candle_core::Result<Tensor> {
+        let device = self.device();
+        let dtype = if device.is_metal() { DType::F32 } else { DType::F64 };
+        let squares = grads
+            .0
+            .iter()
+            .flatten()
+            .map(|grad| grad.sqr()?.sum_all()?.to_dtype(dtype))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        match squares.as_slice() {
+            [] => Tensor::zeros((), dtype, device),
+            _ => Tensor::stack(&squares, 0)?.sum_all()?.sqrt(),
         }
-        Ok(total.sqrt())
     }
 
-    /// Applies one update with learning rate `lr` to `grads` multiplied by `grad_scale` (the
-    /// normalisation by target tokens times the clipping factor; 1 for neither). Variables
-    /// without a gradient keep their value and moments.
-    pub fn step(&mut self, grads: &Gradients, lr: f64, grad_scale: f64) -> candle_core::Result<()> {
+    /// The device the variables live on.
+    fn device(&self) -> &candle_core::Device {
+        self.vars.first().map_or(&candle_core::Device::Cpu, |(_, var)| var.device())
+    }
+
+    /// Applies one update with learning rate `lr` to `grads` multiplied by `grad_scale`, a
+    /// scalar tensor on the variables' device (the normalisation by target tokens times the
+    /// clipping factor), so that a clipping factor computed on the device never has to be read
+    /// back. Variables without a gradient keep their value and moments.
+    pub fn step(&mut self, grads: &Gradients, lr: f64, grad_scale: &Tensor) -> candle_core::Result<()> {
         self.step += 1;
         let AdamParams { kind, beta1, beta2, eps, weight_decay } = self.params;
         let bias1 = 1.0 - beta1.powi(self.step as i32);
         let bias2 = 1.0 - beta2.powi(self.step as i32);
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(grad) = &grads.0[i] else { continue };
-            let mut grad = (grad * grad_scale)?;
+            let mut grad = grad.broadcast_mul(&grad_scale.to_dtype(grad.dtype())?)?;
             let mut weights = var.as_tensor().clone();
             if weight_decay > 0.0 {
                 match kind {
@@ -191,6 +206,11 @@ mod tests {
         grads
     }
 
+    /// A gradient scale of 1.
+    fn unscaled() -> Tensor {
+        Tensor::new(1f32, &Device::Cpu).unwrap()
+    }
+
     /// The first Adam step moves every weight by `lr` against the sign of its gradient:
     /// m̂ = g, v̂ = g², so the update is g / (|g| + eps) ≈ sign(g).
     #[test]
@@ -199,8 +219,8 @@ mod tests {
         let mut opt = Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adamw, 0.0)).unwrap();
         // loss = sum(w²) / 2 → grad = w.
         let grads = gradients(&opt, (w.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap());
-        assert!((opt.grad_norm(&grads).unwrap() - 14f64.sqrt()).abs() < 1e-6);
-        opt.step(&grads, 0.1, 1.0).unwrap();
+        assert!((opt.grad_norm(&grads).unwrap().to_scalar::<f64>().unwrap() - 14f64.sqrt()).abs() < 1e-6);
+        opt.step(&grads, 0.1, &unscaled()).unwrap();
         let got = w.as_tensor().to_vec1::<f32>().unwrap();
         for (g, want) in got.iter().zip([0.9f32, -1.9, 2.9]) {
             assert!((g - want).abs() < 1e-6, "{got:?}");
@@ -214,7 +234,7 @@ mod tests {
         let w = Var::new(&[2.0f32], &Device::Cpu).unwrap();
         let mut opt = Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adamw, 0.5)).unwrap();
         let grads = gradients(&opt, (w.as_tensor() * 3.0).unwrap().sum_all().unwrap());
-        opt.step(&grads, 0.1, 1.0).unwrap();
+        opt.step(&grads, 0.1, &unscaled()).unwrap();
         // 2 * (1 - 0.1 * 0.5) - 0.1 * sign(3) = 1.9 - 0.1 = 1.8
         assert!((w.as_tensor().to_vec1::<f32>().unwrap()[0] - 1.8).abs() < 1e-6);
     }
@@ -226,7 +246,7 @@ mod tests {
         let w = Var::new(&[-1.0f32], &Device::Cpu).unwrap();
         let mut opt = Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adam, 2.0)).unwrap();
         let grads = gradients(&opt, (w.as_tensor() * 0.5).unwrap().sum_all().unwrap());
-        opt.step(&grads, 0.1, 1.0).unwrap();
+        opt.step(&grads, 0.1, &unscaled()).unwrap();
         assert!((w.as_tensor().to_vec1::<f32>().unwrap()[0] - -0.9).abs() < 1e-6);
     }
 
@@ -251,7 +271,7 @@ mod tests {
                 Adam::new(vec![("w".into(), w.clone())], params(OptimizerKind::Adamw, 0.1)).unwrap();
             let loss = || w.as_tensor().powf(3.0).unwrap().sum_all().unwrap();
             for _ in 0..3 {
-                opt.step(&gradients(&opt, loss()), 0.01, 1.0).unwrap();
+                opt.step(&gradients(&opt, loss()), 0.01, &unscaled()).unwrap();
             }
             if restore {
                 let state = opt.state_tensors();
@@ -260,7 +280,7 @@ mod tests {
                 fresh.load_state(&state, opt.step_count()).unwrap();
                 opt = fresh;
             }
-            opt.step(&gradients(&opt, loss()), 0.01, 1.0).unwrap();
+            opt.step(&gradients(&opt, loss()), 0.01, &unscaled()).unwrap();
             w.as_tensor().to_vec1::<f32>().unwrap()
         };
         assert_eq!(run(true), run(false));

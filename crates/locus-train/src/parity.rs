@@ -14,13 +14,15 @@
 //!   limit 1e-2;
 //! - `step`: the largest difference between the weights after one f32 training update on each
 //!   device, limit 1e-5. Both updates use the peak `train.lr` (not the warmup's first, tiny,
-//!   rate) and a [`DropoutRng`] with the same seed; dropout masks are drawn on the host and then
-//!   copied to the device, so both devices drop the same elements.
+//!   rate) and a [`DropoutRng`] with the same seed (SHAPE's shifts are drawn from it on the
+//!   host, the same on both). Every dropout probability is set to 0 for this check: off the CPU
+//!   masks are drawn by the device's own generator, so the two devices would drop different
+//!   elements.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use locus_data::TokenizedPair;
-use locus_model::{DropoutRng, Seq2Seq};
+use locus_model::{DropoutRng, ModelConfig, Seq2Seq};
 
 use crate::batch::{collate, TensorBatch};
 use crate::bench::training_pairs;
@@ -133,8 +135,10 @@ pub fn device_parity(cfg: &RunConfig, device: &Device) -> Result<Parity> {
     let vocab = tokenizer.vocab_size();
     let seed = cfg.train.seed;
 
-    let (cpu_model, cpu_vars) = build_model(&cfg.model, vocab, seed, &Device::Cpu)?;
-    let (dev_model, dev_vars) = build_model(&cfg.model, vocab, seed, device)?;
+    let model_cfg =
+        ModelConfig { dropout: 0.0, attention_dropout: 0.0, activation_dropout: 0.0, ..cfg.model.clone() };
+    let (cpu_model, cpu_vars) = build_model(&model_cfg, vocab, seed, &Device::Cpu)?;
+    let (dev_model, dev_vars) = build_model(&model_cfg, vocab, seed, device)?;
     let cpu_batch = collate(&rows, cpu_model.tokens(), &Device::Cpu)?;
     let dev_batch = collate(&rows, dev_model.tokens(), device)?;
     let init_max_abs_diff = max_var_diff(&cpu_vars, &dev_vars)?;
@@ -174,7 +178,7 @@ fn loss_per_token(model: &Seq2Seq, batch: &TensorBatch, smoothing: f64) -> Resul
     let logits = model.forward(&batch.src, &batch.tgt_in, None)?;
     let targets = batch.tgt_out.flatten_all()?;
     let sums = label_smoothed_cross_entropy(&logits.flatten_to(1)?, &targets, model.tokens().pad, smoothing)?;
-    Ok(sums.smoothed.to_scalar::<f32>()? as f64 / sums.tokens.max(1) as f64)
+    Ok(sums.smoothed.to_scalar::<f32>()? as f64 / batch.tgt_tokens.max(1) as f64)
 }
 
 /// Largest difference between same-named variables of two maps; a variable missing from

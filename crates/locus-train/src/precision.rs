@@ -58,9 +58,10 @@ impl Precision {
         }
     }
 
-    /// A fresh dynamic loss scaler if this precision needs one (`f16`), else `None`.
-    pub fn loss_scaler(self) -> Option<LossScaler> {
-        (self == Self::F16).then(LossScaler::new)
+    /// A fresh dynamic loss scaler starting at `initial_scale` if this precision needs one
+    /// (`f16`), else `None`.
+    pub fn loss_scaler(self, initial_scale: f64) -> Option<LossScaler> {
+        (self == Self::F16).then(|| LossScaler::with_scale(initial_scale))
     }
 
     /// The model one update's forward and backward passes run on: `model` itself in f32; in
@@ -107,8 +108,8 @@ mod tests {
 
     #[test]
     fn only_f16_scales_the_loss() {
-        assert!(Precision::F16.loss_scaler().is_some());
-        assert!(Precision::Bf16.loss_scaler().is_none() && Precision::F32.loss_scaler().is_none());
+        assert_eq!(Precision::F16.loss_scaler(8.0).map(|scaler| scaler.scale), Some(8.0));
+        assert!(Precision::Bf16.loss_scaler(8.0).is_none() && Precision::F32.loss_scaler(8.0).is_none());
         assert_eq!(Precision::Bf16.dtype(), DType::BF16);
     }
 }

@@ -11,6 +11,7 @@
 //! scale is folded into the optimiser's gradient scale, and an update whose gradients overflow
 //! is skipped.
 
+use candle_core::{DType, Tensor};
 use locus_model::{DropoutRng, Seq2Seq};
 
 use crate::batch::TensorBatch;
@@ -19,19 +20,47 @@ use crate::loss::label_smoothed_cross_entropy;
 use crate::loss_scale::LossScaler;
 use crate::optim::{Adam, Gradients};
 
-/// The numbers one update produces, for logging.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepStats {
-    /// Label-smoothed loss summed over the update's target tokens.
-    pub loss_sum: f64,
-    /// Negative log-likelihood summed over the update's target tokens.
-    pub nll_sum: f64,
-    /// Target tokens predicted (EOS included).
+/// The summed losses of an update's micro-batches, left on the model's device: reading them
+/// waits for the device, so the trainer reads them once per log line, not once per update.
+#[derive(Debug, Clone)]
+pub struct LossTotals {
+    /// `(micro-batches, 2)` f32, detached: each micro-batch's label-smoothed loss and
+    /// negative log-likelihood, summed over its target tokens.
+    pub sums: Tensor,
+    /// Target tokens predicted (EOS included), counted on the host.
     pub target_tokens: usize,
-    /// Global norm of the per-token gradient, before clipping (not finite when skipped).
-    pub grad_norm: f64,
+}
+
+impl LossTotals {
+    /// The label-smoothed loss and the negative log-likelihood summed over all the update's
+    /// target tokens, in f64 (copies them from the device).
+    pub fn read(&self) -> Result<(f64, f64)> {
+        Ok(sum_loss_rows(&self.sums.to_vec2::<f32>()?))
+    }
+}
+
+/// Adds up `[loss, nll]` rows in f64.
+pub fn sum_loss_rows(rows: &[Vec<f32>]) -> (f64, f64) {
+    rows.iter().fold((0.0, 0.0), |(loss, nll), row| (loss + row[0] as f64, nll + row[1] as f64))
+}
+
+/// The numbers one update produces, for logging; both tensors stay on the model's device.
+#[derive(Debug, Clone)]
+pub struct StepStats {
+    /// The update's summed losses.
+    pub losses: LossTotals,
+    /// Scalar: global norm of the per-token gradient, before clipping (not finite when
+    /// skipped).
+    pub grad_norm: Tensor,
     /// Whether the update was skipped because a loss-scaled gradient overflowed.
     pub skipped: bool,
+}
+
+impl StepStats {
+    /// The gradient norm, copied from the device.
+    pub fn read_grad_norm(&self) -> Result<f64> {
+        Ok(self.grad_norm.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+    }
 }
 
 /// How one update is taken.
@@ -47,8 +76,7 @@ pub struct StepOptions {
 
 /// Sums the gradients of the summed label-smoothed loss over `batches` into `grads`, the loss
 /// multiplied by `loss_scale` first when given (f16's [`LossScaler`]): the gradients summed are
-/// then scaled, the losses returned are not. Returns the summed losses and target tokens
-/// (`grad_norm` is left at 0).
+/// then scaled, the losses returned are not. Nothing is read back from the device.
 pub fn accumulate_gradients(
     model: &Seq2Seq,
     optimizer: &Adam,
@@ -57,35 +85,42 @@ pub fn accumulate_gradients(
     loss_scale: Option<f64>,
     rng: &mut DropoutRng,
     grads: &mut Gradients,
-) -> Result<StepStats> {
-    let mut stats =
-        StepStats { loss_sum: 0.0, nll_sum: 0.0, target_tokens: 0, grad_norm: 0.0, skipped: false };
+) -> Result<LossTotals> {
+    let mut sums = Vec::with_capacity(batches.len());
+    let mut target_tokens = 0;
     for batch in batches {
         let logits = model.forward(&batch.src, &batch.tgt_in, Some(rng))?;
-        let sums = label_smoothed_cross_entropy(
+        let batch_sums = label_smoothed_cross_entropy(
             &logits.flatten_to(1)?,
             &batch.tgt_out.flatten_all()?,
             model.tokens().pad,
             label_smoothing,
         )?;
         let backward = match loss_scale {
-            Some(scale) => (&sums.smoothed * scale)?.backward()?,
-            None => sums.smoothed.backward()?,
+            Some(scale) => (&batch_sums.smoothed * scale)?.backward()?,
+            None => batch_sums.smoothed.backward()?,
         };
         optimizer.accumulate(grads, &backward)?;
-        stats.loss_sum += sums.smoothed.to_scalar::<f32>()? as f64;
-        stats.nll_sum += sums.nll.to_scalar::<f32>()? as f64;
-        stats.target_tokens += sums.tokens;
+        sums.push(Tensor::stack(&[&batch_sums.smoothed, &batch_sums.nll], 0)?.detach());
+        target_tokens += batch.tgt_tokens;
     }
-    Ok(stats)
+    let sums = if sums.is_empty() {
+        Tensor::zeros((0, 2), DType::F32, model.device())?
+    } else {
+        Tensor::stack(&sums, 0)?
+    };
+    Ok(LossTotals { sums, target_tokens })
 }
 
 /// Trains `model` for one update of `optimizer` on the micro-batches `batches`; the loss is
 /// averaged over all their target tokens. Dropout draws from `rng`.
 ///
-/// With dynamic loss scaling (`scaler` given), the loss is multiplied by its scale before the
-/// backward pass and the gradients divided by it; if any gradient is not finite, the weights
-/// and Adam's moments are left alone, the stats say `skipped`, and the scaler lowers its scale.
+/// The gradient norm and the clipping factor are computed on the model's device and applied
+/// there: in f32 and bf16 an update reads nothing back. With dynamic loss scaling (`scaler`
+/// given) the loss is multiplied by its scale before the backward pass and the gradients
+/// divided by it, and the gradient norm is read to decide the update: if it is not finite,
+/// the weights and Adam's moments are left alone, the stats say `skipped`, and the scaler
+/// lowers its scale.
 pub fn train_step(
     model: &Seq2Seq,
     optimizer: &mut Adam,
@@ -96,7 +131,7 @@ pub fn train_step(
 ) -> Result<StepStats> {
     let loss_scale = scaler.as_ref().map(|scaler| scaler.scale);
     let mut grads = optimizer.zero_gradients();
-    let mut stats = accumulate_gradients(
+    let losses = accumulate_gradients(
         model,
         optimizer,
         batches,
@@ -105,19 +140,23 @@ pub fn train_step(
         rng,
         &mut grads,
     )?;
-    let mut per_token = 1.0 / stats.target_tokens.max(1) as f64;
-    if let Some(scale) = loss_scale {
-        per_token /= scale;
-    }
-    stats.grad_norm = optimizer.grad_norm(&grads)? * per_token;
+    let per_token = 1.0 / losses.target_tokens.max(1) as f64 / loss_scale.unwrap_or(1.0);
+    let grad_norm = (optimizer.grad_norm(&grads)? * per_token)?;
+    let mut stats = StepStats { losses, grad_norm, skipped: false };
     if let Some(scaler) = scaler {
-        stats.skipped = !scaler.update(stats.grad_norm.is_finite());
+        stats.skipped = !scaler.update(stats.read_grad_norm()?.is_finite());
         if stats.skipped {
             return Ok(stats);
         }
     }
+    // `min(1, clip / norm)`: 1 when the norm is within the limit (or 0).
     let clip = options.clip_norm;
-    let clip_scale = if clip > 0.0 && stats.grad_norm > clip { clip / stats.grad_norm } else { 1.0 };
-    optimizer.step(&grads, options.lr, per_token * clip_scale)?;
+    let grad_scale = if clip > 0.0 {
+        let limit = stats.grad_norm.ones_like()?.affine(clip, 0.0)?;
+        ((limit / &stats.grad_norm)?.minimum(1.0)? * per_token)?
+    } else {
+        stats.grad_norm.ones_like()?.affine(per_token, 0.0)?
+    };
+    optimizer.step(&grads, options.lr, &grad_scale)?;
     Ok(stats)
 }

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressStyle};
 use locus_data::{filter_pairs, ParallelCorpus, SubwordTokenizer, TokenizedPair};
@@ -28,7 +28,7 @@ use crate::optim::{Adam, AdamParams};
 use crate::precision::Precision;
 use crate::schedule::LrSchedule;
 use crate::state::{TrainerState, ValidScores};
-use crate::step::{train_step, StepOptions};
+use crate::step::{sum_loss_rows, train_step, StepOptions, StepStats};
 
 /// How a call to [`train`] runs, apart from the config.
 pub struct TrainOptions<'a> {
@@ -89,9 +89,13 @@ pub struct TrainSummary {
     pub last_checkpoint: Option<PathBuf>,
 }
 
-/// Running sums between two log lines.
+/// Running sums between two log lines. The updates' losses and gradient norms stay on the
+/// model's device (`pending`) until [`Window::read`] copies them: once per log line, and before
+/// every validation and checkpoint, so that a GPU is never made to wait after each update.
 #[derive(Default)]
 struct Window {
+    /// Updates not yet read, with their step numbers.
+    pending: Vec<(usize, StepStats)>,
     loss: f64,
     nll: f64,
     target_tokens: usize,
@@ -100,6 +104,45 @@ struct Window {
     updates: usize,
     skipped: usize,
     seconds: f64,
+}
+
+impl Window {
+    /// Copies the pending updates' numbers from the device (two transfers) into the sums. A
+    /// skipped update's loss still measures the weights (unless its forward pass overflowed
+    /// too); its gradient norm does not count.
+    ///
+    /// # Errors
+    /// [`TrainError::Diverged`] naming the first update, not skipped, whose loss is not finite.
+    fn read(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let sums: Vec<&Tensor> = pending.iter().map(|(_, stats)| &stats.losses.sums).collect();
+        let norms: Vec<&Tensor> = pending.iter().map(|(_, stats)| &stats.grad_norm).collect();
+        let rows = Tensor::cat(&sums, 0)?.to_vec2::<f32>()?;
+        let norms = Tensor::stack(&norms, 0)?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+        let mut rows = rows.as_slice();
+        for ((step, stats), norm) in pending.iter().zip(norms) {
+            let (update_rows, rest) = rows.split_at(stats.losses.sums.dim(0)?);
+            rows = rest;
+            let (loss, nll) = sum_loss_rows(update_rows);
+            if stats.skipped {
+                self.skipped += 1;
+            } else if !loss.is_finite() {
+                return Err(TrainError::Diverged { step: *step, loss });
+            } else {
+                self.grad_norm += norm;
+                self.updates += 1;
+            }
+            if loss.is_finite() {
+                self.loss += loss;
+                self.nll += nll;
+                self.target_tokens += stats.losses.target_tokens;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Prints a line above the progress bar; on stderr even when the bar is hidden (not a terminal).
@@ -167,7 +210,7 @@ fn start_afresh(cfg: &RunConfig, corpus: &ParallelCorpus, device: &Device) -> Re
         last_valid: None,
         wall_s: 0.0,
         skipped_updates: 0,
-        loss_scale: cfg.train.precision.loss_scaler(),
+        loss_scale: cfg.train.precision.loss_scaler(cfg.train.loss_scale_init),
     };
     Ok(Start { model, varmap, tokenizer, optimizer, state })
 }
@@ -196,7 +239,11 @@ fn resume_from(cfg: &RunConfig, dir: &Path, device: &Device) -> Result<Start> {
         (checkpoint.model, checkpoint.varmap, checkpoint.tokenizer, checkpoint.state);
     // The checkpoint's loss scale if it has one and this run scales its loss; a fresh one if
     // it starts to (a run switched to f16); none if it stops.
-    state.loss_scale = cfg.train.precision.loss_scaler().map(|fresh| state.loss_scale.unwrap_or(fresh));
+    state.loss_scale = cfg
+        .train
+        .precision
+        .loss_scaler(cfg.train.loss_scale_init)
+        .map(|fresh| state.loss_scale.unwrap_or(fresh));
     Ok(Start { model, varmap, tokenizer, optimizer, state })
 }
 
@@ -317,24 +364,10 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
             if let Some(scaler) = state.loss_scale.filter(|scaler| scaler.exhausted()) {
                 return Err(TrainError::LossScaleExhausted { step: state.step, scale: scaler.scale });
             }
-        } else if !stats.loss_sum.is_finite() {
-            return Err(TrainError::Diverged { step: state.step, loss: stats.loss_sum });
         }
         let seconds = update_started.elapsed().as_secs_f64();
         let real_tokens: usize = batches.iter().map(|b| b.src_tokens + b.tgt_tokens).sum();
-        // A skipped update's loss still measures the weights (unless the forward pass
-        // overflowed too); its gradient norm does not count.
-        if stats.loss_sum.is_finite() {
-            window.loss += stats.loss_sum;
-            window.nll += stats.nll_sum;
-            window.target_tokens += stats.target_tokens;
-        }
-        if stats.skipped {
-            window.skipped += 1;
-        } else {
-            window.grad_norm += stats.grad_norm;
-            window.updates += 1;
-        }
+        window.pending.push((state.step, stats));
         window.real_tokens += real_tokens;
         window.seconds += seconds;
         real_tokens_total += real_tokens;
@@ -345,6 +378,7 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
         let last_update = step == total_steps;
 
         if step.is_multiple_of(train_cfg.log_interval) || last_update {
+            window.read()?;
             let w = std::mem::take(&mut window);
             let loss = w.loss / w.target_tokens as f64;
             let nll = w.nll / w.target_tokens as f64;
@@ -368,6 +402,7 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
 
         let mut improved = false;
         if step.is_multiple_of(train_cfg.valid_interval) || last_update {
+            window.read()?;
             let valid = validate(
                 &model,
                 &tokenizer,
@@ -399,6 +434,8 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
             || early_stop
             || interrupted
         {
+            // A diverged update must fail the run before its weights are saved.
+            window.read()?;
             state.dropout_rng = dropout_rng.state();
             let contents = CheckpointContents {
                 varmap: &varmap,

@@ -78,15 +78,16 @@ fn accumulating_two_halves_equals_one_full_batch() {
         let mut optimizer = Adam::for_varmap(&varmap, params).unwrap();
         let mut grads = optimizer.zero_gradients();
         let mut rng = DropoutRng::new(0);
-        let stats = accumulate_gradients(&model, &optimizer, &micro_batches, 0.1, None, &mut rng, &mut grads)
-            .unwrap();
+        let losses =
+            accumulate_gradients(&model, &optimizer, &micro_batches, 0.1, None, &mut rng, &mut grads)
+                .unwrap();
         let mut names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
         names.sort();
         let per_token: Vec<(String, Vec<f32>)> = names
             .iter()
             .map(|name| {
                 let grad = optimizer.gradient(&grads, name).unwrap();
-                let grad = (grad / stats.target_tokens as f64).unwrap();
+                let grad = (grad / losses.target_tokens as f64).unwrap();
                 (name.clone(), grad.flatten_all().unwrap().to_vec1::<f32>().unwrap())
             })
             .collect();
@@ -100,7 +101,7 @@ fn accumulating_two_halves_equals_one_full_batch() {
                 (name.clone(), var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
             })
             .collect();
-        (stats.loss_sum / stats.target_tokens as f64, per_token, weights)
+        (losses.read().unwrap().0 / losses.target_tokens as f64, per_token, weights)
     };
     let (full_loss, full_grads, full_weights) = run(vec![batch(&refs)]);
     let (half_loss, half_grads, half_weights) = run(vec![batch(&refs[..2]), batch(&refs[2..])]);

@@ -5,6 +5,7 @@
 //! - `keep_last` prunes old checkpoints but keeps those `last` and `best` name;
 //! - `patience` stops a run whose validation score no longer improves;
 //! - `max_epochs` stops a run after that many passes, before `max_steps`;
+//! - a diverging run fails naming the update, before a checkpoint of it is saved;
 //! - in mixed precision (`bf16`, `f16`) a run learns, saves f32 weights, and resumes exactly,
 //!   f16's loss scale included.
 
@@ -200,6 +201,24 @@ fn max_epochs_stops_before_max_steps() {
     assert_eq!(epochs.last(), Some(&2));
 }
 
+/// Losses are read from the device only at log lines, validations and checkpoints; a loss that
+/// stops being finite still fails the run naming its update, and before any checkpoint of the
+/// broken weights is written.
+#[test]
+fn a_diverging_run_fails_naming_the_update_before_saving_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let mut cfg = config(dir.path(), "run", 20);
+    // Adam moves every weight by about lr: at 1e38 the logits overflow from the second update.
+    cfg.train.lr = 1e38;
+    cfg.train.warmup_steps = 0;
+    cfg.train.log_interval = 10;
+    let options = TrainOptions { show_progress: false, resume: None, should_stop: &|_| false };
+    let err = train(&cfg, &Device::Cpu, options).unwrap_err().to_string();
+    assert!(err.starts_with("training diverged at step 2: loss is NaN"), "{err}");
+    assert!(!dir.path().join("run/last").exists(), "a checkpoint was saved: {err}");
+}
+
 #[test]
 fn bf16_training_learns_and_saves_f32_weights() {
     let dir = tempfile::tempdir().unwrap();
@@ -226,6 +245,8 @@ fn mixed_precision_runs_resume_bit_for_bit() {
         let config_in = |run: &str| {
             let mut cfg = config(dir.path(), &format!("{run}-{}", precision.name()), total);
             cfg.train.precision = precision;
+            // Started high, so that the first updates overflow and are skipped.
+            cfg.train.loss_scale_init = 32768.0;
             cfg
         };
         let (whole, interrupted) = (config_in("whole"), config_in("interrupted"));

@@ -42,7 +42,7 @@ pub fn attention(
     }
     let bias = bias.map(|bias| bias.broadcast_as((b, heads, q_len, k_len))).transpose()?;
     let constant_bias = bias.as_ref().is_none_or(|bias| !bias.track_op() && bias.dtype() == queries.dtype());
-    if is_fused(queries) && constant_bias {
+    if is_fused(queries) && constant_bias && dropout.is_none_or(DropoutMask::is_on_host) {
         let op = Attention {
             dims: Dims { b, heads, q_len, k_len, head_dim },
             scale,

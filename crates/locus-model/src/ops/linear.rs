@@ -47,7 +47,7 @@ pub fn linear_relu(
     dropout: Option<&DropoutMask>,
 ) -> Result<Tensor> {
     let same_dtype = weight.dtype() == xs.dtype() && bias.dtype() == xs.dtype();
-    if is_fused(xs) && same_dtype {
+    if is_fused(xs) && same_dtype && dropout.is_none_or(DropoutMask::is_on_host) {
         let epilogue = Epilogue::Relu(dropout.cloned());
         xs.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear { epilogue })
     } else {

@@ -16,7 +16,7 @@ mod layer_norm;
 mod linear;
 mod matmul;
 mod residual_norm;
-mod rows;
+pub(crate) mod rows;
 mod softmax;
 
 pub use attention::attention;

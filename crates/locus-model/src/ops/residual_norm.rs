@@ -30,7 +30,7 @@ pub fn add_layer_norm(
         bail!("add_layer_norm: residual {:?} and update {:?}", residual.dims(), update.dims())
     }
     let same_dtype = [update, weight, bias].iter().all(|t| t.dtype() == residual.dtype());
-    if is_fused(residual) && same_dtype {
+    if is_fused(residual) && same_dtype && dropout.is_none_or(DropoutMask::is_on_host) {
         let params = Tensor::stack(&[weight, bias], 0)?;
         let op = AddLayerNorm { eps, dropout: dropout.cloned() };
         residual.contiguous()?.apply_op3(&update.contiguous()?, &params, op)

@@ -8,7 +8,14 @@
 //! finished, or at its length limit, where only EOS is allowed. Done sentences leave the batch
 //! (their rows are dropped from the model's cache), so the work shrinks as sentences finish.
 //! Ties are broken by lower beam, then lower token id, so that beam size 1 is greedy search.
+//!
+//! The log-probabilities stay where the model computed them: each step brings back only every
+//! hypothesis's best `2 × beam + 1` tokens ([`super::top_k`]), which hold its best `2 × beam`
+//! other than EOS; a sentence at its length limit reads EOS's log-probabilities instead.
 
+use candle_core::DType;
+
+use super::top_k::row_top_k;
 use super::{Hypothesis, LengthLimits, Scorer};
 use crate::error::{ModelError, Result};
 
@@ -52,26 +59,17 @@ struct Sentence {
 type Candidate = (f64, usize, u32);
 
 /// The best `n` candidates of one sentence, best first; ties go to the lower beam and token.
-///
-/// One pass keeps the best `n` seen so far, sorted: almost every candidate is rejected by
-/// one comparison with the worst of them (a sentence has beam × vocabulary candidates, and
-/// sorting or partitioning them all was an eighth of beam search's time).
-fn best_candidates(
-    log_probs: &[f32],
-    live: &[Live],
-    vocab: usize,
-    allowed: impl Fn(u32) -> bool,
-    n: usize,
-) -> Vec<Candidate> {
+/// `options(b)` gives the tokens hypothesis `b` may take next, with their log-probabilities;
+/// each hypothesis's best `n` are among them.
+fn best_candidates(live: &[Live], options: impl Fn(usize) -> Vec<(u32, f32)>, n: usize) -> Vec<Candidate> {
     let order = |a: &Candidate, b: &Candidate| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2));
     let mut best: Vec<Candidate> = Vec::with_capacity(n + 1);
     for (b, hyp) in live.iter().enumerate() {
-        let row = &log_probs[b * vocab..(b + 1) * vocab];
-        for (token, &lp) in row.iter().enumerate() {
-            if lp == f32::NEG_INFINITY || !allowed(token as u32) {
+        for (token, lp) in options(b) {
+            if lp == f32::NEG_INFINITY {
                 continue;
             }
-            let candidate = (hyp.log_prob + lp as f64, b, token as u32);
+            let candidate = (hyp.log_prob + lp as f64, b, token);
             if best.len() == n && best.last().is_none_or(|worst| order(&candidate, worst).is_ge()) {
                 continue;
             }
@@ -100,7 +98,6 @@ pub fn beam_search(
     if beam == 0 || nbest == 0 || nbest > beam {
         return Err(ModelError::Search(format!("beam search needs 1 <= nbest ({nbest}) <= beam ({beam})")));
     }
-    let vocab = scorer.vocab_size();
     let mut sentences: Vec<Sentence> = max_lens
         .iter()
         .map(|&max_len| Sentence {
@@ -115,6 +112,14 @@ pub fn beam_search(
     let mut step = 0;
     while !active.is_empty() {
         let log_probs = scorer.step(&step_tokens)?;
+        // Each row's best `2 × beam` tokens other than EOS are among its best `2 × beam + 1`;
+        // sentences at their length limit take EOS's log-probabilities instead.
+        let top = row_top_k(&log_probs, 2 * beam + 1)?;
+        let eos_log_probs: Vec<f32> = if active.iter().any(|&s| step >= sentences[s].max_len) {
+            log_probs.narrow(1, eos as usize, 1)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?
+        } else {
+            Vec::new()
+        };
         let mut row_start = 0;
         let mut next_rows: Vec<u32> = Vec::new();
         let mut next_tokens: Vec<u32> = Vec::new();
@@ -122,13 +127,18 @@ pub fn beam_search(
         for &s in &active {
             let sentence = &mut sentences[s];
             let rows = sentence.live.len();
-            let block = &log_probs[row_start * vocab..(row_start + rows) * vocab];
             let at_limit = step >= sentence.max_len;
-            let allowed =
-                |token: u32| if at_limit { token == eos } else { token != eos || step >= limits.min_len };
+            let options = |b: usize| -> Vec<(u32, f32)> {
+                let row = row_start + b;
+                if at_limit {
+                    vec![(eos, eos_log_probs[row])]
+                } else {
+                    top.row(row).filter(|&(token, _)| token != eos || step >= limits.min_len).collect()
+                }
+            };
             let mut next_live = Vec::with_capacity(beam);
             for (rank, (log_prob, b, token)) in
-                best_candidates(block, &sentence.live, vocab, allowed, 2 * beam).into_iter().enumerate()
+                best_candidates(&sentence.live, options, 2 * beam).into_iter().enumerate()
             {
                 if token == eos {
                     if rank < beam && sentence.finished.len() < beam {
@@ -175,6 +185,7 @@ pub fn beam_search(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{Device, Tensor};
 
     /// A toy "model" over the vocabulary {EOS = 0, BOS = 1, a = 2, b = 3} whose next-token
     /// distribution depends only on the prefix, given as a table.
@@ -188,7 +199,7 @@ mod tests {
         fn vocab_size(&self) -> usize {
             4
         }
-        fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
             let mut out = Vec::new();
             for (row, &token) in self.rows.iter_mut().zip(tokens) {
                 if token != 1 {
@@ -196,7 +207,7 @@ mod tests {
                 }
                 out.extend((self.table)(row).map(f32::ln));
             }
-            Ok(out)
+            Ok(Tensor::from_vec(out, (tokens.len(), 4), &Device::Cpu)?)
         }
         fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
             self.rows = rows.iter().map(|&r| self.rows[r as usize].clone()).collect();

@@ -1,14 +1,29 @@
 //! Greedy decoding with the key/value cache: at every step each unfinished sentence takes its
-//! most probable next token. The argmax runs on the model's device; only the chosen tokens and
-//! their log-probabilities come back.
+//! most probable next token.
+//!
+//! The whole loop stays on the model's device: the chosen tokens feed the next step directly,
+//! and which sentences are still going is tracked there too. The host looks only every
+//! [`stop_check_interval`] steps, to stop once every sentence has ended, and at the end it
+//! reads all the steps' tokens and log-probabilities in one copy.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::ops::log_softmax_last_dim;
 
 use super::{Hypothesis, LengthLimits};
 use crate::error::Result;
 use crate::transformer::Seq2Seq;
+
+/// Steps between two looks at whether every sentence has ended: every step on the CPU, where
+/// looking is free; every 8th elsewhere, where it waits for the device (a batch then runs at
+/// most 7 steps past its last sentence's end).
+fn stop_check_interval(device: &Device) -> usize {
+    if device.is_cpu() {
+        1
+    } else {
+        8
+    }
+}
 
 /// Greedily decodes a batch of right-padded sources; returns one hypothesis per sentence.
 ///
@@ -21,22 +36,34 @@ pub fn greedy_decode(
     source_lens: &[usize],
     limits: &LengthLimits,
 ) -> Result<Vec<Hypothesis>> {
-    let b_sz = src.dim(0)?;
-    let tokens = model.tokens();
+    decode_checking_every(model, src, source_lens, limits, stop_check_interval(src.device()))
+}
+
+/// [`greedy_decode`], looking whether every sentence has ended every `check_every` steps.
+fn decode_checking_every(
+    model: &Seq2Seq,
+    src: &Tensor,
+    source_lens: &[usize],
+    limits: &LengthLimits,
+    check_every: usize,
+) -> Result<Vec<Hypothesis>> {
+    let device = src.device();
+    let eos = model.tokens().eos;
     let max_lens: Vec<usize> = source_lens.iter().map(|&len| limits.max_len(len)).collect();
     let longest = max_lens.iter().copied().max().unwrap_or(0);
     let memory = model.encode(src, None)?.detach();
     let mut cache = model.new_cache();
-    let mut outputs: Vec<Hypothesis> =
-        vec![Hypothesis { tokens: Vec::new(), log_prob: 0.0, score: 0.0 }; b_sz];
-    let mut finished: Vec<bool> = max_lens.iter().map(|&limit| limit == 0).collect();
     // Before `min_len` tokens, EOS is masked out.
     let mut no_eos = vec![0f32; model.vocab_size()];
-    no_eos[tokens.eos as usize] = f32::NEG_INFINITY;
-    let no_eos = Tensor::new(no_eos, src.device())?.to_dtype(model.dtype())?;
-    let mut step_input = Tensor::full(tokens.bos, (b_sz, 1), src.device())?;
+    no_eos[eos as usize] = f32::NEG_INFINITY;
+    let no_eos = Tensor::new(no_eos, device)?.to_dtype(model.dtype())?;
+    // On the device: each sentence's length limit, and 1 while it is still going.
+    let max_lens_on_device = Tensor::new(max_lens.iter().map(|&len| len as u32).collect::<Vec<_>>(), device)?;
+    let mut going = max_lens_on_device.gt(0u32)?;
+    let mut step_input = Tensor::full(model.tokens().bos, (src.dim(0)?, 1), device)?;
+    let (mut steps_tokens, mut steps_log_probs) = (Vec::new(), Vec::new());
     for step in 0..longest {
-        if finished.iter().all(|&done| done) {
+        if step % check_every == 0 && going.max(0)?.to_scalar::<u8>()? == 0 {
             break;
         }
         let logits = model.decode_step(&step_input, &memory, &mut cache)?;
@@ -44,25 +71,71 @@ pub fn greedy_decode(
         if step < limits.min_len {
             log_probs = log_probs.broadcast_add(&no_eos)?;
         }
-        let next = log_probs.argmax(D::Minus1)?;
-        let chosen = log_probs.gather(&next.unsqueeze(1)?, 1)?.to_dtype(candle_core::DType::F64)?;
-        let chosen = chosen.flatten_all()?.to_vec1::<f64>()?;
-        for (i, &token) in next.to_vec1::<u32>()?.iter().enumerate() {
-            if finished[i] {
-                continue;
-            }
-            outputs[i].log_prob += chosen[i];
-            if token == tokens.eos {
-                finished[i] = true;
-            } else {
-                outputs[i].tokens.push(token);
-                finished[i] = outputs[i].tokens.len() >= max_lens[i];
-            }
+        let next = log_probs.argmax_keepdim(D::Minus1)?;
+        // Detached: kept until the end, it must not keep the step's graph alive with it.
+        steps_log_probs.push(log_probs.gather(&next, 1)?.to_dtype(DType::F32)?.detach());
+        // A sentence goes on unless it chose EOS or has reached its limit with this token.
+        let within_limit = max_lens_on_device.gt((step + 1) as f64)?;
+        going = going.mul(&next.squeeze(1)?.ne(eos)?)?.mul(&within_limit)?;
+        steps_tokens.push(next.clone());
+        step_input = next;
+    }
+    if steps_tokens.is_empty() {
+        return Ok(vec![Hypothesis { tokens: Vec::new(), log_prob: 0.0, score: 0.0 }; max_lens.len()]);
+    }
+    let tokens = Tensor::cat(&steps_tokens, 1)?.to_vec2::<u32>()?;
+    let log_probs = Tensor::cat(&steps_log_probs, 1)?.to_vec2::<f32>()?;
+    Ok(tokens
+        .iter()
+        .zip(&log_probs)
+        .zip(&max_lens)
+        .map(|((tokens, log_probs), &max_len)| read_out(tokens, log_probs, eos, max_len))
+        .collect())
+}
+
+/// One sentence's hypothesis from its token and log-probability at every step: the tokens up
+/// to EOS or the length limit; the log-probability sums the chosen tokens', EOS's included.
+fn read_out(tokens: &[u32], log_probs: &[f32], eos: u32, max_len: usize) -> Hypothesis {
+    let mut hypothesis = Hypothesis { tokens: Vec::new(), log_prob: 0.0, score: 0.0 };
+    for (&token, &log_prob) in tokens.iter().zip(log_probs).take(max_len) {
+        hypothesis.log_prob += log_prob as f64;
+        if token == eos {
+            break;
         }
-        step_input = next.unsqueeze(1)?;
+        hypothesis.tokens.push(token);
     }
-    for hypothesis in &mut outputs {
-        hypothesis.score = hypothesis.log_prob;
+    hypothesis.score = hypothesis.log_prob;
+    hypothesis
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ModelConfig, SeededVarMap, TokenIds};
+    use candle_nn::VarMap;
+
+    /// Looking for the end only every few steps, as on a GPU, decodes steps past some
+    /// sentences' ends (and past all of them before the next look) but reads out the same
+    /// hypotheses. A vocabulary of 6 makes untrained models choose EOS early now and then.
+    #[test]
+    fn checking_for_the_end_every_few_steps_gives_the_same_hypotheses() {
+        let tokens = TokenIds { pad: 0, bos: 1, eos: 2 };
+        let src = Tensor::new(&[[3u32, 4, 5, 3, 4, 2], [5, 5, 2, 0, 0, 0], [4, 2, 0, 0, 0, 0]], &Device::Cpu)
+            .unwrap();
+        let limits = LengthLimits { max_len_a: 2.0, max_len_b: 3, min_len: 0 };
+        let mut ended_early = 0;
+        for seed in 0..12 {
+            let varmap = VarMap::new();
+            let vb = SeededVarMap::var_builder(&varmap, seed, DType::F32, &Device::Cpu);
+            let model = Seq2Seq::new(&ModelConfig::tiny(), 6, tokens, vb).unwrap();
+            let every_step = decode_checking_every(&model, &src, &[5, 2, 1], &limits, 1).unwrap();
+            for check_every in [3, 8] {
+                let sparse = decode_checking_every(&model, &src, &[5, 2, 1], &limits, check_every).unwrap();
+                assert_eq!(sparse, every_step, "seed {seed}, checking every {check_every} steps");
+            }
+            ended_early +=
+                every_step.iter().zip([13, 7, 5]).filter(|(hyp, limit)| hyp.tokens.len() < *limit).count();
+        }
+        assert!(ended_early > 3, "only {ended_early} hypotheses ended before their limit");
     }
-    Ok(outputs)
 }

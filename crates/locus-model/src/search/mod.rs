@@ -13,6 +13,7 @@
 pub mod beam;
 pub mod greedy;
 pub mod sampling;
+pub mod top_k;
 
 use candle_core::{Device, Tensor};
 
@@ -63,8 +64,9 @@ pub trait Scorer {
     fn vocab_size(&self) -> usize;
 
     /// Appends each row's latest token (`tokens[r]` for row `r`; BOS at the first step) and
-    /// returns the log-probabilities of the next token: `rows × vocab_size` values, row-major.
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>>;
+    /// returns the log-probabilities of the next token: a `(rows, vocab_size)` tensor on the
+    /// scorer's device, left there for the search to select from.
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor>;
 
     /// Keeps the rows `rows` for the following steps, in that order (repeats allowed).
     fn select_rows(&mut self, rows: &[u32]) -> Result<()>;
@@ -97,11 +99,11 @@ impl Scorer for Seq2SeqScorer<'_> {
         self.model.vocab_size()
     }
 
-    fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
         let input = Tensor::from_slice(tokens, (tokens.len(), 1), self.device())?;
         let logits = self.model.decode_step(&input, &self.memory, &mut self.cache)?;
-        let log_probs = crate::ops::log_softmax_last_dim(&logits)?;
-        Ok(log_probs.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?)
+        // Detached, so that the step's intermediate tensors are freed as it returns.
+        Ok(crate::ops::log_softmax_last_dim(&logits)?.detach())
     }
 
     /// Reorders the self-attention cache; the encoder memory and the cross-attention keys

@@ -4,6 +4,7 @@
 //! 2020, <https://arxiv.org/abs/1904.09751>). Each sentence draws from its own stream, seeded
 //! by the seed and its index, so a sample does not depend on how sentences were batched.
 
+use candle_core::DType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -110,7 +111,10 @@ pub fn sample(
     let mut step_tokens = vec![bos; rows.len()];
     let mut step = 0;
     while !active.is_empty() {
-        let log_probs = scorer.step(&step_tokens)?;
+        // Sampling reads whole rows: top-p needs each row sorted, and drawing on the host
+        // keeps a seed's samples the same on every device.
+        let log_probs: Vec<f32> =
+            scorer.step(&step_tokens)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let (mut keep_rows, mut still_active, mut next_tokens) = (Vec::new(), Vec::new(), Vec::new());
         for (row, &r) in active.iter().enumerate() {
             let row_log_probs = &log_probs[row * vocab..(row + 1) * vocab];
