@@ -109,14 +109,16 @@ struct Window {
 impl Window {
     /// Copies the pending updates' numbers from the device (two transfers) into the sums. A
     /// skipped update's loss still measures the weights (unless its forward pass overflowed
-    /// too); its gradient norm does not count.
+    /// too); its gradient norm does not count. Returns the seconds spent, mostly waiting for
+    /// the device to finish the updates, which count as update time (also in `seconds`).
     ///
     /// # Errors
     /// [`TrainError::Diverged`] naming the first update, not skipped, whose loss is not finite.
-    fn read(&mut self) -> Result<()> {
+    fn read(&mut self) -> Result<f64> {
         if self.pending.is_empty() {
-            return Ok(());
+            return Ok(0.0);
         }
+        let started = Instant::now();
         let pending = std::mem::take(&mut self.pending);
         let sums: Vec<&Tensor> = pending.iter().map(|(_, stats)| &stats.losses.sums).collect();
         let norms: Vec<&Tensor> = pending.iter().map(|(_, stats)| &stats.grad_norm).collect();
@@ -141,7 +143,9 @@ impl Window {
                 self.target_tokens += stats.losses.target_tokens;
             }
         }
-        Ok(())
+        let waited = started.elapsed().as_secs_f64();
+        self.seconds += waited;
+        Ok(waited)
     }
 }
 
@@ -378,7 +382,7 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
         let last_update = step == total_steps;
 
         if step.is_multiple_of(train_cfg.log_interval) || last_update {
-            window.read()?;
+            update_secs_total += window.read()?;
             let w = std::mem::take(&mut window);
             let loss = w.loss / w.target_tokens as f64;
             let nll = w.nll / w.target_tokens as f64;
@@ -402,7 +406,7 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
 
         let mut improved = false;
         if step.is_multiple_of(train_cfg.valid_interval) || last_update {
-            window.read()?;
+            update_secs_total += window.read()?;
             let valid = validate(
                 &model,
                 &tokenizer,
@@ -435,7 +439,7 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
             || interrupted
         {
             // A diverged update must fail the run before its weights are saved.
-            window.read()?;
+            update_secs_total += window.read()?;
             state.dropout_rng = dropout_rng.state();
             let contents = CheckpointContents {
                 varmap: &varmap,
