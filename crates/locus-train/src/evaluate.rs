@@ -1,6 +1,7 @@
 //! Scoring a model on a test pair: teacher-forced loss and perplexity, and sacreBLEU-exact
 //! BLEU, chrF and TER of its translations, overall and per source-length bucket.
 
+use candle_core::Tensor;
 use locus_data::{BatchPlanner, LengthBucket, LengthBuckets, SubwordTokenizer, TokenBudget, TokenizedPair};
 use locus_model::Seq2Seq;
 
@@ -9,6 +10,7 @@ use crate::error::Result;
 use crate::loss::label_smoothed_cross_entropy;
 use crate::metrics::{corpus_bleu, corpus_chrf, corpus_ter, BleuScore, ChrfScore, TerScore};
 use crate::state::ValidScores;
+use crate::step::sum_loss_rows;
 use crate::translate::Translator;
 
 /// Per-token losses of a corpus under teacher forcing.
@@ -38,7 +40,8 @@ pub fn corpus_loss(
 ) -> Result<CorpusLoss> {
     let lengths: Vec<(usize, usize)> = pairs.iter().map(TokenizedPair::lengths).collect();
     let planner = BatchPlanner { max_tokens, max_sentences: None, budget: TokenBudget::Longer };
-    let (mut loss, mut nll, mut tokens) = (0.0, 0.0, 0);
+    // Each batch's summed losses stay on the device, detached, until one copy at the end.
+    let (mut batch_sums, mut tokens) = (Vec::new(), 0);
     for indices in planner.plan(&lengths, 0, 0)? {
         let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i]).collect();
         let batch = collate(&batch_pairs, model.tokens(), model.device())?;
@@ -46,10 +49,14 @@ pub fn corpus_loss(
         let logits = logits.flatten_to(1)?;
         let targets = batch.tgt_out.flatten_all()?;
         let sums = label_smoothed_cross_entropy(&logits, &targets, model.tokens().pad, label_smoothing)?;
-        loss += sums.smoothed.to_scalar::<f32>()? as f64;
-        nll += sums.nll.to_scalar::<f32>()? as f64;
+        batch_sums.push(Tensor::stack(&[&sums.smoothed, &sums.nll], 0)?.detach());
         tokens += batch.tgt_tokens;
     }
+    let (loss, nll) = if batch_sums.is_empty() {
+        (0.0, 0.0)
+    } else {
+        sum_loss_rows(&Tensor::stack(&batch_sums, 0)?.to_vec2::<f32>()?)
+    };
     let per_token = |sum: f64| if tokens == 0 { 0.0 } else { sum / tokens as f64 };
     Ok(CorpusLoss { loss: per_token(loss), nll: per_token(nll), tokens })
 }
