@@ -7,10 +7,9 @@ use locus_model::Seq2Seq;
 
 use crate::batch::collate;
 use crate::error::Result;
-use crate::loss::label_smoothed_cross_entropy;
+use crate::loss::{label_smoothed_cross_entropy, sum_loss_rows};
 use crate::metrics::{corpus_bleu, corpus_chrf, corpus_ter, BleuScore, ChrfScore, TerScore};
 use crate::state::ValidScores;
-use crate::step::sum_loss_rows;
 use crate::translate::Translator;
 
 /// Per-token losses of a corpus under teacher forcing.
@@ -49,7 +48,7 @@ pub fn corpus_loss(
         let logits = logits.flatten_to(1)?;
         let targets = batch.tgt_out.flatten_all()?;
         let sums = label_smoothed_cross_entropy(&logits, &targets, model.tokens().pad, label_smoothing)?;
-        batch_sums.push(Tensor::stack(&[&sums.smoothed, &sums.nll], 0)?.detach());
+        batch_sums.push(sums.values);
         tokens += batch.tgt_tokens;
     }
     let (loss, nll) = if batch_sums.is_empty() {

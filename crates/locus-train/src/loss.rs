@@ -17,6 +17,13 @@ pub struct LossSums {
     pub smoothed: Tensor,
     /// Negative log-likelihood summed over non-padding targets (differentiable).
     pub nll: Tensor,
+    /// `[smoothed, nll]`, detached: for reading later without keeping the graph alive.
+    pub values: Tensor,
+}
+
+/// Adds up `[loss, nll]` rows (read from [`LossSums::values`]) in f64.
+pub fn sum_loss_rows(rows: &[Vec<f32>]) -> (f64, f64) {
+    rows.iter().fold((0.0, 0.0), |(loss, nll), row| (loss + row[0] as f64, nll + row[1] as f64))
 }
 
 /// Label-smoothed cross-entropy of `logits` against `targets`, skipping `pad_id` targets.
@@ -31,7 +38,7 @@ pub fn label_smoothed_cross_entropy(
 ) -> candle_core::Result<LossSums> {
     let loss = CrossEntropyLoss { pad_id, epsilon };
     let sums = smoothed_cross_entropy_rows(&logits.to_dtype(DType::F32)?, targets, loss)?.sum(0)?;
-    Ok(LossSums { smoothed: sums.get(0)?, nll: sums.get(1)? })
+    Ok(LossSums { smoothed: sums.get(0)?, nll: sums.get(1)?, values: sums.detach() })
 }
 
 #[cfg(test)]
@@ -52,6 +59,9 @@ mod tests {
         let want = 0.9 * ln2 + 0.1 * 5.0 * ln2 / 3.0;
         assert!((sums.nll.to_scalar::<f32>().unwrap() as f64 - ln2).abs() < 1e-6);
         assert!((sums.smoothed.to_scalar::<f32>().unwrap() as f64 - want).abs() < 1e-6);
+        let values = sums.values.to_vec1::<f32>().unwrap();
+        assert_eq!(values, [sums.smoothed.to_scalar::<f32>().unwrap(), sums.nll.to_scalar::<f32>().unwrap()]);
+        assert!(!sums.values.track_op(), "the values are detached");
     }
 
     /// d loss / d logit_v = softmax_v - q_v, with q the smoothed target distribution.

@@ -16,7 +16,7 @@ use locus_model::{DropoutRng, Seq2Seq};
 
 use crate::batch::TensorBatch;
 use crate::error::Result;
-use crate::loss::label_smoothed_cross_entropy;
+use crate::loss::{label_smoothed_cross_entropy, sum_loss_rows};
 use crate::loss_scale::LossScaler;
 use crate::optim::{Adam, Gradients};
 
@@ -37,11 +37,6 @@ impl LossTotals {
     pub fn read(&self) -> Result<(f64, f64)> {
         Ok(sum_loss_rows(&self.sums.to_vec2::<f32>()?))
     }
-}
-
-/// Adds up `[loss, nll]` rows in f64.
-pub fn sum_loss_rows(rows: &[Vec<f32>]) -> (f64, f64) {
-    rows.iter().fold((0.0, 0.0), |(loss, nll), row| (loss + row[0] as f64, nll + row[1] as f64))
 }
 
 /// The numbers one update produces, for logging; both tensors stay on the model's device.
@@ -101,7 +96,7 @@ pub fn accumulate_gradients(
             None => batch_sums.smoothed.backward()?,
         };
         optimizer.accumulate(grads, &backward)?;
-        sums.push(Tensor::stack(&[&batch_sums.smoothed, &batch_sums.nll], 0)?.detach());
+        sums.push(batch_sums.values);
         target_tokens += batch.tgt_tokens;
     }
     let sums = if sums.is_empty() {

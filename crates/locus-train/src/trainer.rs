@@ -23,12 +23,13 @@ use crate::early_stopping::BestTracker;
 use crate::error::{Result, TrainError};
 use crate::evaluate::{validate, ValidationSet};
 use crate::log::MetricsLog;
+use crate::loss::sum_loss_rows;
 use crate::modeling::build_model;
 use crate::optim::{Adam, AdamParams};
 use crate::precision::Precision;
 use crate::schedule::LrSchedule;
 use crate::state::{TrainerState, ValidScores};
-use crate::step::{sum_loss_rows, train_step, StepOptions, StepStats};
+use crate::step::{train_step, StepOptions, StepStats};
 
 /// How a call to [`train`] runs, apart from the config.
 pub struct TrainOptions<'a> {
