@@ -45,7 +45,7 @@ for kind in "${kinds[@]}"; do
 done
 
 # field NAME FILE: the number after "NAME": in a JSON line, outside its by_length list.
-field() { sed 's/"by_length":\[[^]]*\]//' "$2" | grep -o "\"$1\":[-0-9.e]*" | head -n 1 | cut -d: -f2; }
+field() { sed 's/"by_length":\[[^]]*\]//' "$2" | grep -o "\"$1\":[-0-9.e]*" | sed -n 1p | cut -d: -f2; }
 # buckets FILE: "bucket sentences bleu" per line of the JSON's by_length list (keys come sorted).
 buckets() {
   grep -o '{"bleu":[^}]*}' "$1" | sed -E 's/.*"bleu":([^,]*),"bucket":"([^"]*)".*"sentences":([0-9]*).*/\2 \3 \1/'
@@ -66,7 +66,7 @@ if [ -z "$max_train_len" ]; then
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     for run in "${finished[@]}"; do
       params=$(grep '"event":"model"' "$run/metrics.jsonl" | tail -n 1 | grep -o '"parameters":[0-9]*' | cut -d: -f2)
-      ppl=$(grep '"event":"valid"' "$run/metrics.jsonl" | grep -o '"ppl":[0-9.]*' | cut -d: -f2 | sort -g | head -n 1)
+      ppl=$(grep '"event":"valid"' "$run/metrics.jsonl" | grep -o '"ppl":[0-9.]*' | cut -d: -f2 | sort -g | sed -n 1p)
       printf '| %s | %s | %s | %.2f | %.2f | %.2f |\n' "$(basename "$run")" "$params" \
         "$(median_rate "$run/metrics.jsonl")" "$ppl" "$(field bleu "$run/test.json")" "$(field chrf "$run/test.json")"
     done
@@ -88,7 +88,7 @@ fi
   echo "$header BLEU all | chrF all |"
   echo "$rule ---: | ---: |"
   for run in "${finished[@]}"; do
-    kept=$(grep -o '"event":"data"[^}]*' "$run/metrics.jsonl" | grep -o '"train_pairs":[0-9]*' | head -n 1 | cut -d: -f2)
+    kept=$(grep -o '"event":"data"[^}]*' "$run/metrics.jsonl" | grep -o '"train_pairs":[0-9]*' | sed -n 1p | cut -d: -f2)
     line="| $(basename "$run") | ${kept:-?} |"
     while read -r _ _ bleu; do
       line+=" $([ "$bleu" = null ] && echo - || printf '%.2f' "$bleu") |"

@@ -133,7 +133,7 @@ stage() {
 
 # json KEY FILE: a top-level scalar of the last JSON object line of FILE ("" if absent); an error
 # message may follow it (a failed parity check prints its record, then the error).
-json() { grep '^{' "$2" | tail -n 1 | grep -o "\"$1\":[^,}]*" | head -n 1 | cut -d: -f2- | tr -d '"' || true; }
+json() { grep '^{' "$2" | tail -n 1 | grep -o "\"$1\":[^,}]*" | sed -n 1p | cut -d: -f2- | tr -d '"' || true; }
 
 # holds VALUE OP LIMIT: whether VALUE is a number (not null, not empty) with VALUE OP LIMIT, OP
 # one of <=, >=, >.
@@ -199,7 +199,7 @@ row "resume 10 + 10 vs 20 updates, dropout on the device" \
 stage copy 150 "${locus[@]}" lab --config configs/gpu-check-copy.toml --device "$DEVICE" \
   --set "out_dir=\"$LOG_DIR/copy\"" --set 'run.train.precision="bf16"' \
   --set "run.train.max_steps=$COPY_STEPS"
-exact=$(grep -o '"exact_match": [0-9.eE+-]*' "$LOG_DIR/copy/results.json" 2> /dev/null | head -n 1 | cut -d' ' -f2 || true)
+exact=$(grep -o '"exact_match": [0-9.eE+-]*' "$LOG_DIR/copy/results.json" 2> /dev/null | sed -n 1p | cut -d' ' -f2 || true)
 ok=$(verdict holds "$exact" ">=" "$COPY_MIN_EXACT")
 [ "$rc" = 0 ] || ok=FAIL
 row "copy task, bf16, $COPY_STEPS updates" "$(why $rc)exact match ${exact:-none}" "≥ $COPY_MIN_EXACT" "$ok" "$secs"

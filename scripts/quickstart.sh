@@ -2,13 +2,17 @@
 # The main job, end to end: get Multi30k, train configs/multi30k-de-en.toml (1,200 updates,
 # about 50 minutes on 2 CPU cores), translate a few test sentences, and evaluate on
 # test_2016_flickr. Extra arguments go to `locus train` (e.g. --set train.max_steps=200).
+#
+# Environment: LOCUS_RUN_DIR, the run directory (default runs/multi30k-de-en; it becomes the
+# config's train.out_dir). CI runs a smoke version into a temporary directory:
+#   LOCUS_RUN_DIR=$(mktemp -d)/run scripts/quickstart.sh --set train.max_steps=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/get-multi30k.sh
 cargo build --release -p locus-cli
 locus=target/release/locus
-run=runs/multi30k-de-en
+run=${LOCUS_RUN_DIR:-runs/multi30k-de-en}
 test_de=data/multi30k/test_2016_flickr.de.gz
 test_en=data/multi30k/test_2016_flickr.en.gz
 
@@ -17,11 +21,13 @@ resume=()
 if [[ -e "$run/last" ]]; then
   resume=(--resume)
 fi
-"$locus" train --config configs/multi30k-de-en.toml "${resume[@]}" "$@"
+"$locus" train --config configs/multi30k-de-en.toml "${resume[@]}" --set "train.out_dir=\"$run\"" "$@"
 
 echo
 echo "== A few test sentences (source, then translation) =="
-gzip -dc "$test_de" | head -n 5 > "$run/sample.de"
+# sed reads its whole input: `head` would exit early and, under pipefail, fail the script when
+# gzip is killed by SIGPIPE (issue 16).
+gzip -dc "$test_de" | sed -n '1,5p' > "$run/sample.de"
 "$locus" translate --checkpoint "$run/best" --input "$run/sample.de" --output "$run/sample.en"
 paste -d '\n' "$run/sample.de" "$run/sample.en" /dev/null
 
