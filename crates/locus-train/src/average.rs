@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
+use crate::atomic_dir::{sync_path, write_dir_atomically, write_synced};
 use crate::checkpoint::{
-    checkpoint_error, saved_checkpoints, sync_path, write_synced, CheckpointName, CHECKPOINTS, CONFIG, STATE,
-    TOKENIZER, WEIGHTS,
+    checkpoint_error, saved_checkpoints, CheckpointName, CHECKPOINTS, CONFIG, STATE, TOKENIZER, WEIGHTS,
 };
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
@@ -311,34 +311,6 @@ fn check_output(out: &Path) -> Result<()> {
     }
 }
 
-/// Runs `write` on a fresh temporary sibling of `out`, syncs it and renames it to `out`; the
-/// temporary directory is removed if anything fails.
-fn write_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = out.file_name().ok_or_else(|| {
-        TrainError::Config(format!("{} cannot be an output directory: it has no name", out.display()))
-    })?;
-    let parent = match out.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
-    let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    }
-    fs::create_dir(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    // Renaming onto an empty directory replaces it (POSIX rename); onto anything else, fails.
-    let written = write(&tmp)
-        .and_then(|()| sync_path(&tmp))
-        .and_then(|()| check_output(out))
-        .and_then(|()| fs::rename(&tmp, out).map_err(|e| TrainError::io(out, e)));
-    if let Err(e) = written {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    sync_path(parent)
-}
-
 /// Averages the weights of the checkpoints `inputs` into a new checkpoint directory `out`.
 ///
 /// One input gives a copy of it (without the optimizer state).
@@ -391,17 +363,21 @@ pub fn average_checkpoints(inputs: &[PathBuf], out: &Path) -> Result<AverageSumm
     };
     let provenance = serde_json::to_string_pretty(&summary)
         .map_err(|e| TrainError::Config(format!("serialising {AVERAGE_JSON}: {e}")))?;
-    write_atomically(out, |tmp| {
-        let weights = tmp.join(WEIGHTS);
-        candle_core::safetensors::save(&mean, &weights)?;
-        sync_path(&weights)?;
-        for (file, from) in [(CONFIG, first), (TOKENIZER, first), (STATE, newest)] {
-            let source = from.dir.join(file);
-            let bytes = fs::read(&source).map_err(|e| TrainError::io(&source, e))?;
-            write_synced(&tmp.join(file), &bytes)?;
-        }
-        write_synced(&tmp.join(AVERAGE_JSON), provenance.as_bytes())
-    })?;
+    write_dir_atomically(
+        out,
+        || check_output(out),
+        |tmp| {
+            let weights = tmp.join(WEIGHTS);
+            candle_core::safetensors::save(&mean, &weights)?;
+            sync_path(&weights)?;
+            for (file, from) in [(CONFIG, first), (TOKENIZER, first), (STATE, newest)] {
+                let source = from.dir.join(file);
+                let bytes = fs::read(&source).map_err(|e| TrainError::io(&source, e))?;
+                write_synced(&tmp.join(file), &bytes)?;
+            }
+            write_synced(&tmp.join(AVERAGE_JSON), provenance.as_bytes())
+        },
+    )?;
     Ok(summary)
 }
 

@@ -20,6 +20,7 @@ use candle_nn::VarMap;
 use locus_data::SubwordTokenizer;
 use locus_model::Seq2Seq;
 
+use crate::atomic_dir::{is_temporary, sync_path, write_dir_atomically, write_synced};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::modeling::build_model;
@@ -70,18 +71,6 @@ pub struct CheckpointContents<'a> {
 
 pub(crate) fn checkpoint_error(path: &Path, message: impl Into<String>) -> TrainError {
     TrainError::Checkpoint { path: path.to_path_buf(), message: message.into() }
-}
-
-/// Writes `bytes` to `path` and flushes them to disk.
-pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut file = fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| TrainError::io(path, e))
-}
-
-/// Flushes a file, or a directory's entries, to disk.
-pub(crate) fn sync_path(path: &Path) -> Result<()> {
-    fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| TrainError::io(path, e))
 }
 
 /// The name of a checkpoint directory: its update and, when that update was saved more than
@@ -156,17 +145,8 @@ pub fn save_checkpoint(
     let step = contents.state.step;
     let revision = existing.iter().filter(|n| n.step == step).map(|n| n.revision + 1).max().unwrap_or(0);
     let name = CheckpointName { step, revision };
-    let tmp = versions.join(format!(".tmp-{}-{}", name.dir_name(), std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    }
-    fs::create_dir(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    write_contents(&tmp, contents)?;
-    sync_path(&tmp)?;
-
     let final_dir = versions.join(name.dir_name());
-    fs::rename(&tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
-    sync_path(&versions)?;
+    write_dir_atomically(&final_dir, || Ok(()), |tmp| write_contents(tmp, contents))?;
     for link in links {
         point_link(run_dir, link, &Path::new(CHECKPOINTS).join(name.dir_name()))?;
     }
@@ -215,7 +195,7 @@ fn prune(run_dir: &Path, versions: &Path, keep_last: usize) -> Result<()> {
     }
     let entries = fs::read_dir(versions).map_err(|e| TrainError::io(versions, e))?;
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+        if is_temporary(&entry.file_name().to_string_lossy()) {
             fs::remove_dir_all(entry.path()).map_err(|e| TrainError::io(entry.path(), e))?;
         }
     }

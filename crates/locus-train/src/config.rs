@@ -8,6 +8,7 @@ use locus_data::DataConfig;
 use locus_model::{ModelConfig, PositionalConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::config_file::{load_config, parse_config, ConfigFile};
 use crate::early_stopping::BestMetric;
 use crate::error::{Result, TrainError};
 use crate::loss_scale::LossScaler;
@@ -238,41 +239,31 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// Loads `path`, applies `overrides` (`section.key=value`, the value in TOML syntax or a
-    /// bare string) and validates the result.
+    /// bare string) and validates the result: [`load_config`].
     ///
     /// # Errors
     /// Unreadable files, TOML syntax errors and unknown keys (named with file and line),
     /// malformed overrides, and every rule of [`RunConfig::validate`].
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        let in_file = |e: toml::de::Error| TrainError::Config(format!("{}: {e}", path.display()));
-        // Parse the file alone first, so that its own mistakes are reported with their line.
-        toml::from_str::<RunConfig>(&text).map_err(in_file)?;
-        let mut table: toml::Table = toml::from_str(&text).map_err(in_file)?;
-        for item in overrides {
-            apply_override(&mut table, item)?;
-        }
-        let config = RunConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
-            TrainError::Config(format!("{} with --set {}: {e}", path.display(), overrides.join(" --set ")))
-        })?;
-        config.validate()?;
-        Ok(config)
+        load_config(path, overrides)
     }
 
     /// Parses a config from TOML text (no overrides) and validates it.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let config: RunConfig = toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        parse_config(text)
     }
 
     /// The resolved config as TOML, every default written out.
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| TrainError::Config(format!("serialising config: {e}")))
     }
+}
+
+impl ConfigFile for RunConfig {
+    const MIN_OVERRIDE_DEPTH: usize = 2;
 
     /// Checks every section, and the rules that span sections.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         self.data.validate()?;
         self.model.validate()?;
         self.train.validate()?;
@@ -295,34 +286,6 @@ impl RunConfig {
         }
         Ok(())
     }
-}
-
-/// Sets `section.key=value` in `table`; the value is read as TOML (`3`, `true`, `"x"`,
-/// `[0.9, 0.98]`) or else taken as a bare string (`post`).
-fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
-    apply_override_at(table, item, 2)
-}
-
-/// [`apply_override`] for keys of at least `min_depth` parts (1 allows top-level keys).
-pub(crate) fn apply_override_at(table: &mut toml::Table, item: &str, min_depth: usize) -> Result<()> {
-    let bad = |why: &str| TrainError::Config(format!("--set {item}: {why} (expected section.key=value)"));
-    let (key, raw) = item.split_once('=').ok_or_else(|| bad("no '='"))?;
-    let path: Vec<&str> = key.trim().split('.').collect();
-    if path.len() < min_depth || path.iter().any(|part| part.is_empty()) {
-        return Err(bad("the key needs a section, like train.max_steps"));
-    }
-    let value = toml::from_str::<toml::Table>(&format!("v = {}", raw.trim()))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
-    let (last, parents) = path.split_last().ok_or_else(|| bad("empty key"))?;
-    let mut node = table;
-    for part in parents {
-        let entry = node.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        node = entry.as_table_mut().ok_or_else(|| bad(&format!("{part} is not a section")))?;
-    }
-    node.insert(last.to_string(), value);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -45,6 +45,20 @@ pub enum TrainError {
         /// The loss scale reached.
         scale: f64,
     },
+    /// Lists that pair up line by line (sources, hypotheses, references) differ in length.
+    #[error("{op}: {expected} {expected_what} but {got} {got_what}")]
+    Mismatch {
+        /// What was being done.
+        op: &'static str,
+        /// The list whose length the other must match, and its length.
+        expected_what: &'static str,
+        /// Its length.
+        expected: usize,
+        /// The list that differs.
+        got_what: &'static str,
+        /// Its length.
+        got: usize,
+    },
     /// A data error (corpus, tokenizer, batching).
     #[error(transparent)]
     Data(#[from] locus_data::DataError),
@@ -60,6 +74,19 @@ pub enum TrainError {
 }
 
 impl TrainError {
+    /// `Ok` if `got` equals `expected`, else a [`TrainError::Mismatch`] naming both lists.
+    pub fn check_same_len(
+        op: &'static str,
+        (expected_what, expected): (&'static str, usize),
+        (got_what, got): (&'static str, usize),
+    ) -> Result<()> {
+        if expected == got {
+            Ok(())
+        } else {
+            Err(Self::Mismatch { op, expected_what, expected, got_what, got })
+        }
+    }
+
     /// An [`TrainError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io { path: path.into(), source }

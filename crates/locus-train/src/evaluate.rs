@@ -6,7 +6,7 @@ use locus_data::{BatchPlanner, LengthBucket, LengthBuckets, SubwordTokenizer, To
 use locus_model::Seq2Seq;
 
 use crate::batch::collate;
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::loss::{label_smoothed_cross_entropy, sum_loss_rows};
 use crate::metrics::{corpus_bleu, corpus_chrf, corpus_ter, BleuScore, ChrfScore, TerScore};
 use crate::state::ValidScores;
@@ -154,27 +154,20 @@ fn score_subset(
 /// bucket gets an entry, in order (empty ones with no scores); sentences in no bucket count
 /// nowhere.
 ///
-/// # Panics
-///
-/// When the three slices differ in length (one entry per sentence is the caller's invariant).
-///
 /// # Errors
 ///
-/// Only a metric's rejection of a bucket's sentences, which cannot happen for the aligned,
-/// non-empty subsets scored here.
+/// [`TrainError::Mismatch`] when the three slices differ in length; otherwise only a metric's
+/// rejection of a bucket's sentences, which cannot happen for the aligned, non-empty subsets
+/// scored here.
 pub fn scores_by_length(
     src_lens: &[usize],
     hypotheses: &[String],
     references: &[String],
     buckets: &LengthBuckets,
 ) -> Result<Vec<BucketEvaluation>> {
-    assert!(
-        hypotheses.len() == src_lens.len() && references.len() == src_lens.len(),
-        "scores_by_length: {} source lengths, {} hypotheses, {} references",
-        src_lens.len(),
-        hypotheses.len(),
-        references.len()
-    );
+    let sources = ("source lengths", src_lens.len());
+    TrainError::check_same_len("scoring by length", sources, ("hypotheses", hypotheses.len()))?;
+    TrainError::check_same_len("scoring by length", sources, ("references", references.len()))?;
     let groups = group_by_bucket(src_lens, buckets);
     buckets
         .iter()
@@ -287,5 +280,15 @@ mod tests {
         let buckets: LengthBuckets = "2-3,6-7".parse().unwrap();
         let src_lens = [1, 2, 3, 4, 5, 6, 7, 8];
         assert_eq!(group_by_bucket(&src_lens, &buckets), vec![vec![1, 2], vec![5, 6]]);
+    }
+
+    #[test]
+    fn slices_of_different_lengths_are_an_error_naming_both() {
+        let buckets: LengthBuckets = "1-10".parse().unwrap();
+        let (one, two) = (strings(&["a"]), strings(&["a", "b"]));
+        let err = scores_by_length(&[3, 4], &one, &two, &buckets).unwrap_err().to_string();
+        assert_eq!(err, "scoring by length: 2 source lengths but 1 hypotheses");
+        let err = scores_by_length(&[3, 4], &two, &one, &buckets).unwrap_err().to_string();
+        assert_eq!(err, "scoring by length: 2 source lengths but 1 references");
     }
 }

@@ -1,7 +1,7 @@
 //! Training, checkpoints, decoding and evaluation for Locus.
 //!
 //! - [`config`]: the run config (`[data]`, `[model]`, `[train]`), loaded, overridden and
-//!   validated in one step;
+//!   validated in one step by [`config_file`], the loader every config type uses;
 //! - [`loss`], [`optim`], [`schedule`], [`early_stopping`]: label-smoothed cross-entropy,
 //!   Adam/AdamW, the learning-rate schedules and the best-checkpoint and patience decisions,
 //!   each a small, separately tested piece;
@@ -12,19 +12,21 @@
 //! - [`precision`] and [`loss_scale`]: mixed-precision training (`bf16`, `f16`) on f32 master
 //!   weights, and f16's dynamic loss scaling;
 //! - [`parity`]: the CPU against another device on the same weights and batch;
-//! - [`checkpoint`] and [`state`]: atomic checkpoint directories holding everything an exact
-//!   resume needs;
+//! - [`checkpoint`] and [`state`]: atomic checkpoint directories (written by one all-or-nothing
+//!   directory writer, `atomic_dir`) holding everything an exact resume needs;
 //! - [`average`]: the mean of several checkpoints' weights, written as a new checkpoint;
 //! - [`translate`](mod@translate) and [`evaluate`](mod@evaluate): batched translation (greedy, beam,
 //!   sampling) and sacreBLEU-exact scores
 //!   ([`metrics`]).
 #![warn(missing_docs)]
 
+mod atomic_dir;
 pub mod average;
 pub mod batch;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod config_file;
 pub mod early_stopping;
 pub mod error;
 pub mod evaluate;
@@ -46,6 +48,7 @@ pub mod translate;
 pub use average::{average_checkpoints, newest_checkpoints, AverageSummary};
 pub use checkpoint::{load_checkpoint, resolve_resume, Checkpoint};
 pub use config::{RunConfig, TrainConfig};
+pub use config_file::ConfigFile;
 pub use error::{Result, TrainError};
 pub use evaluate::{evaluate, Evaluation};
 pub use trainer::{train, StopReason, TrainOptions, TrainSummary};

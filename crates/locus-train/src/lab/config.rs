@@ -33,6 +33,7 @@ use locus_data::synthetic::Task;
 use serde::Deserialize;
 
 use crate::config::RunConfig;
+use crate::config_file::{load_config, ConfigFile};
 use crate::error::{Result, TrainError};
 
 /// Positions a learned table gets beyond the longest sequence: outputs may run a few tokens
@@ -128,55 +129,7 @@ impl LabConfig {
     /// # Errors
     /// Unreadable files, TOML errors and unknown keys (naming the file), and [`Self::validate`].
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        let in_file = |e: toml::de::Error| TrainError::Config(format!("{}: {e}", path.display()));
-        toml::from_str::<LabConfig>(&text).map_err(in_file)?;
-        let mut table: toml::Table = toml::from_str(&text).map_err(in_file)?;
-        for item in overrides {
-            crate::config::apply_override_at(&mut table, item, 1)?;
-        }
-        let config = LabConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
-            TrainError::Config(format!("{} with --set {}: {e}", path.display(), overrides.join(" --set ")))
-        })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Checks the grid and data settings, and builds one cell's run config to check the template.
-    pub fn validate(&self) -> Result<()> {
-        let fail = |msg: String| Err(TrainError::Config(msg));
-        for (field, empty) in [
-            ("seeds", self.seeds.is_empty()),
-            ("tasks", self.tasks.is_empty()),
-            ("encodings", self.encodings.is_empty()),
-            ("test_lengths", self.test_lengths.is_empty()),
-        ] {
-            if empty {
-                return fail(format!("lab: `{field}` must list at least one entry"));
-            }
-        }
-        for (field, (lo, hi)) in std::iter::once(("train_lengths", self.train_lengths))
-            .chain(self.test_lengths.iter().map(|&r| ("test_lengths", r)))
-        {
-            if lo == 0 || lo > hi {
-                return fail(format!("lab: `{field}` range [{lo}, {hi}] must have 1 <= min <= max"));
-            }
-        }
-        for (field, count) in [
-            ("train_examples", self.train_examples),
-            ("valid_examples", self.valid_examples),
-            ("test_examples", self.test_examples),
-            ("jobs", self.jobs),
-        ] {
-            if count == 0 {
-                return fail(format!("lab: `{field}` must be at least 1"));
-            }
-        }
-        for name in &self.encodings {
-            self.positional_table(name)?;
-        }
-        let probe = Cell { encoding: self.encodings[0].clone(), task: self.tasks[0], seed: self.seeds[0] };
-        self.run_config(&probe).map(|_| ())
+        load_config(path, overrides)
     }
 
     /// The `[model.positional]` table of encoding `name`.
@@ -263,8 +216,49 @@ impl LabConfig {
         }
         let config = RunConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| TrainError::Config(format!("lab: run template for cell {}: {e}", cell.name())))?;
-        config.validate()?;
+        ConfigFile::validate(&config)?;
         Ok(config)
+    }
+}
+
+impl ConfigFile for LabConfig {
+    const MIN_OVERRIDE_DEPTH: usize = 1;
+
+    /// Checks the grid and data settings, and builds one cell's run config to check the template.
+    fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(TrainError::Config(msg));
+        for (field, empty) in [
+            ("seeds", self.seeds.is_empty()),
+            ("tasks", self.tasks.is_empty()),
+            ("encodings", self.encodings.is_empty()),
+            ("test_lengths", self.test_lengths.is_empty()),
+        ] {
+            if empty {
+                return fail(format!("lab: `{field}` must list at least one entry"));
+            }
+        }
+        for (field, (lo, hi)) in std::iter::once(("train_lengths", self.train_lengths))
+            .chain(self.test_lengths.iter().map(|&r| ("test_lengths", r)))
+        {
+            if lo == 0 || lo > hi {
+                return fail(format!("lab: `{field}` range [{lo}, {hi}] must have 1 <= min <= max"));
+            }
+        }
+        for (field, count) in [
+            ("train_examples", self.train_examples),
+            ("valid_examples", self.valid_examples),
+            ("test_examples", self.test_examples),
+            ("jobs", self.jobs),
+        ] {
+            if count == 0 {
+                return fail(format!("lab: `{field}` must be at least 1"));
+            }
+        }
+        for name in &self.encodings {
+            self.positional_table(name)?;
+        }
+        let probe = Cell { encoding: self.encodings[0].clone(), task: self.tasks[0], seed: self.seeds[0] };
+        self.run_config(&probe).map(|_| ())
     }
 }
 

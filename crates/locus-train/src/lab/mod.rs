@@ -87,7 +87,7 @@ fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device) -> Result<CellResult>
         let split = DataFiles::test_split(range);
         let sources = read_lines(&files.file(&split, "src"))?;
         let references = read_lines(&files.file(&split, "tgt"))?;
-        buckets.push((range, score(&translator.translate(&sources)?, &references)));
+        buckets.push((range, score(&translator.translate(&sources)?, &references)?));
     }
     let result = CellResult {
         encoding: cell.encoding.clone(),

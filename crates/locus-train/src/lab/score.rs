@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Result, TrainError};
+
 /// The scores of one test bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BucketScore {
@@ -16,10 +18,14 @@ pub struct BucketScore {
 
 /// Scores `outputs` against `references`, line by line; tokens are separated by whitespace.
 ///
-/// # Panics
-/// If the two lists differ in length (the caller translated the references' sources).
-pub fn score(outputs: &[String], references: &[String]) -> BucketScore {
-    assert_eq!(outputs.len(), references.len(), "one output per reference");
+/// # Errors
+/// [`TrainError::Mismatch`] if the two lists differ in length.
+pub fn score(outputs: &[String], references: &[String]) -> Result<BucketScore> {
+    TrainError::check_same_len(
+        "scoring a lab bucket",
+        ("references", references.len()),
+        ("outputs", outputs.len()),
+    )?;
     let (mut exact, mut token_sum) = (0usize, 0.0);
     for (output, reference) in outputs.iter().zip(references) {
         let (output, reference): (Vec<&str>, Vec<&str>) =
@@ -31,7 +37,7 @@ pub fn score(outputs: &[String], references: &[String]) -> BucketScore {
     }
     let n = references.len();
     let share = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
-    BucketScore { examples: n, exact_match: share(exact as f64), token_accuracy: share(token_sum) }
+    Ok(BucketScore { examples: n, exact_match: share(exact as f64), token_accuracy: share(token_sum) })
 }
 
 #[cfg(test)]
@@ -48,7 +54,7 @@ mod tests {
     fn hand_computed_scores() {
         let references = lines(&["a b c", "a b c", "a b c", "a b c"]);
         let outputs = lines(&["a b c", "a b d", "a b", "a b c c"]);
-        let got = score(&outputs, &references);
+        let got = score(&outputs, &references).unwrap();
         assert_eq!(got.examples, 4);
         assert!((got.exact_match - 0.25).abs() < 1e-12);
         let want = (1.0 + 2.0 / 3.0 + 2.0 / 3.0 + 3.0 / 4.0) / 4.0;
@@ -57,7 +63,13 @@ mod tests {
 
     #[test]
     fn a_shifted_output_gets_no_positions_right() {
-        let got = score(&lines(&["x a b c"]), &lines(&["a b c"]));
+        let got = score(&lines(&["x a b c"]), &lines(&["a b c"])).unwrap();
         assert_eq!((got.exact_match, got.token_accuracy), (0.0, 0.0));
+    }
+
+    #[test]
+    fn lists_of_different_lengths_are_an_error() {
+        let err = score(&lines(&["a"]), &lines(&["a", "b"])).unwrap_err().to_string();
+        assert_eq!(err, "scoring a lab bucket: 2 references but 1 outputs");
     }
 }
