@@ -3,6 +3,9 @@
 //! A thin layer over the `locus-train` library: argument parsing, device choice, file handling
 //! and output formatting. Errors are printed with their whole chain of causes.
 
+// No unwrap or expect outside tests: every failure reaches main as an error with its context.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod allocator;
 mod commands;
 mod device;

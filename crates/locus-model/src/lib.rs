@@ -10,6 +10,8 @@
 //! Every forward pass that can drop out takes an `Option<&mut DropoutRng>`: `Some` while
 //! training (seeded, so a CPU run is repeatable), `None` at inference.
 #![warn(missing_docs)]
+// Library code returns errors: no unwrap or expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod attention;
 pub mod config;

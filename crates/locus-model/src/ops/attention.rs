@@ -308,7 +308,7 @@ impl Attention {
         };
         let ctx = HeadContext {
             dims: self.dims,
-            scale: T::from(self.scale).unwrap(),
+            scale: T::from_f64(self.scale),
             bias: view.as_ref(),
             dropout: self.dropout.as_ref(),
         };

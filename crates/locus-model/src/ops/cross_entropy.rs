@@ -62,8 +62,8 @@ fn log_sum_exp<T: Real>(row: &[T]) -> (T, T) {
 
 fn forward<T: Real>(logits: &[T], targets: &[u32], width: usize, loss: CrossEntropyLoss) -> Vec<T> {
     let mut rows = vec![T::zero(); 2 * targets.len()];
-    let epsilon = T::from(loss.epsilon).unwrap();
-    let n = T::from(width).unwrap();
+    let epsilon = T::from_f64(loss.epsilon);
+    let n = T::from_f64(width as f64);
     rows.par_chunks_mut(2).zip(logits.par_chunks(width).zip(targets.par_iter())).for_each(
         |(out, (logits, &target))| {
             if target == loss.pad_id {
@@ -90,8 +90,8 @@ fn backward<T: Real>(
     loss: CrossEntropyLoss,
 ) -> Vec<T> {
     let mut dlogits = vec![T::zero(); logits.len()];
-    let epsilon = T::from(loss.epsilon).unwrap();
-    let uniform = epsilon / T::from(width).unwrap();
+    let epsilon = T::from_f64(loss.epsilon);
+    let uniform = epsilon / T::from_f64(width as f64);
     dlogits
         .par_chunks_mut(width)
         .zip(logits.par_chunks(width))

@@ -82,7 +82,7 @@ impl DropoutMask {
     /// The factor of element `i`: `scale` if kept, else 0.
     pub(crate) fn factor<T: Real>(&self, i: usize) -> T {
         if self.host_decisions()[i] {
-            T::from(self.scale).unwrap()
+            T::from_f64(self.scale)
         } else {
             T::zero()
         }
@@ -90,7 +90,7 @@ impl DropoutMask {
 
     /// `xs ⊙ mask`, element by element.
     fn apply<T: Real>(&self, xs: &[T]) -> Vec<T> {
-        let scale = T::from(self.scale).unwrap();
+        let scale = T::from_f64(self.scale);
         const CHUNK: usize = 1 << 14;
         let mut ys = vec![T::zero(); xs.len()];
         ys.par_chunks_mut(CHUNK)

@@ -30,10 +30,10 @@ pub(super) const ROWS_PER_TASK: usize = 32;
 
 /// The mean and `1 / sqrt(var + eps)` of one row.
 pub(super) fn moments<T: Real>(row: &[T], eps: f64) -> (T, T) {
-    let n = T::from(row.len()).unwrap();
+    let n = T::from_f64(row.len() as f64);
     let mean = row.iter().fold(T::zero(), |acc, &x| acc + x) / n;
     let var = row.iter().fold(T::zero(), |acc, &x| acc + (x - mean) * (x - mean)) / n;
-    (mean, (var + T::from(eps).unwrap()).sqrt().recip())
+    (mean, (var + T::from_f64(eps)).sqrt().recip())
 }
 
 fn forward<T: Real>(xs: &[T], weight: &[T], bias: &[T], eps: f64) -> Vec<T> {
@@ -66,7 +66,7 @@ pub(super) fn row_backward<T: Real>(
     db: &mut [T],
 ) {
     let width = weight.len();
-    let n = T::from(width).unwrap();
+    let n = T::from_f64(width as f64);
     let (mean, rstd) = moments(x, eps);
     let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
     for i in 0..width {

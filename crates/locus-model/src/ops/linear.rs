@@ -109,7 +109,7 @@ fn relu<T: Real>(ys: &mut [T], dropout: Option<&DropoutMask>) {
 /// The gradient before ReLU and dropout from the gradient after them and their output: a
 /// positive output was kept, so its gradient is scaled by the dropout factor; others are 0.
 fn relu_backward<T: Real>(grads: &[T], ys: &[T], dropout: Option<&DropoutMask>) -> Vec<T> {
-    let scale = T::from(dropout.map_or(1.0, |mask| mask.scale())).unwrap();
+    let scale = T::from_f64(dropout.map_or(1.0, |mask| mask.scale()));
     let mut masked = vec![T::zero(); grads.len()];
     masked.par_chunks_mut(CHUNK).zip(grads.par_chunks(CHUNK).zip(ys.par_chunks(CHUNK))).for_each(
         |(masked, (grads, ys))| {
@@ -333,7 +333,8 @@ impl CustomOp3 for Linear {
             Epilogue::Heads(heads) => Shape::from((dims[0], heads, time, sizes.out_dim / heads)),
             _ => {
                 let mut dims = dims.to_vec();
-                *dims.last_mut().expect("row_len checked the rank") = sizes.out_dim;
+                let Some(last) = dims.last_mut() else { bail!("linear: input of rank 0") };
+                *last = sizes.out_dim;
                 Shape::from(dims)
             }
         };
