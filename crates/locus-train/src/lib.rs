@@ -16,8 +16,7 @@
 //!   resume needs;
 //! - [`average`]: the mean of several checkpoints' weights, written as a new checkpoint;
 //! - [`translate`](mod@translate) and [`evaluate`](mod@evaluate): batched translation (greedy, beam,
-//!   sampling) and sacreBLEU-exact scores
-//!   ([`metrics`]).
+//!   sampling) and sacreBLEU-exact scores ([`locus_metrics`]).
 #![warn(missing_docs)]
 
 pub mod average;
@@ -32,7 +31,6 @@ pub mod lab;
 pub mod log;
 pub mod loss;
 pub mod loss_scale;
-pub mod metrics;
 pub mod modeling;
 pub mod optim;
 pub mod parity;
