@@ -45,6 +45,7 @@
 //! # Ok::<(), MetricError>(())
 //! ```
 #![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod bleu;
 mod chrf;
