@@ -161,7 +161,7 @@ impl DataConfig {
                     "({}) must be at least data.max_len + 1 ({}) so that the longest kept \
                      sentence, plus EOS/BOS, fits in a batch",
                     self.max_tokens,
-                    self.max_len + 1
+                    self.max_len.saturating_add(1)
                 ),
             ));
         }

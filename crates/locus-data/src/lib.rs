@@ -14,6 +14,7 @@
 //! configuration field, or the example involved.
 
 #![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod batching;
 pub mod buckets;

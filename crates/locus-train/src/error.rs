@@ -67,7 +67,7 @@ pub enum TrainError {
     Model(#[from] locus_model::ModelError),
     /// A metric error (mismatched hypothesis and reference counts).
     #[error(transparent)]
-    Metric(#[from] crate::metrics::MetricError),
+    Metric(#[from] locus_metrics::MetricError),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

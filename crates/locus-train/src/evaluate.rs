@@ -3,12 +3,12 @@
 
 use candle_core::Tensor;
 use locus_data::{BatchPlanner, LengthBucket, LengthBuckets, SubwordTokenizer, TokenBudget, TokenizedPair};
+use locus_metrics::{corpus_bleu, corpus_chrf, corpus_ter, BleuScore, ChrfScore, TerScore};
 use locus_model::Seq2Seq;
 
 use crate::batch::collate;
 use crate::error::{Result, TrainError};
 use crate::loss::{label_smoothed_cross_entropy, sum_loss_rows};
-use crate::metrics::{corpus_bleu, corpus_chrf, corpus_ter, BleuScore, ChrfScore, TerScore};
 use crate::state::ValidScores;
 use crate::translate::Translator;
 
@@ -267,7 +267,7 @@ mod tests {
         assert_eq!((bleu(1), chrf(1), scores[1].mean_src_len), (Some(0.0), Some(0.0), Some(12.0)));
         // An empty bucket is listed without scores.
         assert_eq!((bleu(2), chrf(2), scores[2].mean_src_len), (None, None, None));
-        // The sacreBLEU example of the metrics module: BLEU 48.89, chrF2 71.42.
+        // The sacreBLEU example of locus-metrics: BLEU 48.89, chrF2 71.42.
         assert_eq!((bleu(3), chrf(3)), (Some(48.89), Some(71.42)));
         assert_eq!(scores[3].mean_src_len, Some(50.0));
         // A bucket's score is not the whole corpus's.

@@ -16,8 +16,7 @@
 //!   directory writer, `atomic_dir`) holding everything an exact resume needs;
 //! - [`average`]: the mean of several checkpoints' weights, written as a new checkpoint;
 //! - [`translate`](mod@translate) and [`evaluate`](mod@evaluate): batched translation (greedy, beam,
-//!   sampling) and sacreBLEU-exact scores
-//!   ([`metrics`]).
+//!   sampling) and sacreBLEU-exact scores ([`locus_metrics`]).
 #![warn(missing_docs)]
 
 mod atomic_dir;
@@ -34,7 +33,6 @@ pub mod lab;
 pub mod log;
 pub mod loss;
 pub mod loss_scale;
-pub mod metrics;
 pub mod modeling;
 pub mod optim;
 pub mod parity;

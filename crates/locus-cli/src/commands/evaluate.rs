@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use locus_data::LengthBuckets;
+use locus_metrics::{bleu_signature, chrf_signature, ter_signature};
 use locus_train::evaluate::{evaluate_by_length, BucketEvaluation};
-use locus_train::metrics::{bleu_signature, chrf_signature, ter_signature};
 use locus_train::{evaluate, load_checkpoint, Evaluation, Translator};
 use serde_json::json;
 

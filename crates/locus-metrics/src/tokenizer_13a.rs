@@ -16,12 +16,12 @@
 //!
 //! `[0-9]` means the ASCII digits only, as in Python's `re` for these patterns.
 
-use super::pystr::py_split;
+use crate::pystr::py_split;
 
 /// Tokenizes one segment exactly like sacreBLEU's `Tokenizer13a()(line)`.
 ///
 /// sacreBLEU's BLEU first strips trailing whitespace (`line.rstrip()`) and then
-/// calls this tokenizer; [`corpus_bleu`](super::corpus_bleu) does the same.
+/// calls this tokenizer; [`corpus_bleu`](crate::corpus_bleu) does the same.
 #[must_use]
 pub fn tokenize_13a(line: &str) -> String {
     let mut line = line.replace("<skipped>", "").replace("-\n", "").replace('\n', " ");

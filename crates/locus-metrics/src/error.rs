@@ -4,12 +4,11 @@
 //! silently truncates to the shortest stream when the lengths disagree; here a
 //! mismatch is an error instead.
 
-use std::fmt;
-
 /// Why a corpus metric could not be computed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetricError {
     /// A reference stream does not hold exactly one reference per hypothesis.
+    #[error("reference stream {stream} has {references} lines but there are {hypotheses} hypotheses")]
     LengthMismatch {
         /// Zero-based index of the offending reference stream.
         stream: usize,
@@ -19,26 +18,12 @@ pub enum MetricError {
         references: usize,
     },
     /// No reference stream was given.
+    #[error("no reference stream was given")]
     NoReferences,
     /// There are no hypotheses (sacreBLEU rejects an empty corpus as well).
+    #[error("the corpus has no hypotheses")]
     EmptyCorpus,
 }
-
-impl fmt::Display for MetricError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::LengthMismatch { stream, hypotheses, references } => write!(
-                f,
-                "reference stream {stream} has {references} lines but there are \
-                 {hypotheses} hypotheses"
-            ),
-            Self::NoReferences => write!(f, "no reference stream was given"),
-            Self::EmptyCorpus => write!(f, "the corpus has no hypotheses"),
-        }
-    }
-}
-
-impl std::error::Error for MetricError {}
 
 #[cfg(test)]
 mod tests {

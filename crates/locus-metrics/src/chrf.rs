@@ -16,13 +16,13 @@
 
 use std::cmp::min;
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write};
 use std::hash::Hash;
 
-use super::error::MetricError;
-use super::pystr::{py_split, remove_py_space};
-use super::streams::{check_streams, segment_refs};
-use super::SACREBLEU_VERSION;
+use crate::error::MetricError;
+use crate::pystr::{py_split, remove_py_space};
+use crate::streams::{check_streams, segment_refs};
+use crate::SACREBLEU_VERSION;
 
 /// The settings of chrF that may differ from sacreBLEU's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +75,11 @@ pub struct ChrfScore {
 impl fmt::Display for ChrfScore {
     /// sacreBLEU's `str(score)`, e.g. `chrF2 = 71.42` or `chrF2++ = 70.05`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pluses = "+".repeat(self.word_order);
-        write!(f, "chrF{}{pluses} = {:.2}", self.beta, self.score)
+        write!(f, "chrF{}", self.beta)?;
+        for _ in 0..self.word_order {
+            f.write_char('+')?;
+        }
+        write!(f, " = {:.2}", self.score)
     }
 }
 
@@ -87,7 +90,7 @@ impl fmt::Display for ChrfScore {
 ///
 /// # Errors
 ///
-/// As [`corpus_bleu`](super::corpus_bleu): mismatched stream lengths, no streams or
+/// As [`corpus_bleu`](crate::corpus_bleu): mismatched stream lengths, no streams or
 /// no hypotheses.
 pub fn corpus_chrf<H, R, S>(hypotheses: &[H], references: &[R]) -> Result<ChrfScore, MetricError>
 where
@@ -115,10 +118,10 @@ where
     S: AsRef<str>,
 {
     check_streams(hypotheses.len(), references)?;
-    let orders = params.char_order + params.word_order;
-    let mut totals = vec![0usize; 3 * orders];
+    let counted = counted_orders(hypotheses, references, &params);
+    let mut totals = vec![0usize; 3 * (counted.char_order + counted.word_order)];
     for (i, hyp) in hypotheses.iter().enumerate() {
-        let stats = segment_stats(hyp.as_ref(), segment_refs(references, i), &params);
+        let stats = segment_stats(hyp.as_ref(), segment_refs(references, i), &counted);
         for (total, stat) in totals.iter_mut().zip(stats) {
             *total += stat;
         }
@@ -129,6 +132,28 @@ where
         word_order: params.word_order,
         beta: params.beta,
     })
+}
+
+/// `params` with the orders capped at the longest segment, in bytes.
+///
+/// No segment has n-grams of a higher order (a segment has at most as many characters,
+/// and as many words, as bytes), so those orders would only add `[0, 0, 0]` triples,
+/// which [`f_score`] skips: the scores are the same, and the statistics grow with the
+/// input instead of with the orders asked for.
+fn counted_orders<H, R, S>(hypotheses: &[H], references: &[R], params: &ChrfParams) -> ChrfParams
+where
+    H: AsRef<str>,
+    R: AsRef<[S]>,
+    S: AsRef<str>,
+{
+    let hyp_lens = hypotheses.iter().map(|hyp| hyp.as_ref().len());
+    let ref_lens = references.iter().flat_map(|stream| stream.as_ref().iter().map(|r| r.as_ref().len()));
+    let longest = hyp_lens.chain(ref_lens).max().unwrap_or(0);
+    ChrfParams {
+        char_order: params.char_order.min(longest),
+        word_order: params.word_order.min(longest),
+        beta: params.beta,
+    }
 }
 
 /// sacreBLEU's signature for [`corpus_chrf`] with `nrefs` reference streams.
@@ -239,7 +264,8 @@ fn segment_stats<'r>(
 
 /// sacreBLEU's `CHRF._compute_f_score` with `eps_smoothing=False`, on a 0..=100 scale.
 fn f_score(stats: &[usize], beta: usize) -> f64 {
-    let factor = (beta * beta) as f64;
+    // In floating point, so that no β overflows; exact (as `beta * beta` was) up to 2^26.
+    let factor = beta as f64 * beta as f64;
     let mut avg_prec = 0.0;
     let mut avg_rec = 0.0;
     let mut effective_order = 0usize;
@@ -291,6 +317,17 @@ mod tests {
         assert_eq!(f_score(&stats, 2), expected);
         assert_eq!(f_score(&[0, 3, 0], 2), 0.0);
         assert_eq!(f_score(&[2, 3, 0], 2), 0.0);
+    }
+
+    #[test]
+    fn orders_beyond_every_segment_change_nothing() -> Result<(), MetricError> {
+        let (hyps, refs) = (["a cat.", "dogs"], [["the cat.", "a dog"]]);
+        let capped = corpus_chrf_with(&hyps, &refs, ChrfParams { char_order: 9, word_order: 9, beta: 2 })?;
+        let huge = ChrfParams { char_order: usize::MAX, word_order: usize::MAX, beta: 2 };
+        assert_eq!(corpus_chrf_with(&hyps, &refs, huge)?.score, capped.score);
+        let wide_beta = ChrfParams { beta: usize::MAX, ..ChrfParams::default() };
+        assert!(corpus_chrf_with(&hyps, &refs, wide_beta)?.score.is_finite());
+        Ok(())
     }
 
     #[test]

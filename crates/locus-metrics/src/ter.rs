@@ -17,7 +17,7 @@
 //! * TER is `100 * total edits / total length`; when the total length is 0 it is 100
 //!   if there are edits and 0 otherwise. TER can exceed 100.
 
-pub(super) mod lowercase;
+pub(crate) mod lowercase;
 mod shift_edit;
 
 use std::collections::HashMap;
@@ -25,10 +25,10 @@ use std::fmt;
 
 use self::lowercase::py_lower;
 use self::shift_edit::translation_edit_rate;
-use super::error::MetricError;
-use super::pystr::{py_rstrip, py_split};
-use super::streams::{check_streams, segment_refs};
-use super::SACREBLEU_VERSION;
+use crate::error::MetricError;
+use crate::pystr::{py_rstrip, py_split};
+use crate::streams::{check_streams, segment_refs};
+use crate::SACREBLEU_VERSION;
 
 /// A corpus TER score with its statistics, as sacreBLEU's `TERScore`.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +54,7 @@ impl fmt::Display for TerScore {
 /// `references[k][i]` is the `k`-th reference of hypothesis `i`.
 ///
 /// ```
-/// use locus_train::metrics::{corpus_ter, MetricError};
+/// use locus_metrics::{corpus_ter, MetricError};
 ///
 /// // one shifted phrase ("on the mat") and one substitution (dog/cat): 2 edits, 6 words
 /// let score = corpus_ter(&["On the mat the dog sat"], &[["The cat sat on the mat"]])?;
@@ -65,7 +65,7 @@ impl fmt::Display for TerScore {
 ///
 /// # Errors
 ///
-/// As [`corpus_bleu`](super::corpus_bleu): mismatched stream lengths, no streams or
+/// As [`corpus_bleu`](crate::corpus_bleu): mismatched stream lengths, no streams or
 /// no hypotheses.
 pub fn corpus_ter<H, R, S>(hypotheses: &[H], references: &[R]) -> Result<TerScore, MetricError>
 where

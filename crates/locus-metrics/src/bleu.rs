@@ -14,11 +14,11 @@ use std::cmp::min;
 use std::collections::HashMap;
 use std::fmt;
 
-use super::error::MetricError;
-use super::pystr::{py_rstrip, py_split};
-use super::streams::{check_streams, segment_refs};
-use super::tokenizer_13a::tokenize_13a;
-use super::SACREBLEU_VERSION;
+use crate::error::MetricError;
+use crate::pystr::{py_rstrip, py_split};
+use crate::streams::{check_streams, segment_refs};
+use crate::tokenizer_13a::tokenize_13a;
+use crate::SACREBLEU_VERSION;
 
 /// The maximum n-gram order of BLEU (sacreBLEU's `MAX_NGRAM_ORDER`).
 pub const BLEU_MAX_NGRAM_ORDER: usize = 4;

@@ -5,50 +5,50 @@
 
 use serde_json::Value;
 
-use super::bleu::preprocess;
-use super::pystr::is_py_space;
-use super::ter::lowercase::py_lower;
-use super::{
+use crate::bleu::preprocess;
+use crate::pystr::is_py_space;
+use crate::ter::lowercase::py_lower;
+use crate::{
     bleu_signature, chrf_signature, corpus_bleu, corpus_chrf_with, corpus_ter, ter_signature, tokenize_13a,
     BleuScore, ChrfParams, ChrfScore, TerScore, SACREBLEU_VERSION,
 };
 
 const TOLERANCE: f64 = 1e-9;
 
-const EXPECTED: &str = include_str!("../../tests/fixtures/sacrebleu/expected.json");
+const EXPECTED: &str = include_str!("../tests/fixtures/sacrebleu/expected.json");
 
 /// The fixture text files, by the names `expected.json` uses.
 const FILES: &[(&str, &str)] = &[
-    ("all_empty.hyp", include_str!("../../tests/fixtures/sacrebleu/all_empty.hyp")),
-    ("all_empty.ref", include_str!("../../tests/fixtures/sacrebleu/all_empty.ref")),
-    ("de_near_miss.hyp", include_str!("../../tests/fixtures/sacrebleu/de_near_miss.hyp")),
-    ("de_near_miss.ref", include_str!("../../tests/fixtures/sacrebleu/de_near_miss.ref")),
-    ("en_near_miss.hyp", include_str!("../../tests/fixtures/sacrebleu/en_near_miss.hyp")),
-    ("en_near_miss.ref", include_str!("../../tests/fixtures/sacrebleu/en_near_miss.ref")),
-    ("entities_hyphens.hyp", include_str!("../../tests/fixtures/sacrebleu/entities_hyphens.hyp")),
-    ("entities_hyphens.ref", include_str!("../../tests/fixtures/sacrebleu/entities_hyphens.ref")),
-    ("long_segments.hyp", include_str!("../../tests/fixtures/sacrebleu/long_segments.hyp")),
-    ("long_segments.ref", include_str!("../../tests/fixtures/sacrebleu/long_segments.ref")),
-    ("mixed_case.hyp", include_str!("../../tests/fixtures/sacrebleu/mixed_case.hyp")),
-    ("mixed_case.ref", include_str!("../../tests/fixtures/sacrebleu/mixed_case.ref")),
-    ("multi30k_degraded.hyp", include_str!("../../tests/fixtures/sacrebleu/multi30k_degraded.hyp")),
-    ("multi30k_degraded.ref", include_str!("../../tests/fixtures/sacrebleu/multi30k_degraded.ref")),
-    ("no_4gram_match.hyp", include_str!("../../tests/fixtures/sacrebleu/no_4gram_match.hyp")),
-    ("no_4gram_match.ref", include_str!("../../tests/fixtures/sacrebleu/no_4gram_match.ref")),
-    ("numbers.hyp", include_str!("../../tests/fixtures/sacrebleu/numbers.hyp")),
-    ("numbers.ref", include_str!("../../tests/fixtures/sacrebleu/numbers.ref")),
-    ("perfect.hyp", include_str!("../../tests/fixtures/sacrebleu/perfect.hyp")),
-    ("perfect.ref", include_str!("../../tests/fixtures/sacrebleu/perfect.ref")),
-    ("reordered_phrases.hyp", include_str!("../../tests/fixtures/sacrebleu/reordered_phrases.hyp")),
-    ("reordered_phrases.ref", include_str!("../../tests/fixtures/sacrebleu/reordered_phrases.ref")),
-    ("reordered_phrases.ref2", include_str!("../../tests/fixtures/sacrebleu/reordered_phrases.ref2")),
-    ("short_segments.hyp", include_str!("../../tests/fixtures/sacrebleu/short_segments.hyp")),
-    ("short_segments.ref", include_str!("../../tests/fixtures/sacrebleu/short_segments.ref")),
-    ("two_refs.hyp", include_str!("../../tests/fixtures/sacrebleu/two_refs.hyp")),
-    ("two_refs.ref", include_str!("../../tests/fixtures/sacrebleu/two_refs.ref")),
-    ("two_refs.ref2", include_str!("../../tests/fixtures/sacrebleu/two_refs.ref2")),
-    ("unicode_punct.hyp", include_str!("../../tests/fixtures/sacrebleu/unicode_punct.hyp")),
-    ("unicode_punct.ref", include_str!("../../tests/fixtures/sacrebleu/unicode_punct.ref")),
+    ("all_empty.hyp", include_str!("../tests/fixtures/sacrebleu/all_empty.hyp")),
+    ("all_empty.ref", include_str!("../tests/fixtures/sacrebleu/all_empty.ref")),
+    ("de_near_miss.hyp", include_str!("../tests/fixtures/sacrebleu/de_near_miss.hyp")),
+    ("de_near_miss.ref", include_str!("../tests/fixtures/sacrebleu/de_near_miss.ref")),
+    ("en_near_miss.hyp", include_str!("../tests/fixtures/sacrebleu/en_near_miss.hyp")),
+    ("en_near_miss.ref", include_str!("../tests/fixtures/sacrebleu/en_near_miss.ref")),
+    ("entities_hyphens.hyp", include_str!("../tests/fixtures/sacrebleu/entities_hyphens.hyp")),
+    ("entities_hyphens.ref", include_str!("../tests/fixtures/sacrebleu/entities_hyphens.ref")),
+    ("long_segments.hyp", include_str!("../tests/fixtures/sacrebleu/long_segments.hyp")),
+    ("long_segments.ref", include_str!("../tests/fixtures/sacrebleu/long_segments.ref")),
+    ("mixed_case.hyp", include_str!("../tests/fixtures/sacrebleu/mixed_case.hyp")),
+    ("mixed_case.ref", include_str!("../tests/fixtures/sacrebleu/mixed_case.ref")),
+    ("multi30k_degraded.hyp", include_str!("../tests/fixtures/sacrebleu/multi30k_degraded.hyp")),
+    ("multi30k_degraded.ref", include_str!("../tests/fixtures/sacrebleu/multi30k_degraded.ref")),
+    ("no_4gram_match.hyp", include_str!("../tests/fixtures/sacrebleu/no_4gram_match.hyp")),
+    ("no_4gram_match.ref", include_str!("../tests/fixtures/sacrebleu/no_4gram_match.ref")),
+    ("numbers.hyp", include_str!("../tests/fixtures/sacrebleu/numbers.hyp")),
+    ("numbers.ref", include_str!("../tests/fixtures/sacrebleu/numbers.ref")),
+    ("perfect.hyp", include_str!("../tests/fixtures/sacrebleu/perfect.hyp")),
+    ("perfect.ref", include_str!("../tests/fixtures/sacrebleu/perfect.ref")),
+    ("reordered_phrases.hyp", include_str!("../tests/fixtures/sacrebleu/reordered_phrases.hyp")),
+    ("reordered_phrases.ref", include_str!("../tests/fixtures/sacrebleu/reordered_phrases.ref")),
+    ("reordered_phrases.ref2", include_str!("../tests/fixtures/sacrebleu/reordered_phrases.ref2")),
+    ("short_segments.hyp", include_str!("../tests/fixtures/sacrebleu/short_segments.hyp")),
+    ("short_segments.ref", include_str!("../tests/fixtures/sacrebleu/short_segments.ref")),
+    ("two_refs.hyp", include_str!("../tests/fixtures/sacrebleu/two_refs.hyp")),
+    ("two_refs.ref", include_str!("../tests/fixtures/sacrebleu/two_refs.ref")),
+    ("two_refs.ref2", include_str!("../tests/fixtures/sacrebleu/two_refs.ref2")),
+    ("unicode_punct.hyp", include_str!("../tests/fixtures/sacrebleu/unicode_punct.hyp")),
+    ("unicode_punct.ref", include_str!("../tests/fixtures/sacrebleu/unicode_punct.ref")),
 ];
 
 fn expected() -> Value {

@@ -5,7 +5,7 @@
 //! the references arrive as streams: stream `k` holds the `k`-th reference of
 //! every segment.
 
-use super::error::MetricError;
+use crate::error::MetricError;
 
 /// Returns `Ok(())` when there is at least one hypothesis and one reference
 /// stream, and every stream has one reference per hypothesis.
@@ -29,6 +29,9 @@ where
 }
 
 /// The references of segment `segment`, one per stream, in stream order.
+///
+/// Callers pass streams that [`check_streams`] accepted and a `segment` below its
+/// hypothesis count, so the indexing below stays in bounds.
 pub(crate) fn segment_refs<'a, R, S>(
     references: &'a [R],
     segment: usize,
