@@ -7,6 +7,7 @@ mod allocator;
 mod commands;
 mod device;
 mod plot;
+mod progress;
 mod run_history;
 mod search_args;
 
