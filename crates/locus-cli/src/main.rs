@@ -10,6 +10,7 @@ mod allocator;
 mod commands;
 mod device;
 mod plot;
+mod progress;
 mod run_history;
 mod search_args;
 

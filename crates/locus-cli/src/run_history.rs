@@ -1,21 +1,24 @@
 //! A training run's history, read from its `metrics.jsonl`: the training and validation records of
 //! the timeline that ends the file, one per step, in step order.
 //!
-//! The trainer appends one JSON object per line, its kind under `"event"`. A resumed run appends a
+//! Each line is a [`locus_train::Event`], the type the trainer writes. A resumed run appends a
 //! `resume` record with the step of the checkpoint it restarted from; the records that the
 //! interrupted run logged after that checkpoint (earlier in the file, with a larger step) belong to
 //! an abandoned timeline and are dropped. When two records of one kind share a step, the later one
-//! wins. Other events (`data`, `model`, `stop`, ...) and unknown keys are ignored, and a `null` value
-//! (how serde_json writes NaN and infinities) counts as missing.
+//! wins. Other events (`data`, `model`, `stop`) and unknown keys are ignored, and a missing or
+//! `null` value (how serde_json writes NaN and infinities) counts as missing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use locus_train::log::{TrainRecord, ValidRecord};
+use locus_train::Event;
 use serde_json::error::Category;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// One `train` record: averages over a log window, and the learning rate at its end.
+/// What `locus plot` draws of a `train` record: averages over a log window, and the learning
+/// rate at its end.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainPoint {
     /// The update count.
@@ -28,7 +31,7 @@ pub struct TrainPoint {
     pub lr: Option<f64>,
 }
 
-/// One `valid` record: scores on the validation set.
+/// What `locus plot` draws of a `valid` record: scores on the validation set.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ValidPoint {
     /// The update count.
@@ -43,6 +46,34 @@ pub struct ValidPoint {
     pub chrf: Option<f64>,
 }
 
+/// A value read from a record, unless it was missing or `null` (read as NaN).
+fn present(value: f64) -> Option<f64> {
+    (!value.is_nan()).then_some(value)
+}
+
+impl From<&TrainRecord> for TrainPoint {
+    fn from(record: &TrainRecord) -> Self {
+        Self {
+            step: record.step as u64,
+            loss: present(record.loss),
+            nll: present(record.nll),
+            lr: present(record.lr),
+        }
+    }
+}
+
+impl From<&ValidRecord> for ValidPoint {
+    fn from(record: &ValidRecord) -> Self {
+        Self {
+            step: record.step as u64,
+            loss: present(record.loss),
+            nll: present(record.nll),
+            bleu: record.bleu,
+            chrf: record.chrf,
+        }
+    }
+}
+
 /// The training and validation records of a run, each in ascending step order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunHistory {
@@ -52,22 +83,14 @@ pub struct RunHistory {
     pub valid: Vec<ValidPoint>,
 }
 
-/// What one line of the file says.
-enum Record {
-    Train(TrainPoint),
-    Valid(ValidPoint),
-    Resume(u64),
-    Other,
-}
-
 impl RunHistory {
     /// Reads `dir/metrics.jsonl`.
     ///
     /// # Errors
     /// When the file does not exist or cannot be read, when a line is not a JSON object with a
-    /// string `"event"`, when a `train`, `valid` or `resume` record has no whole `"step"` or a
-    /// value that is not a number, or when there are no `train` or `valid` records. Errors name
-    /// the file and the line.
+    /// string `"event"`, when a record is not what its event says (e.g. a `train`, `valid` or
+    /// `resume` record without a whole `"step"`, a value that is not a number), or when there are
+    /// no `train` or `valid` records. Errors name the file and the line.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
         if !path.is_file() {
@@ -95,18 +118,19 @@ impl RunHistory {
                 Err(e) if n == last && !text.ends_with('\n') && e.classify() == Category::Eof => break,
                 Err(e) => bail!("{name} line {n}: {}", json_error(&e)),
             };
-            match record(&value).map_err(|msg| anyhow!("{name} line {n}: {msg}"))? {
-                Record::Train(point) => {
-                    train.insert(point.step, point);
+            let event = event(value).map_err(|msg| anyhow::anyhow!("{name} line {n}: {msg}"))?;
+            match event {
+                Event::Train(record) => {
+                    train.insert(record.step, TrainPoint::from(&record));
                 }
-                Record::Valid(point) => {
-                    valid.insert(point.step, point);
+                Event::Valid(record) => {
+                    valid.insert(record.step, ValidPoint::from(&record));
                 }
-                Record::Resume(step) => {
-                    train.retain(|&s, _| s <= step);
-                    valid.retain(|&s, _| s <= step);
+                Event::Resume(record) => {
+                    train.retain(|&s, _| s <= record.step);
+                    valid.retain(|&s, _| s <= record.step);
                 }
-                Record::Other => {}
+                Event::Data(_) | Event::Model(_) | Event::Stop(_) => {}
             }
         }
         if train.is_empty() && valid.is_empty() {
@@ -125,49 +149,25 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// The record a line holds, or what is wrong with it.
-fn record(value: &Value) -> Result<Record, String> {
+/// The event a line holds, or what is wrong with it: not an object, no string `"event"` (checked
+/// first, so that a tag of another type never passes for a variant's index), or a record that
+/// is not what its event says.
+fn event(value: Value) -> Result<Event, String> {
     let Some(obj) = value.as_object() else {
         return Err("expected a JSON object (one record per line)".to_string());
     };
-    let event = match obj.get("event") {
-        Some(Value::String(event)) => event.as_str(),
+    let kind = match obj.get("event") {
+        Some(Value::String(kind)) => kind.clone(),
         Some(other) => return Err(format!("\"event\" must be a string, got {other}")),
         None => return Err("the record has no \"event\"".to_string()),
     };
-    Ok(match event {
-        "train" => Record::Train(TrainPoint {
-            step: step(obj, event)?,
-            loss: number(obj, "loss")?,
-            nll: number(obj, "nll")?,
-            lr: number(obj, "lr")?,
-        }),
-        "valid" => Record::Valid(ValidPoint {
-            step: step(obj, event)?,
-            loss: number(obj, "loss")?,
-            nll: number(obj, "nll")?,
-            bleu: number(obj, "bleu")?,
-            chrf: number(obj, "chrf")?,
-        }),
-        "resume" => Record::Resume(step(obj, event)?),
-        _ => Record::Other,
+    serde_json::from_value(value).map_err(|e| {
+        let msg = e.to_string();
+        match msg.strip_prefix("missing field `").and_then(|field| field.strip_suffix('`')) {
+            Some(field) => format!("the {kind} record has no \"{field}\""),
+            None => format!("the {kind} record: {msg}"),
+        }
     })
-}
-
-/// The record's `"step"`, a whole number.
-fn step(obj: &Map<String, Value>, event: &str) -> Result<u64, String> {
-    match obj.get("step") {
-        Some(v) => v.as_u64().ok_or_else(|| format!("\"step\" must be a whole number, got {v}")),
-        None => Err(format!("the {event} record has no \"step\"")),
-    }
-}
-
-/// The record's value under `key`, if present and not null.
-fn number(obj: &Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| format!("\"{key}\" must be a number, got {v}")),
-    }
 }
 
 #[cfg(test)]
@@ -279,11 +279,11 @@ mod tests {
             ("{\"step\":3}\n", "line 2: the record has no \"event\""),
             ("{\"event\":7}\n", "line 2: \"event\" must be a string, got 7"),
             ("{\"event\":\"train\",\"loss\":2.0}\n", "line 2: the train record has no \"step\""),
-            ("{\"event\":\"valid\",\"step\":-4}\n", "line 2: \"step\" must be a whole number, got -4"),
+            ("{\"event\":\"valid\",\"step\":-4}\n", "line 2: the valid record: invalid value: integer `-4`"),
             ("{\"event\":\"resume\"}\n", "line 2: the resume record has no \"step\""),
             (
                 "{\"event\":\"valid\",\"step\":4,\"bleu\":\"high\"}\n",
-                "\"bleu\" must be a number, got \"high\"",
+                "the valid record: invalid type: string \"high\", expected f64",
             ),
         ];
         for (line, expected) in cases {
@@ -291,7 +291,7 @@ mod tests {
             assert!(err.starts_with("run/metrics.jsonl line 2: "), "{err}");
             assert!(err.contains(expected), "{err}");
         }
-        let err = error("{\"event\":\"data\"}\n{\"event\":\"stop\"}\n");
+        let err = error("{\"event\":\"data\"}\n{\"event\":\"stop\",\"step\":0,\"reason\":\"max_steps\"}\n");
         assert!(err.contains("run/metrics.jsonl has no train or valid records"), "{err}");
         assert!(error("").contains("no train or valid records"));
     }

@@ -17,17 +17,14 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use locus_data::{ParallelCorpus, SubwordTokenizer, TokenizedPair};
+use locus_data::TokenizedPair;
 use locus_model::{DropoutRng, ModelConfig};
 
 use crate::batch::collate;
 use crate::config::RunConfig;
 use crate::error::Result;
-use crate::modeling::build_model;
-use crate::optim::Adam;
-use crate::schedule::LrSchedule;
+use crate::setup::RunSetup;
 use crate::step::{train_step, StepOptions};
-use crate::trainer::adam_params;
 
 /// One timed training step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,36 +56,38 @@ pub struct TrainBench {
 }
 
 /// Runs `warmup` untimed then `steps` timed training updates of the model `cfg` describes on
-/// real batches of its training data (tokenizer trained as `locus train` does, batches in the
-/// seeded order of epoch 1, then 2, ...) in `train.precision`; no validation, no checkpoints.
+/// real batches of its training data, set up as `locus train` sets up a new run (tokenizer
+/// trained on the corpus, batches in the seeded order of epoch 1, then 2, ...) in
+/// `train.precision`; no validation, no checkpoints.
 pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize) -> Result<TrainBench> {
-    let (tokenizer, pairs) = training_pairs(cfg)?;
-    let lengths: Vec<(usize, usize)> = pairs.iter().map(TokenizedPair::lengths).collect();
-    let planner = cfg.data.batch_planner();
+    let RunSetup {
+        model,
+        varmap,
+        tokenizer,
+        mut optimizer,
+        state,
+        train_pairs,
+        lengths,
+        planner,
+        plan,
+        schedule,
+        ..
+    } = RunSetup::prepare(cfg, device, None)?;
     let train = &cfg.train;
-    let (model, varmap) = build_model(&cfg.model, tokenizer.vocab_size(), train.seed, device)?;
-    let mut optimizer = Adam::for_varmap(&varmap, adam_params(cfg))?;
-    let schedule = LrSchedule {
-        kind: train.schedule,
-        lr: train.lr,
-        warmup: train.warmup_steps,
-        min_lr: train.min_lr,
-        total_steps: train.max_steps.unwrap_or(usize::MAX),
-        d_model: cfg.model.d_model,
-    };
-    let mut rng = DropoutRng::new(train.seed.wrapping_add(1));
-    let mut loss_scale = train.precision.loss_scaler(train.loss_scale_init);
-    let batches = (1u64..).map(|epoch| planner.plan(&lengths, train.seed, epoch));
+    let mut rng = DropoutRng::from_state(&state.dropout_rng);
+    let mut loss_scale = state.loss_scale;
+    let later_epochs = (2u64..).map(|epoch| planner.plan(&lengths, train.seed, epoch));
+    let plans = std::iter::once(Ok(plan)).chain(later_epochs);
     let mut timed = Vec::with_capacity(steps);
     let mut step = 0;
-    'epochs: for plan in batches {
+    'epochs: for plan in plans {
         for group in plan?.chunks(train.update_freq) {
             step += 1;
             let started = Instant::now();
             let batches = group
                 .iter()
                 .map(|indices| {
-                    let rows: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i]).collect();
+                    let rows: Vec<&TokenizedPair> = indices.iter().map(|&i| &train_pairs[i]).collect();
                     collate(&rows, model.tokens(), device)
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
@@ -130,16 +129,6 @@ pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize
     }
     let parameters = varmap.all_vars().iter().map(|var| var.elem_count()).sum();
     Ok(TrainBench { steps: timed, parameters, vocab_size: tokenizer.vocab_size() })
-}
-
-/// The tokenizer trained on `cfg`'s training corpus as `locus train` trains it, and the
-/// corpus's pairs that pass the training length filters.
-pub fn training_pairs(cfg: &RunConfig) -> Result<(SubwordTokenizer, Vec<TokenizedPair>)> {
-    let corpus = ParallelCorpus::read(&cfg.data.train_src, &cfg.data.train_tgt)?;
-    let texts = corpus.src.iter().chain(&corpus.tgt);
-    let tokenizer = SubwordTokenizer::train(cfg.data.tokenizer, cfg.data.vocab_size, texts)?;
-    let (pairs, _) = cfg.data.filter_train(tokenizer.encode_corpus(&corpus)?);
-    Ok((tokenizer, pairs))
 }
 
 /// Matmul FLOPs of one forward pass over a padded batch; see the [module docs](self).

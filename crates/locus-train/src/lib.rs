@@ -7,8 +7,12 @@
 //!   each a small, separately tested piece;
 //! - [`batch`]: token ids to padded tensors;
 //! - [`bench`](mod@bench): timed training steps, model FLOPs and MFU;
+//! - [`setup`]: a session's data, model, optimiser and schedule, shared by training and the
+//!   training benchmark;
 //! - [`step`] and [`trainer`]: one update (with gradient accumulation), and the training loop,
-//!   readable top to bottom;
+//!   readable top to bottom, its periodic decisions (log, validate, save, stop) in [`periodic`];
+//! - [`log`] and [`progress`]: the typed records of `metrics.jsonl`, written by the trainer and
+//!   read by `locus plot`, and the progress reports a caller draws (the library prints nothing);
 //! - [`precision`] and [`loss_scale`]: mixed-precision training (`bf16`, `f16`) on f32 master
 //!   weights, and f16's dynamic loss scaling;
 //! - [`parity`]: the CPU against another device on the same weights and batch;
@@ -36,8 +40,11 @@ pub mod loss_scale;
 pub mod modeling;
 pub mod optim;
 pub mod parity;
+pub mod periodic;
 pub mod precision;
+pub mod progress;
 pub mod schedule;
+pub mod setup;
 pub mod state;
 pub mod step;
 pub mod trainer;
@@ -49,5 +56,8 @@ pub use config::{RunConfig, TrainConfig};
 pub use config_file::ConfigFile;
 pub use error::{Result, TrainError};
 pub use evaluate::{evaluate, Evaluation};
-pub use trainer::{train, StopReason, TrainOptions, TrainSummary};
+pub use log::Event;
+pub use periodic::StopReason;
+pub use progress::{Observer, Progress};
+pub use trainer::{train, TrainOptions, TrainSummary};
 pub use translate::Translator;

@@ -25,14 +25,13 @@ use locus_data::TokenizedPair;
 use locus_model::{DropoutRng, ModelConfig, Seq2Seq};
 
 use crate::batch::{collate, TensorBatch};
-use crate::bench::training_pairs;
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::loss::label_smoothed_cross_entropy;
 use crate::modeling::{build_model, cast_model};
 use crate::optim::Adam;
+use crate::setup::{adam_params, training_pairs};
 use crate::step::{train_step, StepOptions};
-use crate::trainer::adam_params;
 
 /// Largest allowed difference between the f32 logits.
 pub const LOGITS_LIMIT: f64 = 1e-4;

@@ -63,7 +63,8 @@ fn tiny_model_learns_to_copy() {
             ..TrainConfig::new(dir.path().join("run"), 300)
         },
     };
-    let options = TrainOptions { show_progress: false, resume: None, should_stop: &|_| false };
+    let options =
+        TrainOptions { progress: &locus_train::progress::silent, resume: None, should_stop: &|_| false };
     let summary = train(&config, &Device::Cpu, options).unwrap();
     assert_eq!(summary.steps, 300);
 

@@ -65,7 +65,8 @@ fn config(dir: &Path, run: &str, max_steps: usize) -> RunConfig {
 
 fn run(cfg: &RunConfig, resume: Option<PathBuf>, stop_at: Option<usize>) -> TrainSummary {
     let should_stop = move |step: usize| Some(step) == stop_at;
-    let options = TrainOptions { show_progress: false, resume, should_stop: &should_stop };
+    let options =
+        TrainOptions { progress: &locus_train::progress::silent, resume, should_stop: &should_stop };
     train(cfg, &Device::Cpu, options).unwrap()
 }
 
@@ -213,7 +214,8 @@ fn a_diverging_run_fails_naming_the_update_before_saving_it() {
     cfg.train.lr = 1e38;
     cfg.train.warmup_steps = 0;
     cfg.train.log_interval = 10;
-    let options = TrainOptions { show_progress: false, resume: None, should_stop: &|_| false };
+    let options =
+        TrainOptions { progress: &locus_train::progress::silent, resume: None, should_stop: &|_| false };
     let err = train(&cfg, &Device::Cpu, options).unwrap_err().to_string();
     assert!(err.starts_with("training diverged at step 2: loss is NaN"), "{err}");
     assert!(!dir.path().join("run/last").exists(), "a checkpoint was saved: {err}");

@@ -15,6 +15,7 @@ use locus_train::lab::{run_lab, LabConfig, SummaryRow};
 use crate::device::parse_device;
 use crate::plot::colormap::Rgb;
 use crate::plot::{draw_line_charts, LinePanel, Series};
+use crate::progress::ProgressDisplay;
 
 /// Arguments of `locus lab`.
 #[derive(Args)]
@@ -56,7 +57,9 @@ pub fn run(args: LabArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     std::fs::create_dir_all(&cfg.out_dir).with_context(|| format!("creating {}", cfg.out_dir.display()))?;
     let started = Instant::now();
-    let lab = run_lab(&cfg, &device, true)?;
+    let display = ProgressDisplay::new();
+    let lab = run_lab(&cfg, &device, &|event| display.show(event))?;
+    drop(display);
     let plot = cfg.out_dir.join("results.svg");
     draw(&cfg, &lab.rows, &plot)?;
     let table = cfg.out_dir.join("results.md");

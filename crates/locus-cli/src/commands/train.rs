@@ -13,6 +13,7 @@ use locus_train::{resolve_resume, train, RunConfig, StopReason, TrainOptions};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::device::parse_device;
+use crate::progress::ProgressDisplay;
 
 /// Arguments of `locus train`.
 #[derive(Args)]
@@ -73,8 +74,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let signal = Arc::new(AtomicUsize::new(0));
     watch_signals(&signal).context("installing the SIGINT/SIGTERM handler")?;
     let should_stop = |_step: usize| signal.load(Ordering::SeqCst) != 0;
-    let options = TrainOptions { show_progress: true, resume, should_stop: &should_stop };
+    let display = ProgressDisplay::new();
+    let options = TrainOptions { progress: &|event| display.show(event), resume, should_stop: &should_stop };
     let summary = train(&config, &device, options).context("training")?;
+    drop(display);
 
     let out_dir = summary.out_dir.display();
     eprintln!(

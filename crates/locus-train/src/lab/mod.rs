@@ -18,13 +18,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use candle_core::Device;
-use indicatif::{ProgressBar, ProgressStyle};
 use locus_data::read_lines;
 use locus_data::synthetic::{generate, write_examples, TaskSpec};
 use locus_model::LengthLimits;
 
 use crate::checkpoint::load_checkpoint;
 use crate::error::{Result, TrainError};
+use crate::progress::{Observer, Progress};
 use crate::trainer::{train, TrainOptions};
 use crate::translate::Translator;
 pub use config::{Cell, DataFiles, LabConfig};
@@ -68,8 +68,9 @@ fn ensure_data(cfg: &LabConfig, cell: &Cell) -> Result<()> {
     std::fs::write(&marker, "").map_err(|e| TrainError::io(&marker, e))
 }
 
-/// Trains and tests one cell on its data (written by [`ensure_data`]), and writes its `result.json`.
-fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device) -> Result<CellResult> {
+/// Trains and tests one cell on its data (written by [`ensure_data`]), and writes its
+/// `result.json`. The training run's lines (data, validations) go to `progress`.
+fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device, progress: Observer) -> Result<CellResult> {
     let started = Instant::now();
     let files = DataFiles::new(&cfg.out_dir, cell.task, cell.seed);
     let run = cfg.run_config(cell)?;
@@ -77,7 +78,16 @@ fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device) -> Result<CellResult>
     if run.train.out_dir.exists() {
         std::fs::remove_dir_all(&run.train.out_dir).map_err(|e| TrainError::io(&run.train.out_dir, e))?;
     }
-    let options = TrainOptions { show_progress: false, resume: None, should_stop: &|_| false };
+    let lines = |event: Progress| match event {
+        Progress::Info(_) | Progress::Validated(_) => progress(event),
+        Progress::Started { .. }
+        | Progress::Updated { .. }
+        | Progress::Logged(_)
+        | Progress::LabStarted { .. }
+        | Progress::CellStarted(_)
+        | Progress::CellFinished(_) => {}
+    };
+    let options = TrainOptions { progress: &lines, resume: None, should_stop: &|_| false };
     let summary = train(&run, device, options)?;
     let checkpoint = load_checkpoint(&run.train.out_dir.join("best"), device)?;
     let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
@@ -126,19 +136,20 @@ fn finished(cfg: &LabConfig, cell: &Cell) -> Result<Option<CellResult>> {
     Ok(Some(result))
 }
 
-/// Trains `cells[i]` for every `i` in `todo`, `cfg.jobs` at a time, ticking `bar` per cell;
-/// returns `(i, result)` pairs in the order the cells finished.
+/// Trains `cells[i]` for every `i` in `todo`, `cfg.jobs` at a time, reporting each cell's
+/// start and end to `progress`; returns `(i, result)` pairs in the order the cells finished.
 fn train_cells(
     cfg: &LabConfig,
     cells: &[Cell],
     todo: &[usize],
     device: &Device,
-    bar: &ProgressBar,
+    progress: Observer,
 ) -> Result<Vec<(usize, CellResult)>> {
     let run_one = |index: usize| -> Result<(usize, CellResult)> {
-        bar.set_message(cells[index].name());
-        let result = run_cell(cfg, &cells[index], device)?;
-        bar.inc(1);
+        let name = cells[index].name();
+        progress(Progress::CellStarted(&name));
+        let result = run_cell(cfg, &cells[index], device, progress)?;
+        progress(Progress::CellFinished(&name));
         Ok((index, result))
     };
     if cfg.jobs <= 1 {
@@ -193,33 +204,25 @@ pub struct LabRun {
 /// [`candle_core::utils::get_num_threads`] (the caller sizes it, e.g. one thread a cell: tiny
 /// models use two threads poorly, so two cells on one thread each finish sooner than two cells
 /// one after the other on two threads). The first failing cell stops the grid once the cells
-/// in progress end.
-pub fn run_lab(cfg: &LabConfig, device: &Device, show_progress: bool) -> Result<LabRun> {
+/// in progress end. Progress (the cells, and each cell's data and validation lines) goes to
+/// `progress`.
+pub fn run_lab(cfg: &LabConfig, device: &Device, progress: Observer) -> Result<LabRun> {
     let cells = cfg.cells();
-    let bar = if show_progress { ProgressBar::new(cells.len() as u64) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} cells  {elapsed_precise} elapsed, ETA {eta_precise}  {msg}",
-        )
-        .expect("the template is valid"),
-    );
     let mut slots = Vec::with_capacity(cells.len());
     for cell in &cells {
         slots.push(finished(cfg, cell)?);
     }
     let todo: Vec<usize> = (0..cells.len()).filter(|&i| slots[i].is_none()).collect();
-    bar.inc((cells.len() - todo.len()) as u64);
     // Written before any cell trains: cells sharing a (task, seed) may train at once.
     for &index in &todo {
         ensure_data(cfg, &cells[index])?;
     }
-    bar.reset_eta();
-    for (index, result) in train_cells(cfg, &cells, &todo, device, &bar)? {
+    progress(Progress::LabStarted { cells: cells.len(), finished: cells.len() - todo.len() });
+    for (index, result) in train_cells(cfg, &cells, &todo, device, progress)? {
         slots[index] = Some(result);
     }
     let trained = todo.len();
     let results: Vec<CellResult> = slots.into_iter().map(|slot| slot.expect("every cell ran")).collect();
-    bar.finish_and_clear();
     let rows = summarize(&results, &cfg.encodings, &cfg.tasks, &cfg.test_lengths);
     let table = markdown(&rows, &cfg.tasks, &cfg.encodings, &cfg.test_lengths);
     let md = cfg.out_dir.join("results.md");
