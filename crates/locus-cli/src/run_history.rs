@@ -5,7 +5,8 @@
 //! `resume` record with the step of the checkpoint it restarted from; the records that the
 //! interrupted run logged after that checkpoint (earlier in the file, with a larger step) belong to
 //! an abandoned timeline and are dropped. When two records of one kind share a step, the later one
-//! wins. Other events (`data`, `model`, `stop`) and unknown keys are ignored, and a missing or
+//! wins. Other events (`data`, `model`, `stop`, and kinds this version does not know) and unknown keys
+//! are ignored, and a missing or
 //! `null` value (how serde_json writes NaN and infinities) counts as missing.
 
 use std::collections::BTreeMap;
@@ -130,7 +131,7 @@ impl RunHistory {
                     train.retain(|&s, _| s <= record.step);
                     valid.retain(|&s, _| s <= record.step);
                 }
-                Event::Data(_) | Event::Model(_) | Event::Stop(_) => {}
+                Event::Data(_) | Event::Model(_) | Event::Stop(_) | Event::Unknown => {}
             }
         }
         if train.is_empty() && valid.is_empty() {
@@ -200,6 +201,8 @@ mod tests {
             r#"{"event":"valid","step":50,"loss":3.1,"nll":2.9,"bleu":12.3,"chrf":40.1}"#,
             "\n",
             r#"{"event":"stop","step":50,"reason":"max_steps"}"#,
+            "\n",
+            r#"{"event":"from_a_newer_locus","step":50,"loss":1.0}"#,
             "\n",
         ));
         assert_eq!(

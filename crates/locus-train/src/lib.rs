@@ -22,6 +22,8 @@
 //! - [`translate`](mod@translate) and [`evaluate`](mod@evaluate): batched translation (greedy, beam,
 //!   sampling) and sacreBLEU-exact scores ([`locus_metrics`]).
 #![warn(missing_docs)]
+// Library code returns errors: no unwrap or expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod atomic_dir;
 pub mod average;

@@ -31,6 +31,10 @@ pub enum Event {
     Valid(ValidRecord),
     /// The session ended.
     Stop(StopRecord),
+    /// A record of a kind this version does not know (written by a newer Locus): readers skip
+    /// it, so that old readers keep working on new files. Never written.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The `data` record.

@@ -177,7 +177,11 @@ fn train_cells(
     };
     let outcomes: Vec<Result<Vec<(usize, CellResult)>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..cfg.jobs.min(todo.len())).map(|_| scope.spawn(worker)).collect();
-        handles.into_iter().map(|handle| handle.join().expect("a lab worker panicked")).collect()
+        // A worker's panic is a bug, not a cell's failure: re-raise it as it was.
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
     });
     let mut done = Vec::with_capacity(todo.len());
     for outcome in outcomes {
@@ -222,7 +226,9 @@ pub fn run_lab(cfg: &LabConfig, device: &Device, progress: Observer) -> Result<L
         slots[index] = Some(result);
     }
     let trained = todo.len();
-    let results: Vec<CellResult> = slots.into_iter().map(|slot| slot.expect("every cell ran")).collect();
+    let results: Vec<CellResult> = slots.into_iter().collect::<Option<_>>().ok_or_else(|| {
+        TrainError::Config("lab: a cell of the grid was neither finished nor trained".into())
+    })?;
     let rows = summarize(&results, &cfg.encodings, &cfg.tasks, &cfg.test_lengths);
     let table = markdown(&rows, &cfg.tasks, &cfg.encodings, &cfg.test_lengths);
     let md = cfg.out_dir.join("results.md");
