@@ -6,13 +6,13 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use crate::attention::{KeyValues, MultiHeadAttention};
-use crate::config::{ModelConfig, NormPosition};
-use crate::dropout::{Dropout, DropoutRng};
+use crate::config::ModelConfig;
+use crate::dropout::DropoutRng;
 use crate::error::Result;
 use crate::feed_forward::FeedForward;
 use crate::mask::causal_bias;
 use crate::norm::LayerNorm;
-use crate::positional::{LayerPositions, PositionalEncoding, Span};
+use crate::positional::{LayerPositions, Span};
 use crate::residual::Residual;
 use crate::stack::Stack;
 
@@ -86,8 +86,7 @@ pub struct DecoderLayer {
     cross_attn_norm: LayerNorm,
     ffn: FeedForward,
     ffn_norm: LayerNorm,
-    dropout: Dropout,
-    norm_position: NormPosition,
+    residual: Residual,
 }
 
 impl DecoderLayer {
@@ -101,13 +100,8 @@ impl DecoderLayer {
             cross_attn_norm: norm("cross_attn_norm")?,
             ffn: FeedForward::new(cfg, vb.pp("ffn"))?,
             ffn_norm: norm("ffn_norm")?,
-            dropout: Dropout::new(cfg.dropout),
-            norm_position: cfg.norm,
+            residual: Residual::new(cfg),
         })
-    }
-
-    fn residual<'a>(&self, norm: &'a LayerNorm) -> Residual<'a> {
-        Residual { norm, position: self.norm_position, dropout: self.dropout }
     }
 
     /// Decodes `xs` attending to itself (through `self_bias`, and to the cached past when
@@ -125,7 +119,7 @@ impl DecoderLayer {
         mut cache: Option<&mut LayerCache>,
         mut rng: Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let xs = self.residual(&self.self_attn_norm).apply(xs, rng.as_deref_mut(), |h, rng| {
+        let xs = self.residual.apply(&self.self_attn_norm, xs, rng.as_deref_mut(), |h, rng| {
             let mut kv = self.self_attn.key_values(h, positions)?;
             if let Some(cache) = cache.as_deref_mut() {
                 if let Some(past) = &cache.self_kv {
@@ -135,7 +129,7 @@ impl DecoderLayer {
             }
             self.self_attn.forward(h, &kv, Some(self_bias), positions, rng)
         })?;
-        let xs = self.residual(&self.cross_attn_norm).apply(&xs, rng.as_deref_mut(), |h, rng| {
+        let xs = self.residual.apply(&self.cross_attn_norm, &xs, rng.as_deref_mut(), |h, rng| {
             let kv = match cache {
                 Some(LayerCache { cross_kv: Some(kv), .. }) => kv.clone(),
                 Some(cache) => {
@@ -147,31 +141,17 @@ impl DecoderLayer {
             };
             self.cross_attn.forward(h, &kv, Some(memory.padding_bias), LayerPositions::default(), rng)
         })?;
-        self.residual(&self.ffn_norm).apply(&xs, rng, |h, rng| self.ffn.forward(h, rng))
+        self.residual.apply(&self.ffn_norm, &xs, rng, |h, rng| self.ffn.forward(h, rng))
     }
 }
 
 /// The decoder stack: its positional encoding, layers, and a final norm when pre-norm.
-#[derive(Debug, Clone)]
-pub struct Decoder {
-    stack: Stack<DecoderLayer>,
-}
+pub type Decoder = Stack<DecoderLayer>;
 
 impl Decoder {
     /// `cfg.decoder_layers` layers under `vb` (`positional`, `layers.{i}`, `final_norm`).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let positional = cfg.decoder_positional();
-        Ok(Self { stack: Stack::new(cfg, positional, true, cfg.decoder_layers, vb, DecoderLayer::new)? })
-    }
-
-    /// The stack's positional encoding.
-    pub fn positional(&self) -> &PositionalEncoding {
-        self.stack.positional()
-    }
-
-    /// The layers.
-    pub fn layers(&self) -> &[DecoderLayer] {
-        self.stack.layers()
+        Stack::build(cfg, cfg.decoder_positional(), true, cfg.decoder_layers, vb, DecoderLayer::new)
     }
 
     /// Runs the stack over scaled target token embeddings; with `cache`, they continue the
@@ -193,7 +173,7 @@ impl Decoder {
         let causal = causal_bias(tgt_len, past, tokens.dtype(), tokens.device())?;
         // Incremental decoding is inference: cached positions are never shifted.
         let shift = cache.is_none();
-        let xs = self.stack.forward(
+        let xs = self.run(
             tokens,
             Span::after(tgt_len, past),
             &causal,

@@ -4,12 +4,12 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use crate::attention::MultiHeadAttention;
-use crate::config::{ModelConfig, NormPosition};
-use crate::dropout::{Dropout, DropoutRng};
+use crate::config::ModelConfig;
+use crate::dropout::DropoutRng;
 use crate::error::Result;
 use crate::feed_forward::FeedForward;
 use crate::norm::LayerNorm;
-use crate::positional::{LayerPositions, PositionalEncoding, Span};
+use crate::positional::{LayerPositions, Span};
 use crate::residual::Residual;
 use crate::stack::Stack;
 
@@ -20,8 +20,7 @@ pub struct EncoderLayer {
     self_attn_norm: LayerNorm,
     ffn: FeedForward,
     ffn_norm: LayerNorm,
-    dropout: Dropout,
-    norm_position: NormPosition,
+    residual: Residual,
 }
 
 impl EncoderLayer {
@@ -32,13 +31,8 @@ impl EncoderLayer {
             self_attn_norm: LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp("self_attn_norm"))?,
             ffn: FeedForward::new(cfg, vb.pp("ffn"))?,
             ffn_norm: LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp("ffn_norm"))?,
-            dropout: Dropout::new(cfg.dropout),
-            norm_position: cfg.norm,
+            residual: Residual::new(cfg),
         })
-    }
-
-    fn residual<'a>(&self, norm: &'a LayerNorm) -> Residual<'a> {
-        Residual { norm, position: self.norm_position, dropout: self.dropout }
     }
 
     /// # Shapes
@@ -50,35 +44,21 @@ impl EncoderLayer {
         positions: LayerPositions,
         mut rng: Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let xs = self.residual(&self.self_attn_norm).apply(xs, rng.as_deref_mut(), |h, rng| {
+        let xs = self.residual.apply(&self.self_attn_norm, xs, rng.as_deref_mut(), |h, rng| {
             let kv = self.self_attn.key_values(h, positions)?;
             self.self_attn.forward(h, &kv, bias, positions, rng)
         })?;
-        self.residual(&self.ffn_norm).apply(&xs, rng, |h, rng| self.ffn.forward(h, rng))
+        self.residual.apply(&self.ffn_norm, &xs, rng, |h, rng| self.ffn.forward(h, rng))
     }
 }
 
 /// The encoder stack: its positional encoding, layers, and a final norm when pre-norm.
-#[derive(Debug, Clone)]
-pub struct Encoder {
-    stack: Stack<EncoderLayer>,
-}
+pub type Encoder = Stack<EncoderLayer>;
 
 impl Encoder {
     /// `cfg.encoder_layers` layers under `vb` (`positional`, `layers.{i}`, `final_norm`).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let positional = cfg.encoder_positional();
-        Ok(Self { stack: Stack::new(cfg, positional, false, cfg.encoder_layers, vb, EncoderLayer::new)? })
-    }
-
-    /// The stack's positional encoding.
-    pub fn positional(&self) -> &PositionalEncoding {
-        self.stack.positional()
-    }
-
-    /// The layers.
-    pub fn layers(&self) -> &[EncoderLayer] {
-        self.stack.layers()
+        Stack::build(cfg, cfg.encoder_positional(), false, cfg.encoder_layers, vb, EncoderLayer::new)
     }
 
     /// Encodes scaled token embeddings whose first token sits at position `offset` (0, unless
@@ -96,7 +76,7 @@ impl Encoder {
         rng: Option<&mut DropoutRng>,
     ) -> Result<Tensor> {
         let span = Span::same(tokens.dim(1)?, offset);
-        self.stack.forward(tokens, span, padding_bias, true, rng, |(_, layer, xs, bias, positions), rng| {
+        self.run(tokens, span, padding_bias, true, rng, |(_, layer, xs, bias, positions), rng| {
             layer.forward(xs, Some(bias), positions, rng)
         })
     }

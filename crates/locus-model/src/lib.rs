@@ -26,7 +26,7 @@ pub mod ops;
 pub mod positional;
 mod residual;
 pub mod search;
-mod stack;
+pub mod stack;
 #[cfg(test)]
 mod testing;
 pub mod transformer;

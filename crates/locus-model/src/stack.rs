@@ -12,9 +12,11 @@ use crate::error::Result;
 use crate::norm::LayerNorm;
 use crate::positional::{LayerPositions, PositionalConfig, PositionalEncoding, Span};
 
-/// A stack of layers `L`: its positional encoding, layers, and a final norm when pre-norm.
+/// A stack of layers `L`: its positional encoding, layers, and a final norm when pre-norm
+/// ([`Encoder`](crate::encoder::Encoder) and [`Decoder`](crate::decoder::Decoder) are its two
+/// instances).
 #[derive(Debug, Clone)]
-pub(crate) struct Stack<L> {
+pub struct Stack<L> {
     positional: PositionalEncoding,
     embed_dropout: Dropout,
     layers: Vec<L>,
@@ -23,7 +25,7 @@ pub(crate) struct Stack<L> {
 
 /// What one layer of a stack gets in a forward pass: its index, the layer, its input, the
 /// self-attention bias and its positional share of the pass, and the dropout stream.
-pub(crate) type LayerCall<'a, L> = (usize, &'a L, &'a Tensor, &'a Tensor, LayerPositions<'a>);
+pub type LayerCall<'a, L> = (usize, &'a L, &'a Tensor, &'a Tensor, LayerPositions<'a>);
 
 impl<L> Stack<L> {
     /// `n_layers` layers made by `new_layer` under `vb` (`positional`, `layers.{i}`,
@@ -32,7 +34,7 @@ impl<L> Stack<L> {
     /// Weights are created in this order: the encoding's, then for each layer the ones the
     /// encoding owns in it (Shaw's `self_attn.relative`) and the layer's own, then the final
     /// norm; seeded initialisation draws them in that order.
-    pub(crate) fn new(
+    pub(crate) fn build(
         cfg: &ModelConfig,
         positional: &PositionalConfig,
         causal: bool,
@@ -56,12 +58,12 @@ impl<L> Stack<L> {
     }
 
     /// The stack's positional encoding.
-    pub(crate) fn positional(&self) -> &PositionalEncoding {
+    pub fn positional(&self) -> &PositionalEncoding {
         &self.positional
     }
 
     /// The layers.
-    pub(crate) fn layers(&self) -> &[L] {
+    pub fn layers(&self) -> &[L] {
         &self.layers
     }
 
@@ -74,7 +76,7 @@ impl<L> Stack<L> {
     /// # Shapes
     /// `tokens`: `(b_sz, q_len, token_width)`; `mask` broadcastable to
     /// `(b_sz, n_heads, q_len, k_len)`; returns `(b_sz, q_len, d_model)`.
-    pub(crate) fn forward(
+    pub(crate) fn run(
         &self,
         tokens: &Tensor,
         span: Span,
