@@ -161,11 +161,6 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    /// The position vectors: `(b_sz, len, width)` when shifted, `(1, len, width)` otherwise.
-    pub fn vectors(&self) -> &Tensor {
-        &self.vectors
-    }
-
     /// Combines token embeddings with the position vectors.
     ///
     /// # Shapes

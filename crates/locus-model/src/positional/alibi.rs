@@ -85,11 +85,6 @@ impl Alibi {
         Self { slopes: alibi_slopes(n_heads), causal, biases: TableCache::new() }
     }
 
-    /// Each head's slope.
-    pub fn slopes(&self) -> &[f64] {
-        &self.slopes
-    }
-
     /// The bias for the queries and keys of `span`, from the cached table:
     /// `(1, n_heads, q_len, k_len)`.
     pub fn bias(&self, span: Span, dtype: DType, device: &Device) -> Result<Tensor> {
@@ -253,7 +248,7 @@ mod tests {
             for dtype in [DType::F32, DType::F64] {
                 let got = alibi.bias(span, dtype, &Device::Cpu)?;
                 let want = alibi_bias(
-                    alibi.slopes(),
+                    &alibi.slopes,
                     span.q_len,
                     span.k_len,
                     span.q_offset,

@@ -42,11 +42,6 @@ impl Learned {
         Ok(Self { table, absolute })
     }
 
-    /// The trained table, `(max_len, width)`.
-    pub fn table(&self) -> &Tensor {
-        &self.table
-    }
-
     /// The position vectors of positions `offset..offset + len`: `(len, width)`.
     ///
     /// # Errors

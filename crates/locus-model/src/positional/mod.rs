@@ -249,11 +249,6 @@ impl Frame<'_> {
         }
     }
 
-    /// The position vectors of the pass, if the encoding embeds any.
-    pub fn embedding(&self) -> Option<&Embedding> {
-        self.embedding.as_ref()
-    }
-
     /// `mask` (padding or causal) plus the position bias of every self-attention score, if
     /// the encoding has one.
     ///

@@ -159,11 +159,6 @@ impl Shaw {
         Self { max_distance, values, head_dim, layers: Vec::new(), ids: TableCache::new() }
     }
 
-    /// The clipping distance.
-    pub fn max_distance(&self) -> usize {
-        self.max_distance
-    }
-
     /// Each layer's vectors, in layer order.
     pub fn layers(&self) -> &[RelativePositions] {
         &self.layers
