@@ -23,7 +23,7 @@ locus=${LOCUS:-target/release/locus}
 [ -n "${LOCUS:-}" ] || cargo build --release -p locus-cli
 out=runs/pe-compare${max_train_len:+-len$max_train_len}
 kinds=("$@")
-[ ${#kinds[@]} -gt 0 ] || kinds=(none sinusoidal learned relative t5 rope alibi)
+[ ${#kinds[@]} -gt 0 ] || mapfile -t kinds < <("$locus" pe list)  # every kind
 evaluation=()
 if [ -n "$max_train_len" ]; then
   n=$max_train_len

@@ -17,10 +17,21 @@ fn every_kind_draws_its_panels() {
         ("rope", "cos(rotation angle)"),
         ("alibi", "head 0: -0.5000·|i - j|"),
     ];
-    for (kind, title) in expected {
+    let list = locus(&["pe", "list"]);
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let kinds = String::from_utf8(list.stdout).unwrap();
+    let kinds: Vec<&str> = kinds.lines().collect();
+    assert_eq!(kinds.first(), Some(&"none"), "{kinds:?}");
+    for kind in kinds {
         let out = dir.path().join(format!("{kind}.svg"));
         let result =
             locus(&["pe", "show", "--kind", kind, "--len", "24", "--out", &out.display().to_string()]);
+        if kind == "none" {
+            assert!(String::from_utf8_lossy(&result.stderr).contains("no position signal to draw"));
+            continue;
+        }
+        let title = expected.iter().find(|(name, _)| *name == kind).map(|(_, title)| *title);
+        let title = title.unwrap_or_else(|| panic!("{kind}: no expected panel title listed here"));
         assert!(result.status.success(), "{kind}: {}", String::from_utf8_lossy(&result.stderr));
         let svg = std::fs::read_to_string(&out).unwrap();
         assert!(svg.contains("<svg") && svg.contains(title), "{kind}: no panel titled {title:?}");

@@ -3,7 +3,8 @@
 //!
 //! Positional encodings that act inside attention plug in here: an additive score bias
 //! (padding and causal masks, T5 and ALiBi biases), rotated queries and keys (RoPE), and
-//! relative key and value vectors (Shaw et al.), which each self-attention layer owns.
+//! relative key and value vectors (Shaw et al.), the last two handed to each self-attention
+//! call by the stack's positional frame ([`LayerPositions`]).
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -12,19 +13,7 @@ use crate::config::ModelConfig;
 use crate::dropout::{Dropout, DropoutRng};
 use crate::linear::Linear;
 use crate::ops::{attention, softmax_last_dim};
-use crate::positional::{RelativePositions, RelativeSpec, Rotary};
-
-/// Where the queries and keys of one attention call sit, for the encodings that act inside
-/// attention: query `i` is at position `q_offset + i`, key `j` at `k_offset + j`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Positions<'a> {
-    /// The rotation of RoPE, if the stack uses it.
-    pub rotary: Option<&'a Rotary>,
-    /// Position of the first query.
-    pub q_offset: usize,
-    /// Position of the first key.
-    pub k_offset: usize,
-}
+use crate::positional::{LayerPositions, RelativeIds, RelativePositions};
 
 /// Projected keys and values, split into heads: each `(b_sz, n_heads, seq_len, head_dim)`.
 ///
@@ -80,25 +69,14 @@ pub struct MultiHeadAttention {
     n_heads: usize,
     head_dim: usize,
     dropout: Dropout,
-    relative: Option<RelativePositions>,
 }
 
 impl MultiHeadAttention {
     /// Attention of width `d_model` with `n_heads` heads under `vb`
-    /// (`q_proj`, `k_proj`, `v_proj`, `out_proj`, and `relative` with Shaw et al.'s vectors).
-    pub fn new(
-        cfg: &ModelConfig,
-        relative: Option<RelativeSpec>,
-        vb: VarBuilder,
-    ) -> candle_core::Result<Self> {
+    /// (`q_proj`, `k_proj`, `v_proj`, `out_proj`).
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         let d = cfg.d_model;
-        let relative = relative
-            .map(|spec| {
-                RelativePositions::new(spec.max_distance, cfg.head_dim(), spec.values, vb.pp("relative"))
-            })
-            .transpose()?;
         Ok(Self {
-            relative,
             q_proj: Linear::new(d, d, vb.pp("q_proj"))?,
             k_proj: Linear::new(d, d, vb.pp("k_proj"))?,
             v_proj: Linear::new(d, d, vb.pp("v_proj"))?,
@@ -109,32 +87,22 @@ impl MultiHeadAttention {
         })
     }
 
-    /// The relative vectors of Shaw et al., if this attention has them.
-    pub fn relative(&self) -> Option<&RelativePositions> {
-        self.relative.as_ref()
-    }
-
-    /// Projects `xs` into keys and values for this attention; with `rotary`, the keys are
-    /// rotated to their positions `offset..`.
+    /// Projects `xs` into keys and values for this attention; with a rotation in
+    /// `positions`, the keys are rotated to their positions (those of the pass's new queries).
     ///
     /// # Shapes
     /// `xs`: `(b_sz, seq_len, d_model)`.
-    pub fn key_values(
-        &self,
-        xs: &Tensor,
-        rotary: Option<&Rotary>,
-        offset: usize,
-    ) -> candle_core::Result<KeyValues> {
+    pub fn key_values(&self, xs: &Tensor, positions: LayerPositions) -> candle_core::Result<KeyValues> {
         let keys = self.k_proj.forward_heads(xs, self.n_heads)?;
-        let keys = match rotary {
-            Some(rotary) => rotary.rotate(&keys, offset)?,
+        let keys = match positions.rotation {
+            Some(rotation) => rotation.rotate(&keys)?,
             None => keys,
         };
         Ok(KeyValues { keys, values: self.v_proj.forward_heads(xs, self.n_heads)? })
     }
 
     /// Attends from the queries `xs` to `kv`, adding `bias` to the scores before the softmax;
-    /// `positions` places queries and keys for RoPE and relative vectors.
+    /// `positions` rotates the queries (RoPE) and adds relative vectors (Shaw et al.).
     ///
     /// # Shapes
     /// - `xs`: `(b_sz, q_len, d_model)`;
@@ -146,23 +114,23 @@ impl MultiHeadAttention {
         xs: &Tensor,
         kv: &KeyValues,
         bias: Option<&Tensor>,
-        positions: Positions,
+        positions: LayerPositions,
         rng: Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let (b_sz, q_len, d_model) = xs.dims3()?;
         let scale = (self.head_dim as f64).powf(-0.5);
         let queries = self.q_proj.forward_heads(xs, self.n_heads)?;
-        let queries = match positions.rotary {
-            Some(rotary) => rotary.rotate(&queries, positions.q_offset)?,
+        let queries = match positions.rotation {
+            Some(rotation) => rotation.rotate(&queries)?,
             None => queries,
         };
-        let context = match &self.relative {
+        let context = match positions.relative {
             None => {
                 let dropout = self.dropout.mask(b_sz * self.n_heads * q_len * kv.len(), xs.device(), rng)?;
                 attention(&queries, &kv.keys, &kv.values, scale, bias, dropout.as_ref())?
             }
-            Some(relative) => {
-                let context = self.relative_context(relative, &queries, kv, scale, bias, positions, rng)?;
+            Some((relative, ids)) => {
+                let context = self.relative_context(relative, ids, &queries, kv, scale, bias, rng)?;
                 context.transpose(1, 2)?.reshape((b_sz, q_len, d_model))?
             }
         };
@@ -175,15 +143,15 @@ impl MultiHeadAttention {
     fn relative_context(
         &self,
         relative: &RelativePositions,
+        ids: &RelativeIds,
         queries: &Tensor,
         kv: &KeyValues,
         scale: f64,
         bias: Option<&Tensor>,
-        positions: Positions,
         rng: Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
         let queries = (queries * scale)?;
-        let score_bias = relative.score_bias(&queries, kv.len(), positions.q_offset, positions.k_offset)?;
+        let score_bias = relative.score_bias(&queries, ids)?;
         let scores = (queries.matmul(&kv.keys.t()?)? + score_bias)?;
         let scores = match bias {
             Some(bias) => scores.broadcast_add(bias)?,
@@ -191,7 +159,7 @@ impl MultiHeadAttention {
         };
         let weights = self.dropout.forward(&softmax_last_dim(&scores)?, rng)?;
         let context = weights.matmul(&kv.values)?;
-        match relative.value_term(&weights, positions.q_offset, positions.k_offset)? {
+        match relative.value_term(&weights, ids)? {
             Some(values) => context + values,
             None => Ok(context),
         }

@@ -5,15 +5,16 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use crate::attention::{KeyValues, MultiHeadAttention, Positions};
-use crate::config::{ModelConfig, NormPosition};
-use crate::dropout::{Dropout, DropoutRng};
+use crate::attention::{KeyValues, MultiHeadAttention};
+use crate::config::ModelConfig;
+use crate::dropout::DropoutRng;
 use crate::error::Result;
 use crate::feed_forward::FeedForward;
 use crate::mask::causal_bias;
 use crate::norm::LayerNorm;
-use crate::positional::{PositionalEncoding, RelativeSpec};
+use crate::positional::{LayerPositions, Span};
 use crate::residual::Residual;
+use crate::stack::Stack;
 
 /// What one decoder layer remembers between incremental steps.
 #[derive(Debug, Clone, Default)]
@@ -85,37 +86,22 @@ pub struct DecoderLayer {
     cross_attn_norm: LayerNorm,
     ffn: FeedForward,
     ffn_norm: LayerNorm,
-    dropout: Dropout,
-    norm_position: NormPosition,
+    residual: Residual,
 }
 
 impl DecoderLayer {
-    /// One decoder layer under `vb`; `relative` gives its self-attention Shaw et al.'s vectors.
-    pub fn new(
-        cfg: &ModelConfig,
-        relative: Option<RelativeSpec>,
-        vb: VarBuilder,
-    ) -> candle_core::Result<Self> {
+    /// One decoder layer under `vb`.
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         let norm = |name: &str| LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp(name));
         Ok(Self {
-            self_attn: MultiHeadAttention::new(cfg, relative, vb.pp("self_attn"))?,
+            self_attn: MultiHeadAttention::new(cfg, vb.pp("self_attn"))?,
             self_attn_norm: norm("self_attn_norm")?,
-            cross_attn: MultiHeadAttention::new(cfg, None, vb.pp("cross_attn"))?,
+            cross_attn: MultiHeadAttention::new(cfg, vb.pp("cross_attn"))?,
             cross_attn_norm: norm("cross_attn_norm")?,
             ffn: FeedForward::new(cfg, vb.pp("ffn"))?,
             ffn_norm: norm("ffn_norm")?,
-            dropout: Dropout::new(cfg.dropout),
-            norm_position: cfg.norm,
+            residual: Residual::new(cfg),
         })
-    }
-
-    /// The layer's self-attention.
-    pub fn self_attn(&self) -> &MultiHeadAttention {
-        &self.self_attn
-    }
-
-    fn residual<'a>(&self, norm: &'a LayerNorm) -> Residual<'a> {
-        Residual { norm, position: self.norm_position, dropout: self.dropout }
     }
 
     /// Decodes `xs` attending to itself (through `self_bias`, and to the cached past when
@@ -128,13 +114,13 @@ impl DecoderLayer {
         &self,
         xs: &Tensor,
         self_bias: &Tensor,
-        positions: Positions,
+        positions: LayerPositions,
         memory: MemoryRef,
         mut cache: Option<&mut LayerCache>,
         mut rng: Option<&mut DropoutRng>,
     ) -> candle_core::Result<Tensor> {
-        let xs = self.residual(&self.self_attn_norm).apply(xs, rng.as_deref_mut(), |h, rng| {
-            let mut kv = self.self_attn.key_values(h, positions.rotary, positions.q_offset)?;
+        let xs = self.residual.apply(&self.self_attn_norm, xs, rng.as_deref_mut(), |h, rng| {
+            let mut kv = self.self_attn.key_values(h, positions)?;
             if let Some(cache) = cache.as_deref_mut() {
                 if let Some(past) = &cache.self_kv {
                     kv = past.append(&kv)?;
@@ -143,59 +129,29 @@ impl DecoderLayer {
             }
             self.self_attn.forward(h, &kv, Some(self_bias), positions, rng)
         })?;
-        let xs = self.residual(&self.cross_attn_norm).apply(&xs, rng.as_deref_mut(), |h, rng| {
+        let xs = self.residual.apply(&self.cross_attn_norm, &xs, rng.as_deref_mut(), |h, rng| {
             let kv = match cache {
                 Some(LayerCache { cross_kv: Some(kv), .. }) => kv.clone(),
                 Some(cache) => {
-                    let kv = self.cross_attn.key_values(memory.hidden, None, 0)?;
+                    let kv = self.cross_attn.key_values(memory.hidden, LayerPositions::default())?;
                     cache.cross_kv = Some(kv.detach());
                     kv
                 }
-                None => self.cross_attn.key_values(memory.hidden, None, 0)?,
+                None => self.cross_attn.key_values(memory.hidden, LayerPositions::default())?,
             };
-            self.cross_attn.forward(h, &kv, Some(memory.padding_bias), Positions::default(), rng)
+            self.cross_attn.forward(h, &kv, Some(memory.padding_bias), LayerPositions::default(), rng)
         })?;
-        self.residual(&self.ffn_norm).apply(&xs, rng, |h, rng| self.ffn.forward(h, rng))
+        self.residual.apply(&self.ffn_norm, &xs, rng, |h, rng| self.ffn.forward(h, rng))
     }
 }
 
 /// The decoder stack: its positional encoding, layers, and a final norm when pre-norm.
-#[derive(Debug, Clone)]
-pub struct Decoder {
-    positional: PositionalEncoding,
-    embed_dropout: Dropout,
-    layers: Vec<DecoderLayer>,
-    final_norm: Option<LayerNorm>,
-}
+pub type Decoder = Stack<DecoderLayer>;
 
 impl Decoder {
     /// `cfg.decoder_layers` layers under `vb` (`positional`, `layers.{i}`, `final_norm`).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let positional = PositionalEncoding::new(
-            cfg.decoder_positional(),
-            cfg.d_model,
-            cfg.n_heads,
-            true,
-            vb.pp("positional"),
-        )?;
-        let layers = (0..cfg.decoder_layers)
-            .map(|i| DecoderLayer::new(cfg, positional.relative(), vb.pp(format!("layers.{i}"))))
-            .collect::<candle_core::Result<_>>()?;
-        let final_norm = match cfg.norm {
-            NormPosition::Pre => Some(LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp("final_norm"))?),
-            NormPosition::Post => None,
-        };
-        Ok(Self { positional, embed_dropout: Dropout::new(cfg.dropout), layers, final_norm })
-    }
-
-    /// The stack's positional encoding.
-    pub fn positional(&self) -> &PositionalEncoding {
-        &self.positional
-    }
-
-    /// The layers.
-    pub fn layers(&self) -> &[DecoderLayer] {
-        &self.layers
+        Stack::build(cfg, cfg.decoder_positional(), true, cfg.decoder_layers, vb, DecoderLayer::new)
     }
 
     /// Runs the stack over scaled target token embeddings; with `cache`, they continue the
@@ -210,42 +166,27 @@ impl Decoder {
         tokens: &Tensor,
         memory: MemoryRef,
         mut cache: Option<&mut DecoderCache>,
-        mut rng: Option<&mut DropoutRng>,
+        rng: Option<&mut DropoutRng>,
     ) -> Result<Tensor> {
         let past = cache.as_deref().map_or(0, DecoderCache::offset);
-        let (b_sz, tgt_len, _) = tokens.dims3()?;
+        let tgt_len = tokens.dim(1)?;
+        let causal = causal_bias(tgt_len, past, tokens.dtype(), tokens.device())?;
         // Incremental decoding is inference: cached positions are never shifted.
-        let shift_rng = if cache.is_none() { rng.as_deref_mut() } else { None };
-        let vectors =
-            self.positional.positions(b_sz, tgt_len, past, shift_rng, tokens.dtype(), tokens.device())?;
-        let xs = self.positional.embed(tokens, vectors.as_ref())?;
-        let mut xs = self.embed_dropout.forward(&xs, rng.as_deref_mut())?;
-        let causal = causal_bias(tgt_len, past, xs.dtype(), xs.device())?;
-        let self_bias = match self.positional.attention_bias(
-            tgt_len,
-            past + tgt_len,
-            past,
-            0,
-            xs.dtype(),
-            xs.device(),
-        )? {
-            Some(position_bias) => causal.broadcast_add(&position_bias)?,
-            None => causal,
-        };
-        let positions = Positions { rotary: self.positional.rotary(), q_offset: past, k_offset: 0 };
-        for (i, layer) in self.layers.iter().enumerate() {
-            if i > 0 {
-                xs = self.positional.layer_input(&xs, vectors.as_ref())?;
-            }
-            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            xs = layer.forward(&xs, &self_bias, positions, memory, layer_cache, rng.as_deref_mut())?;
-        }
+        let shift = cache.is_none();
+        let xs = self.run(
+            tokens,
+            Span::after(tgt_len, past),
+            &causal,
+            shift,
+            rng,
+            |(i, layer, xs, bias, positions), rng| {
+                let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+                layer.forward(xs, bias, positions, memory, layer_cache, rng)
+            },
+        )?;
         if let Some(cache) = cache {
             cache.offset += tgt_len;
         }
-        Ok(match &self.final_norm {
-            Some(norm) => norm.forward(&xs)?,
-            None => xs,
-        })
+        Ok(xs)
     }
 }

@@ -28,6 +28,7 @@ pub mod ops;
 pub mod positional;
 mod residual;
 pub mod search;
+pub mod stack;
 #[cfg(test)]
 mod testing;
 pub mod transformer;

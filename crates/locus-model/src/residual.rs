@@ -2,21 +2,28 @@
 
 use candle_core::Tensor;
 
-use crate::config::NormPosition;
+use crate::config::{ModelConfig, NormPosition};
 use crate::dropout::{Dropout, DropoutRng};
 use crate::norm::LayerNorm;
 
-/// One residual block: `norm(xs + dropout(block(xs)))` (post-norm) or
-/// `xs + dropout(block(norm(xs)))` (pre-norm).
-pub(crate) struct Residual<'a> {
-    pub norm: &'a LayerNorm,
-    pub position: NormPosition,
-    pub dropout: Dropout,
+/// How a layer wraps each sub-layer in a residual block: `norm(xs + dropout(block(xs)))`
+/// (post-norm) or `xs + dropout(block(norm(xs)))` (pre-norm).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Residual {
+    position: NormPosition,
+    dropout: Dropout,
 }
 
-impl Residual<'_> {
+impl Residual {
+    /// The arrangement and dropout of `cfg`.
+    pub(crate) fn new(cfg: &ModelConfig) -> Self {
+        Self { position: cfg.norm, dropout: Dropout::new(cfg.dropout) }
+    }
+
+    /// The block around `block` with its own `norm`.
     pub(crate) fn apply(
         &self,
+        norm: &LayerNorm,
         xs: &Tensor,
         mut rng: Option<&mut DropoutRng>,
         block: impl FnOnce(&Tensor, Option<&mut DropoutRng>) -> candle_core::Result<Tensor>,
@@ -25,10 +32,10 @@ impl Residual<'_> {
             NormPosition::Post => {
                 let ys = block(xs, rng.as_deref_mut())?;
                 let dropout = self.dropout.mask(ys.elem_count(), ys.device(), rng)?;
-                self.norm.forward_residual(xs, &ys, dropout.as_ref())
+                norm.forward_residual(xs, &ys, dropout.as_ref())
             }
             NormPosition::Pre => {
-                let ys = block(&self.norm.forward(xs)?, rng.as_deref_mut())?;
+                let ys = block(&norm.forward(xs)?, rng.as_deref_mut())?;
                 xs + self.dropout.forward(&ys, rng)?
             }
         }

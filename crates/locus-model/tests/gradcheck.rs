@@ -11,10 +11,11 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 mod common;
 
-use locus_model::attention::{MultiHeadAttention, Positions};
+use locus_model::attention::MultiHeadAttention;
 use locus_model::feed_forward::FeedForward;
 use locus_model::mask::causal_bias;
 use locus_model::norm::LayerNorm;
+use locus_model::positional::LayerPositions;
 use locus_model::{Activation, ModelConfig, SeededVarMap, Seq2Seq, TokenIds};
 
 const H: f64 = 1e-5;
@@ -87,12 +88,12 @@ fn attention_gradient_with_causal_bias() {
     let varmap = VarMap::new();
     let vb = f64_builder(&varmap, 3);
     let cfg = ModelConfig { d_model: 8, n_heads: 2, ..ModelConfig::tiny() };
-    let attn = MultiHeadAttention::new(&cfg, None, vb.pp("attn")).unwrap();
+    let attn = MultiHeadAttention::new(&cfg, vb.pp("attn")).unwrap();
     let xs = random(&[2, 4, 8], 4);
     let bias = causal_bias(4, 0, DType::F64, &Device::Cpu).unwrap();
     check(&varmap, || {
-        let kv = attn.key_values(&xs, None, 0).unwrap();
-        attn.forward(&xs, &kv, Some(&bias), Positions::default(), None).unwrap()
+        let kv = attn.key_values(&xs, LayerPositions::default()).unwrap();
+        attn.forward(&xs, &kv, Some(&bias), LayerPositions::default(), None).unwrap()
     });
 }
 

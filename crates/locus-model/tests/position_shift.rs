@@ -7,8 +7,8 @@ mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use locus_model::positional::absolute::sinusoidal_table;
-use locus_model::positional::{Combine, SinusoidalLayout};
+use locus_model::positional::sinusoidal::sinusoidal_table;
+use locus_model::positional::{Combine, PositionalKind, SinusoidalLayout, Span};
 use locus_model::{
     DropoutRng, ModelConfig, PositionalConfig, PositionalEncoding, SeededVarMap, Seq2Seq, StackConfig,
     TokenIds,
@@ -66,14 +66,12 @@ fn encoding(cfg: &PositionalConfig, varmap: &VarMap) -> PositionalEncoding {
     PositionalEncoding::new(cfg, 8, 2, false, vb).unwrap()
 }
 
-fn positions_of(
-    pe: &PositionalEncoding,
-    b_sz: usize,
-    len: usize,
-    offset: usize,
-    rng: Option<&mut DropoutRng>,
-) -> Tensor {
-    pe.positions(b_sz, len, offset, rng, DType::F32, &Device::Cpu).unwrap().unwrap()
+/// `xs` with the position vectors of `len` positions from `offset` put in, as a forward pass
+/// of `b_sz` sequences does it.
+fn embed_at(pe: &PositionalEncoding, xs: &Tensor, offset: usize, rng: Option<&mut DropoutRng>) -> Tensor {
+    let (b_sz, len, _) = xs.dims3().unwrap();
+    let frame = pe.frame(b_sz, Span::same(len, offset), rng, DType::F32, &Device::Cpu).unwrap();
+    frame.embed(xs).unwrap()
 }
 
 /// The shifts replayed from a clone of `rng` differ between sequences, so the test below
@@ -88,9 +86,8 @@ fn each_sequence_gets_the_position_vectors_at_its_drawn_offset() {
         let mut replay = rng.clone();
         let shifts = replay.position_shifts(4, 9);
         assert!(shifts.iter().any(|&k| k != shifts[0]), "{shifts:?}");
-        let positions = positions_of(&pe, 4, 5, 0, Some(&mut rng));
+        let embedded = embed_at(&pe, &xs, 0, Some(&mut rng));
         assert_eq!(rng.state(), replay.state(), "one word per sequence");
-        let embedded = pe.embed(&xs, Some(&positions)).unwrap();
         for (b, &shift) in shifts.iter().enumerate() {
             let table = match &cfg {
                 PositionalConfig::Learned { .. } => {
@@ -122,12 +119,12 @@ fn zero_shift_or_inference_gives_exactly_the_unshifted_embedding() {
     let pe = encoding(&sinusoidal(0, false), &varmap);
     let mut rng = DropoutRng::new(4);
     let before = rng.state();
-    let embedded = pe.embed(&xs, Some(&positions_of(&pe, 3, 6, 0, Some(&mut rng)))).unwrap();
+    let embedded = embed_at(&pe, &xs, 0, Some(&mut rng));
     assert_eq!(embedded.to_vec3::<f32>().unwrap(), unshifted(&xs, 0));
     assert_eq!(rng.state(), before);
     // K = 7 at inference (no rng), from offset 3: rows 3..9 for every sequence.
     let pe = encoding(&sinusoidal(7, false), &varmap);
-    let embedded = pe.embed(&xs, Some(&positions_of(&pe, 3, 6, 3, None))).unwrap();
+    let embedded = embed_at(&pe, &xs, 3, None);
     assert_eq!(embedded.to_vec3::<f32>().unwrap(), unshifted(&xs, 3));
 }
 
@@ -232,7 +229,8 @@ fn position_shift_is_a_key_of_the_absolute_kinds_only() {
     assert_eq!(parse("[positional]\nkind = \"learned\"\nmax_len = 64").unwrap().positional, learned(64, 0));
     let round_trip = parse(&toml::to_string(&cfg).unwrap()).unwrap();
     assert_eq!(round_trip, cfg);
-    for kind in ["none", "relative", "t5", "rope", "alibi"] {
+    let absolute = [PositionalKind::Sinusoidal, PositionalKind::Learned];
+    for kind in PositionalKind::all().filter(|kind| !absolute.contains(kind)) {
         let err = parse(&format!("[positional]\nkind = \"{kind}\"\nposition_shift = 8")).unwrap_err();
         assert!(err.to_string().contains("unknown field `position_shift`"), "{kind}: {err}");
     }

@@ -6,7 +6,7 @@
 
 use candle_core::Device;
 use locus_data::{BatchPlanner, TokenBudget, TokenizedPair};
-use locus_model::positional::{Combine, SinusoidalLayout};
+use locus_model::positional::{Combine, PositionalKind, SinusoidalLayout};
 use locus_model::{greedy_decode, DropoutRng, LengthLimits, ModelConfig, PositionalConfig};
 use locus_train::batch::{collate, pad_rows};
 use locus_train::modeling::{build_model, TOKEN_IDS};
@@ -105,9 +105,37 @@ fn assert_learns_to_copy(name: &str, positional: PositionalConfig, tie_embedding
     assert!(accuracy >= 0.95, "{name}: {accuracy:.3} exact match after {steps} updates");
 }
 
+/// The copy model of each kind of the list: its encoding, and whether it ties embeddings.
+/// A new kind does not compile until it has one, and a test below.
+fn copy_model(kind: PositionalKind) -> (PositionalConfig, bool) {
+    match kind {
+        PositionalKind::None => (PositionalConfig::None {}, true),
+        PositionalKind::Sinusoidal => (absolute(Combine::Add, None), true),
+        PositionalKind::Learned => (
+            PositionalConfig::Learned {
+                max_len: 16,
+                combine: Combine::Add,
+                d_pos: None,
+                every_layer: false,
+                position_shift: 0,
+            },
+            true,
+        ),
+        PositionalKind::Relative => (PositionalConfig::Relative { max_distance: 8, values: true }, true),
+        PositionalKind::T5 => (PositionalConfig::T5 { num_buckets: 32, max_distance: 64 }, true),
+        PositionalKind::Rope => (PositionalConfig::Rope { theta: 10000.0 }, true),
+        PositionalKind::Alibi => (PositionalConfig::Alibi {}, true),
+    }
+}
+
+fn assert_kind_learns_to_copy(kind: PositionalKind) {
+    let (positional, tie_embeddings) = copy_model(kind);
+    assert_learns_to_copy(kind.name(), positional, tie_embeddings);
+}
+
 #[test]
 fn sinusoidal_learns_to_copy() {
-    assert_learns_to_copy("sinusoidal", absolute(Combine::Add, None), true);
+    assert_kind_learns_to_copy(PositionalKind::Sinusoidal);
 }
 
 #[test]
@@ -117,39 +145,33 @@ fn sinusoidal_concat_learns_to_copy() {
 
 #[test]
 fn learned_learns_to_copy() {
-    let positional = PositionalConfig::Learned {
-        max_len: 16,
-        combine: Combine::Add,
-        d_pos: None,
-        every_layer: false,
-        position_shift: 0,
-    };
-    assert_learns_to_copy("learned", positional, true);
+    assert_kind_learns_to_copy(PositionalKind::Learned);
 }
 
 #[test]
 fn relative_learns_to_copy() {
-    assert_learns_to_copy("relative", PositionalConfig::Relative { max_distance: 8, values: true }, true);
+    assert_kind_learns_to_copy(PositionalKind::Relative);
 }
 
 #[test]
 fn t5_learns_to_copy() {
-    assert_learns_to_copy("t5", PositionalConfig::T5 { num_buckets: 32, max_distance: 64 }, true);
+    assert_kind_learns_to_copy(PositionalKind::T5);
 }
 
 #[test]
 fn rope_learns_to_copy() {
-    assert_learns_to_copy("rope", PositionalConfig::Rope { theta: 10000.0 }, true);
+    assert_kind_learns_to_copy(PositionalKind::Rope);
 }
 
 #[test]
 fn alibi_learns_to_copy() {
-    assert_learns_to_copy("alibi", PositionalConfig::Alibi {}, true);
+    assert_kind_learns_to_copy(PositionalKind::Alibi);
 }
 
 #[test]
 fn without_positions_copying_fails() {
-    let (accuracy, steps) = copy_accuracy(PositionalConfig::None {}, true, 500);
+    let (positional, tie_embeddings) = copy_model(PositionalKind::None);
+    let (accuracy, steps) = copy_accuracy(positional, tie_embeddings, 500);
     eprintln!("none: exact-match copy accuracy {accuracy:.3} after {steps} updates");
     assert!(accuracy < 0.5, "an encoder without positions copied {accuracy:.3} of sequences");
 }

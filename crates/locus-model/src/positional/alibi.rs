@@ -11,9 +11,21 @@
 //! encoder. The slopes are a geometric sequence, `2^(-8/n), 2^(-16/n), ..., 2^(-8)` for `n` heads
 //! (section 3), computed as in the authors' `get_slopes`
 //! (<https://github.com/ofirpress/attention_with_linear_biases>), including its rule for head
-//! counts that are not a power of two.
+//! counts that are not a power of two. The biases are computed once per device and dtype and
+//! reused ([`TableCache`]).
 
 use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::absolute::Embedding;
+use super::cache::{Span, TableCache};
+use super::{Hooks, PositionTable, Relative, Rotation, Weights};
+use crate::dropout::DropoutRng;
+
+/// ALiBi has no settings to check.
+pub(super) fn validate() -> Option<String> {
+    None
+}
 
 /// The slope `m_h` of each of `n_heads` heads, as the authors' `get_slopes(n_heads)` computes it.
 ///
@@ -56,6 +68,79 @@ pub fn alibi_bias(
     Tensor::from_vec(values, (1, slopes.len(), q_len, k_len), &Device::Cpu)?
         .to_dtype(dtype)?
         .to_device(device)
+}
+
+/// A built ALiBi encoding: one slope per head.
+#[derive(Debug, Clone)]
+pub struct Alibi {
+    slopes: Vec<f64>,
+    causal: bool,
+    biases: TableCache,
+}
+
+impl Alibi {
+    /// The slopes of `n_heads` heads ([`alibi_slopes`]); `causal` in a decoder, where the
+    /// causal mask hides later keys (only [`Hooks::tables`] shows it).
+    pub fn new(n_heads: usize, causal: bool) -> Self {
+        Self { slopes: alibi_slopes(n_heads), causal, biases: TableCache::new() }
+    }
+
+    /// The bias for the queries and keys of `span`, from the cached table:
+    /// `(1, n_heads, q_len, k_len)`.
+    pub fn bias(&self, span: Span, dtype: DType, device: &Device) -> Result<Tensor> {
+        self.biases.distances(2, span, dtype, device, |n| alibi_bias(&self.slopes, n, n, 0, 0, dtype, device))
+    }
+}
+
+impl Hooks for Alibi {
+    fn add_layer(&mut self, _: VarBuilder) -> crate::Result<()> {
+        Ok(())
+    }
+
+    fn embed(
+        &self,
+        _: usize,
+        _: Span,
+        _: Option<&mut DropoutRng>,
+        _: DType,
+        _: &Device,
+    ) -> crate::Result<Option<Embedding>> {
+        Ok(None)
+    }
+
+    fn rotate(&self, _: Span, _: DType, _: &Device) -> crate::Result<Option<Rotation>> {
+        Ok(None)
+    }
+
+    fn score_bias(&self, span: Span, dtype: DType, device: &Device) -> crate::Result<Option<Tensor>> {
+        Ok(Some(self.bias(span, dtype, device)?))
+    }
+
+    fn relative(&self, _: Span, _: &Device) -> crate::Result<Option<Relative<'_>>> {
+        Ok(None)
+    }
+
+    /// Each head's bias; in a decoder, the keys the causal mask hides are `-inf`.
+    fn tables(&self, len: usize, _: Weights) -> crate::Result<Vec<PositionTable>> {
+        let bias = alibi_bias(&self.slopes, len, len, 0, 0, DType::F32, &Device::Cpu)?.squeeze(0)?;
+        let mut tables = Vec::new();
+        for (head, slope) in self.slopes.iter().enumerate() {
+            let mut values = bias.get(head)?;
+            if self.causal {
+                let hidden =
+                    crate::mask::causal_bias(len, 0, DType::F32, &Device::Cpu)?.squeeze(0)?.squeeze(0)?;
+                let minus_infinity = Tensor::full(f32::NEG_INFINITY, (len, len), &Device::Cpu)?;
+                values = hidden.lt(0f32)?.where_cond(&minus_infinity, &values)?;
+            }
+            tables.push(PositionTable::new(
+                format!("head {head}: -{slope:.4}·|i - j|"),
+                "key position j",
+                "query position i",
+                values,
+            ));
+        }
+        Ok(tables)
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +236,34 @@ mod tests {
         assert_eq!(bias.dtype(), DType::F32);
         // Head 0 of 4 has slope 2^-2; query 1 to key 0 is one step away.
         assert_eq!(bias.get(0)?.get(0)?.get(1)?.get(0)?.to_scalar::<f32>()?, -0.25);
+        Ok(())
+    }
+
+    /// The cached biases, narrowed, are bit for bit those computed for the same positions,
+    /// before and after the cache grows.
+    #[test]
+    fn cached_biases_equal_fresh_ones() -> Result<()> {
+        let alibi = Alibi::new(6, true);
+        for span in [Span::same(5, 0), Span::after(1, 70), Span::same(4, 300), Span::after(3, 2)] {
+            for dtype in [DType::F32, DType::F64] {
+                let got = alibi.bias(span, dtype, &Device::Cpu)?;
+                let want = alibi_bias(
+                    &alibi.slopes,
+                    span.q_len,
+                    span.k_len,
+                    span.q_offset,
+                    span.k_offset,
+                    dtype,
+                    &Device::Cpu,
+                )?;
+                let (got, want) = (got.to_dtype(DType::F64)?, want.to_dtype(DType::F64)?);
+                assert_eq!(
+                    got.flatten_all()?.to_vec1::<f64>()?,
+                    want.flatten_all()?.to_vec1::<f64>()?,
+                    "{span:?}"
+                );
+            }
+        }
         Ok(())
     }
 }

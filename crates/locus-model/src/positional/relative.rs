@@ -3,7 +3,7 @@
 //!
 //! Learned vectors `a^K` (and optionally `a^V`) of the relative distance between query `i` and key
 //! `j`, clipped to `±k` (section 3.2), so there are `2k + 1` of each, `head_dim` wide and shared by
-//! all heads of a layer:
+//! all heads of a layer; every self-attention layer of the stack has its own:
 //!
 //! `a^K_ij = w^K_clip(j - i, k)`, `a^V_ij = w^V_clip(j - i, k)`, `clip(x, k) = max(-k, min(k, x))`,
 //! with `i` and `j` standing for the absolute positions `q_offset + i` and `k_offset + j`;
@@ -13,9 +13,29 @@
 //! This module supplies the two extra terms: `q_i · a^K_ij` (to add to the scores) and
 //! `Σ_j α_ij a^V_ij` (to add to the attention output). Both use one `(q_len, k_len, head_dim)`
 //! gather and a batched matmul with the query axis as the batch, as in section 3.3 of the paper.
+//! Attention reaches them through the stack's frame ([`super::Frame::layer`]); the table rows
+//! each (query, key) pair reads are computed once per device and reused ([`TableCache`]).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
+
+use super::absolute::Embedding;
+use super::cache::{Span, TableCache};
+use super::{cosine_similarity, Hooks, PositionTable, Relative, Rotation, Weights};
+use crate::dropout::DropoutRng;
+
+pub(super) fn default_max_distance() -> usize {
+    16
+}
+
+pub(super) fn default_values() -> bool {
+    true
+}
+
+/// The rule `max_distance` breaks, if any.
+pub(super) fn validate(field: &str, max_distance: usize) -> Option<String> {
+    (max_distance == 0).then(|| format!("{field}.max_distance (0) must be at least 1"))
+}
 
 /// Row of the embedding tables for each (query, key) pair, row-major `q_len × k_len`:
 /// `clip((k_offset + j) - (q_offset + i), -max_distance, max_distance) + max_distance`.
@@ -37,6 +57,23 @@ pub fn relative_indices(
         .collect()
 }
 
+/// The rows of the relative tables each (query, key) pair of one forward pass reads.
+#[derive(Debug, Clone)]
+pub struct RelativeIds {
+    /// `q_len · k_len` `u32` rows, row-major.
+    ids: Tensor,
+    q_len: usize,
+    k_len: usize,
+}
+
+impl RelativeIds {
+    /// Wraps the `(q_len, k_len)` rows (any layout) for gathering.
+    pub fn new(ids: &Tensor) -> Result<Self> {
+        let (q_len, k_len) = ids.dims2()?;
+        Ok(Self { ids: ids.contiguous()?.flatten_all()?, q_len, k_len })
+    }
+}
+
 /// Learned relative position embeddings of one attention layer.
 #[derive(Debug, Clone)]
 pub struct RelativePositions {
@@ -44,7 +81,6 @@ pub struct RelativePositions {
     keys: Tensor,
     /// `a^V`, same shape, when the values get them too.
     values: Option<Tensor>,
-    max_distance: usize,
 }
 
 impl RelativePositions {
@@ -56,7 +92,7 @@ impl RelativePositions {
         let init = Init::Randn { mean: 0.0, stdev: (head_dim as f64).powf(-0.5) };
         let keys = vb.get_with_hints(shape, "keys", init)?;
         let values = if with_values { Some(vb.get_with_hints(shape, "values", init)?) } else { None };
-        Ok(Self { keys, values, max_distance })
+        Ok(Self { keys, values })
     }
 
     /// The score term `q_i · a^K_ij`. `queries` must already be scaled by `1 / sqrt(head_dim)`,
@@ -64,18 +100,12 @@ impl RelativePositions {
     ///
     /// # Shapes
     /// `queries`: `(b_sz, n_heads, q_len, head_dim)`; returns `(b_sz, n_heads, q_len, k_len)`.
-    pub fn score_bias(
-        &self,
-        queries: &Tensor,
-        k_len: usize,
-        q_offset: usize,
-        k_offset: usize,
-    ) -> Result<Tensor> {
+    pub fn score_bias(&self, queries: &Tensor, ids: &RelativeIds) -> Result<Tensor> {
         let (b_sz, n_heads, q_len, head_dim) = queries.dims4()?;
-        let table = self.gather(&self.keys, q_len, k_len, q_offset, k_offset)?; // (q_len, k_len, head_dim)
+        let table = gather(&self.keys, ids)?; // (q_len, k_len, head_dim)
         let queries = queries.reshape((b_sz * n_heads, q_len, head_dim))?.transpose(0, 1)?.contiguous()?;
         let scores = queries.matmul(&table.transpose(1, 2)?)?; // (q_len, b_sz * n_heads, k_len)
-        scores.transpose(0, 1)?.reshape((b_sz, n_heads, q_len, k_len))
+        scores.transpose(0, 1)?.reshape((b_sz, n_heads, q_len, ids.k_len))
     }
 
     /// The output term `Σ_j α_ij a^V_ij` of eq. 3, or `None` when built without value embeddings.
@@ -83,12 +113,12 @@ impl RelativePositions {
     /// # Shapes
     /// `weights` (the attention probabilities α): `(b_sz, n_heads, q_len, k_len)`; returns
     /// `(b_sz, n_heads, q_len, head_dim)`.
-    pub fn value_term(&self, weights: &Tensor, q_offset: usize, k_offset: usize) -> Result<Option<Tensor>> {
+    pub fn value_term(&self, weights: &Tensor, ids: &RelativeIds) -> Result<Option<Tensor>> {
         let Some(values) = &self.values else {
             return Ok(None);
         };
         let (b_sz, n_heads, q_len, k_len) = weights.dims4()?;
-        let table = self.gather(values, q_len, k_len, q_offset, k_offset)?; // (q_len, k_len, head_dim)
+        let table = gather(values, ids)?; // (q_len, k_len, head_dim)
         let head_dim = table.dim(2)?;
         let weights = weights.reshape((b_sz * n_heads, q_len, k_len))?.transpose(0, 1)?.contiguous()?;
         let out = weights.matmul(&table)?; // (q_len, b_sz * n_heads, head_dim)
@@ -104,19 +134,111 @@ impl RelativePositions {
     pub fn values(&self) -> Option<&Tensor> {
         self.values.as_ref()
     }
+}
 
-    /// The rows of `table` for every (query, key) pair, `(q_len, k_len, head_dim)`.
-    fn gather(
+/// The rows of `table` for every (query, key) pair, `(q_len, k_len, head_dim)`.
+fn gather(table: &Tensor, ids: &RelativeIds) -> Result<Tensor> {
+    table.index_select(&ids.ids, 0)?.reshape((ids.q_len, ids.k_len, table.dim(1)?))
+}
+
+/// Shaw et al.'s relative positions of a stack: the settings, and each self-attention layer's
+/// vectors, created as the stack creates its layers ([`Hooks::add_layer`]).
+#[derive(Debug, Clone)]
+pub struct Shaw {
+    max_distance: usize,
+    values: bool,
+    head_dim: usize,
+    layers: Vec<RelativePositions>,
+    ids: TableCache,
+}
+
+impl Shaw {
+    /// Relative positions clipped at `max_distance` for heads of width `head_dim`, with value
+    /// vectors when `values`; no layer has its vectors yet.
+    pub fn new(max_distance: usize, values: bool, head_dim: usize) -> Self {
+        Self { max_distance, values, head_dim, layers: Vec::new(), ids: TableCache::new() }
+    }
+
+    /// Each layer's vectors, in layer order.
+    pub fn layers(&self) -> &[RelativePositions] {
+        &self.layers
+    }
+
+    /// The rows read by the queries and keys of `span`, from the cached table of distances.
+    pub fn ids(&self, span: Span, device: &Device) -> Result<RelativeIds> {
+        let max_distance = self.max_distance;
+        let ids = self.ids.distances(0, span, DType::U32, device, |n| {
+            Tensor::from_vec(relative_indices(n, n, 0, 0, max_distance), (n, n), device)
+        })?;
+        RelativeIds::new(&ids)
+    }
+}
+
+impl Hooks for Shaw {
+    /// Creates the layer's `keys` (and `values`) under `vb`.
+    fn add_layer(&mut self, vb: VarBuilder) -> crate::Result<()> {
+        self.layers.push(RelativePositions::new(self.max_distance, self.head_dim, self.values, vb)?);
+        Ok(())
+    }
+
+    fn embed(
         &self,
-        table: &Tensor,
-        q_len: usize,
-        k_len: usize,
-        q_offset: usize,
-        k_offset: usize,
-    ) -> Result<Tensor> {
-        let ids = relative_indices(q_len, k_len, q_offset, k_offset, self.max_distance);
-        let ids = Tensor::from_vec(ids, q_len * k_len, table.device())?;
-        table.index_select(&ids, 0)?.reshape((q_len, k_len, table.dim(1)?))
+        _: usize,
+        _: Span,
+        _: Option<&mut DropoutRng>,
+        _: DType,
+        _: &Device,
+    ) -> crate::Result<Option<Embedding>> {
+        Ok(None)
+    }
+
+    fn rotate(&self, _: Span, _: DType, _: &Device) -> crate::Result<Option<Rotation>> {
+        Ok(None)
+    }
+
+    fn score_bias(&self, _: Span, _: DType, _: &Device) -> crate::Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    fn relative(&self, span: Span, device: &Device) -> crate::Result<Option<Relative<'_>>> {
+        Ok(Some(Relative { layers: &self.layers, ids: self.ids(span, device)? }))
+    }
+
+    /// The clipped distances, then the first layer's `a^K`, their similarity and `a^V`.
+    fn tables(&self, len: usize, weights: Weights) -> crate::Result<Vec<PositionTable>> {
+        let k = self.max_distance;
+        let distances: Vec<f32> =
+            relative_indices(len, len, 0, 0, k).iter().map(|&index| index as f32 - k as f32).collect();
+        let mut tables = vec![PositionTable::new(
+            format!("clipped distance j - i (max {k})"),
+            "key position j",
+            "query position i",
+            Tensor::from_vec(distances, (len, len), &Device::Cpu)?,
+        )];
+        if let Some(first) = self.layers.first() {
+            let learned = weights.describe();
+            tables.push(PositionTable::new(
+                format!("a^K ({learned}), distance -k..k"),
+                "dimension",
+                "distance + k",
+                first.keys().clone(),
+            ));
+            tables.push(PositionTable::new(
+                "similarity of a^K rows",
+                "distance + k",
+                "distance + k",
+                cosine_similarity(first.keys())?,
+            ));
+            if let Some(values) = first.values() {
+                tables.push(PositionTable::new(
+                    format!("a^V ({learned})"),
+                    "dimension",
+                    "distance + k",
+                    values.clone(),
+                ));
+            }
+        }
+        Ok(tables)
     }
 }
 
@@ -124,14 +246,60 @@ impl RelativePositions {
 mod tests {
     use super::*;
     use crate::testing::{check_gradients, max_diff, random};
-    use candle_core::{DType, Device, Var};
+    use candle_core::Var;
     use candle_nn::VarMap;
 
+    /// A stack's relative positions with one layer, whose terms are asked for by offsets.
+    struct Layer {
+        shaw: Shaw,
+        max_distance: usize,
+    }
+
+    impl Layer {
+        fn new(max_distance: usize, head_dim: usize, values: bool, vb: VarBuilder) -> crate::Result<Self> {
+            let mut shaw = Shaw::new(max_distance, values, head_dim);
+            shaw.add_layer(vb)?;
+            Ok(Self { shaw, max_distance })
+        }
+
+        fn rel(&self) -> &RelativePositions {
+            &self.shaw.layers()[0]
+        }
+
+        fn ids(&self, q_len: usize, k_len: usize, q_offset: usize, k_offset: usize) -> Result<RelativeIds> {
+            self.shaw.ids(Span { q_len, k_len, q_offset, k_offset }, &Device::Cpu)
+        }
+
+        fn score_bias(
+            &self,
+            queries: &Tensor,
+            k_len: usize,
+            q_offset: usize,
+            k_offset: usize,
+        ) -> Result<Tensor> {
+            let ids = self.ids(queries.dim(2)?, k_len, q_offset, k_offset)?;
+            self.rel().score_bias(queries, &ids)
+        }
+
+        fn value_term(&self, weights: &Tensor, q_offset: usize, k_offset: usize) -> Result<Option<Tensor>> {
+            let (_, _, q_len, k_len) = weights.dims4()?;
+            self.rel().value_term(weights, &self.ids(q_len, k_len, q_offset, k_offset)?)
+        }
+
+        fn keys(&self) -> &Tensor {
+            self.rel().keys()
+        }
+
+        fn values(&self) -> Option<&Tensor> {
+            self.rel().values()
+        }
+    }
+
     /// f64 embeddings with values, and their variables (`keys`, `values`) for gradient checks.
-    fn new_positions(max_distance: usize, head_dim: usize) -> Result<(RelativePositions, Var, Var)> {
+    fn new_positions(max_distance: usize, head_dim: usize) -> crate::Result<(Layer, Var, Var)> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
-        let positions = RelativePositions::new(max_distance, head_dim, true, vb.pp("rel"))?;
+        let positions = Layer::new(max_distance, head_dim, true, vb.pp("rel"))?;
         let vars = varmap.data().lock().unwrap();
         Ok((positions, vars["rel.keys"].clone(), vars["rel.values"].clone()))
     }
@@ -143,12 +311,7 @@ mod tests {
     }
 
     /// Eq. 4's extra term by loops: `Σ_d q[b, h, i, d] · a^K[row(i, j), d]`.
-    fn score_bias_by_loops(
-        rel: &RelativePositions,
-        queries: &Tensor,
-        k_len: usize,
-        q_offset: usize,
-    ) -> Result<Tensor> {
+    fn score_bias_by_loops(rel: &Layer, queries: &Tensor, k_len: usize, q_offset: usize) -> Result<Tensor> {
         let (b_sz, n_heads, q_len, head_dim) = queries.dims4()?;
         let q = queries.reshape((b_sz * n_heads, q_len, head_dim))?.to_vec3::<f64>()?;
         let a = rel.keys().to_vec2::<f64>()?;
@@ -165,7 +328,7 @@ mod tests {
     }
 
     /// Eq. 3's extra term by loops: `Σ_j α[b, h, i, j] · a^V[row(i, j), d]`.
-    fn value_term_by_loops(rel: &RelativePositions, weights: &Tensor, q_offset: usize) -> Result<Tensor> {
+    fn value_term_by_loops(rel: &Layer, weights: &Tensor, q_offset: usize) -> Result<Tensor> {
         let (b_sz, n_heads, q_len, k_len) = weights.dims4()?;
         let alpha = weights.reshape((b_sz * n_heads, q_len, k_len))?.to_vec3::<f64>()?;
         let a = rel.values().unwrap().to_vec2::<f64>()?;
@@ -196,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn terms_agree_with_loops_in_cached_decoding_and_in_full() -> Result<()> {
+    fn terms_agree_with_loops_in_cached_decoding_and_in_full() -> crate::Result<()> {
         let (rel, _, _) = new_positions(3, 4)?;
         // (q_len, k_len, q_offset): one new query at position 5 against 6 cached keys; a block.
         for (seed, (q_len, k_len, q_offset)) in [(1, 6, 5), (4, 7, 3), (5, 5, 0)].into_iter().enumerate() {
@@ -214,7 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn terms_are_invariant_to_shifting_queries_and_keys_together() -> Result<()> {
+    fn terms_are_invariant_to_shifting_queries_and_keys_together() -> crate::Result<()> {
         let (rel, _, _) = new_positions(2, 4)?;
         let queries = random((1, 2, 3, 4), 20)?;
         let weights = random((1, 2, 3, 8), 21)?;
@@ -226,10 +389,10 @@ mod tests {
     }
 
     #[test]
-    fn value_term_is_none_without_value_embeddings() -> Result<()> {
+    fn value_term_is_none_without_value_embeddings() -> crate::Result<()> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let rel = RelativePositions::new(4, 8, false, vb)?;
+        let rel = Layer::new(4, 8, false, vb)?;
         assert_eq!(rel.keys().dims(), &[9, 8]);
         assert!(rel.values().is_none());
         let weights = Tensor::zeros((1, 2, 3, 3), DType::F32, &Device::Cpu)?;
@@ -239,7 +402,7 @@ mod tests {
 
     #[test]
     fn score_bias_gradients_match_finite_differences() -> Result<()> {
-        let (rel, keys, _) = new_positions(2, 3)?;
+        let (rel, keys, _) = new_positions(2, 3).unwrap();
         let queries = Var::from_tensor(&random((1, 2, 2, 3), 30)?)?;
         let w = random((1, 2, 2, 6), 31)?;
         check_gradients(&[&keys, &queries], || (rel.score_bias(&queries, 6, 3, 0)? * &w)?.sum_all())
@@ -247,9 +410,22 @@ mod tests {
 
     #[test]
     fn value_term_gradients_match_finite_differences() -> Result<()> {
-        let (rel, _, values) = new_positions(2, 3)?;
+        let (rel, _, values) = new_positions(2, 3).unwrap();
         let weights = Var::from_tensor(&random((1, 2, 2, 6), 32)?)?;
         let w = random((1, 2, 2, 3), 33)?;
         check_gradients(&[&values, &weights], || (rel.value_term(&weights, 3, 0)?.unwrap() * &w)?.sum_all())
+    }
+
+    /// The cached ids, narrowed, are those computed directly for the same positions.
+    #[test]
+    fn cached_ids_equal_fresh_ones() -> Result<()> {
+        let shaw = Shaw::new(3, true, 4);
+        for (q_len, k_len, q_offset, k_offset) in
+            [(5, 5, 0, 0), (1, 80, 79, 0), (3, 3, 500, 500), (2, 9, 4, 0)]
+        {
+            let ids = shaw.ids(Span { q_len, k_len, q_offset, k_offset }, &Device::Cpu)?;
+            assert_eq!(ids.ids.to_vec1::<u32>()?, relative_indices(q_len, k_len, q_offset, k_offset, 3));
+        }
+        Ok(())
     }
 }

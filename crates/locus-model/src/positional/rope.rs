@@ -10,18 +10,46 @@
 //!
 //! so that `⟨R_m q, R_n k⟩` depends on `m - n` alone. Pairs are adjacent elements as in the paper
 //! (candle's `rope_i`), not the two halves of the head (GPT-NeoX, candle's `rope`). Built from
-//! differentiable tensor ops, since candle's fused rotary kernels have no backward pass.
+//! differentiable tensor ops, since candle's fused rotary kernels have no backward pass. The
+//! cosines and sines are computed once per device and dtype and reused ([`TableCache`]).
 
-use candle_core::{bail, Device, Result, Tensor};
+use candle_core::{bail, DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::absolute::Embedding;
+use super::cache::{Span, TableCache};
+use super::{Hooks, PositionTable, Relative, Weights};
+use crate::dropout::DropoutRng;
+use crate::error::Result;
 
 /// The paper's base of the rotation frequencies.
 pub const DEFAULT_THETA: f64 = 10_000.0;
 
+pub(super) fn default_theta() -> f64 {
+    DEFAULT_THETA
+}
+
+/// The rule `theta` or the head width break, if any.
+pub(super) fn validate(field: &str, theta: f64, d_model: usize, n_heads: usize) -> Option<String> {
+    if !(theta > 1.0 && theta.is_finite()) {
+        return Some(format!("{field}.theta ({theta}) must be greater than 1"));
+    }
+    (!(d_model / n_heads).is_multiple_of(2)).then(|| {
+        format!(
+            "{field}: rope rotates pairs of dimensions, so the head width d_model / n_heads \
+             ({}) must be even",
+            d_model / n_heads
+        )
+    })
+}
+
 /// Rotary embedding for heads of width `head_dim`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Rotary {
     theta: f64,
     head_dim: usize,
+    cos: TableCache,
+    sin: TableCache,
 }
 
 impl Rotary {
@@ -30,14 +58,14 @@ impl Rotary {
     /// # Errors
     /// When `head_dim` is zero or odd (elements rotate in pairs), or `theta` is not a positive
     /// finite number.
-    pub fn new(theta: f64, head_dim: usize) -> Result<Self> {
+    pub fn new(theta: f64, head_dim: usize) -> candle_core::Result<Self> {
         if head_dim == 0 || !head_dim.is_multiple_of(2) {
             bail!("rotary embedding needs an even, positive head_dim, got {head_dim}");
         }
         if !(theta.is_finite() && theta > 0.0) {
             bail!("rotary embedding needs a positive, finite theta, got {theta}");
         }
-        Ok(Self { theta, head_dim })
+        Ok(Self { theta, head_dim, cos: TableCache::new(), sin: TableCache::new() })
     }
 
     /// Width of the vectors it rotates.
@@ -51,33 +79,112 @@ impl Rotary {
         position as f64 * self.theta.powf(-2.0 * pair as f64 / self.head_dim as f64)
     }
 
+    /// `f` of every angle at positions `0..len`, computed in `f64` on the host, then converted
+    /// to `dtype` and moved to `device`: `(len, head_dim / 2, 1)`.
+    fn table(
+        &self,
+        f: fn(f64) -> f64,
+        len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let half = self.head_dim / 2;
+        let values: Vec<f64> =
+            (0..len).flat_map(|position| (0..half).map(move |pair| f(self.angle(position, pair)))).collect();
+        Tensor::from_vec(values, (len, half, 1), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
+    }
+
+    /// The rotation of positions `offset..offset + len`, from the cached tables.
+    pub fn rotation(
+        &self,
+        offset: usize,
+        len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Rotation> {
+        let table = |cache: &TableCache, f: fn(f64) -> f64| {
+            cache.rows(0, offset, len, dtype, device, |n| self.table(f, n, dtype, device))
+        };
+        Ok(Rotation { cos: table(&self.cos, f64::cos)?, sin: table(&self.sin, f64::sin)? })
+    }
+
     /// Rotates each vector of `xs` by its position, `offset + t` for sequence index `t`.
-    ///
-    /// Angles, cosines and sines are computed in `f64` on the host, then converted to `xs`'s dtype.
     ///
     /// # Shapes
     /// `xs`: `(b_sz, n_heads, seq_len, head_dim)`; returns the same shape.
-    pub fn rotate(&self, xs: &Tensor, offset: usize) -> Result<Tensor> {
-        let (b_sz, n_heads, seq_len, head_dim) = xs.dims4()?;
+    pub fn rotate(&self, xs: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let (_, _, seq_len, head_dim) = xs.dims4()?;
         if head_dim != self.head_dim {
             bail!("rotary embedding built for head_dim {}, got {:?}", self.head_dim, xs.shape());
         }
+        self.rotation(offset, seq_len, xs.dtype(), xs.device())?.rotate(xs)
+    }
+}
+
+/// The rotation hook of one forward pass: the cosines and sines of the new positions' angles,
+/// each `(seq_len, head_dim / 2, 1)`, for their queries and keys alike.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotation {
+    /// Rotates each vector of `xs` by its position.
+    ///
+    /// # Shapes
+    /// `xs`: `(b_sz, n_heads, seq_len, head_dim)`; returns the same shape.
+    pub fn rotate(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let (b_sz, n_heads, seq_len, head_dim) = xs.dims4()?;
         let half = head_dim / 2;
-        let angles: Vec<f64> = (offset..offset + seq_len)
-            .flat_map(|position| (0..half).map(move |pair| self.angle(position, pair)))
-            .collect();
-        let table = |f: fn(f64) -> f64| {
-            let values: Vec<f64> = angles.iter().map(|&angle| f(angle)).collect();
-            Tensor::from_vec(values, (seq_len, half, 1), &Device::Cpu)?
-                .to_dtype(xs.dtype())?
-                .to_device(xs.device())
-        };
-        let (cos, sin) = (table(f64::cos)?, table(f64::sin)?);
         let pairs = xs.reshape((b_sz, n_heads, seq_len, half, 2))?;
         let (even, odd) = (pairs.narrow(4, 0, 1)?, pairs.narrow(4, 1, 1)?);
-        let new_even = (even.broadcast_mul(&cos)? - odd.broadcast_mul(&sin)?)?;
-        let new_odd = (even.broadcast_mul(&sin)? + odd.broadcast_mul(&cos)?)?;
+        let (cos, sin) = (&self.cos, &self.sin);
+        let new_even = (even.broadcast_mul(cos)? - odd.broadcast_mul(sin)?)?;
+        let new_odd = (even.broadcast_mul(sin)? + odd.broadcast_mul(cos)?)?;
         Tensor::cat(&[new_even, new_odd], 4)?.reshape((b_sz, n_heads, seq_len, head_dim))
+    }
+}
+
+impl Hooks for Rotary {
+    fn add_layer(&mut self, _: VarBuilder) -> Result<()> {
+        Ok(())
+    }
+
+    fn embed(
+        &self,
+        _: usize,
+        _: Span,
+        _: Option<&mut DropoutRng>,
+        _: DType,
+        _: &Device,
+    ) -> Result<Option<Embedding>> {
+        Ok(None)
+    }
+
+    fn rotate(&self, span: Span, dtype: DType, device: &Device) -> Result<Option<Rotation>> {
+        Ok(Some(self.rotation(span.q_offset, span.q_len, dtype, device)?))
+    }
+
+    fn score_bias(&self, _: Span, _: DType, _: &Device) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    fn relative(&self, _: Span, _: &Device) -> Result<Option<Relative<'_>>> {
+        Ok(None)
+    }
+
+    /// The cosine of every rotation angle, and the score between one vector rotated to
+    /// positions i and j, which depends only on i - j.
+    fn tables(&self, len: usize, _: Weights) -> Result<Vec<PositionTable>> {
+        let cosines = self.table(f64::cos, len, DType::F32, &Device::Cpu)?.squeeze(2)?;
+        let ones = Tensor::ones((1, 1, len, self.head_dim), DType::F32, &Device::Cpu)?;
+        let rotated = Rotary::rotate(self, &ones, 0)?.squeeze(0)?.squeeze(0)?;
+        let scores = (rotated.matmul(&rotated.t()?)? / self.head_dim as f64)?;
+        Ok(vec![
+            PositionTable::new("cos(rotation angle)", "dimension pair", "position", cosines),
+            PositionTable::new("<R_i x, R_j x> / d for x = 1", "position j", "position i", scores),
+        ])
     }
 }
 
@@ -85,7 +192,7 @@ impl Rotary {
 mod tests {
     use super::*;
     use crate::testing::{check_gradients, max_diff, random};
-    use candle_core::{DType, Var};
+    use candle_core::{Result, Var};
 
     /// Eq. 14-15 read literally: a 2×2 rotation of each pair by `m · 10000^(-2(i-1)/d)`,
     /// `i = 1..=d/2`, one element at a time.
@@ -122,7 +229,8 @@ mod tests {
     fn agrees_with_candles_fused_interleaved_rope() -> Result<()> {
         let rotary = Rotary::new(500.0, 6)?;
         let xs = random((1, 2, 4, 6), 2)?;
-        let angles: Vec<f64> = (3..7).flat_map(|m| (0..3).map(move |i| rotary.angle(m, i))).collect();
+        let rotary_ref = &rotary;
+        let angles: Vec<f64> = (3..7).flat_map(|m| (0..3).map(move |i| rotary_ref.angle(m, i))).collect();
         let angles = Tensor::from_vec(angles, (4, 3), &Device::Cpu)?;
         let want = candle_nn::rotary_emb::rope_i(&xs, &angles.cos()?, &angles.sin()?)?;
         assert!(max_diff(&rotary.rotate(&xs, 3)?, &want)? < 1e-12);
@@ -136,6 +244,25 @@ mod tests {
         assert_eq!(rotary.angle(3, 0), 3.0);
         assert!((rotary.angle(100, 2) - 1.0).abs() < 1e-12);
         assert_eq!(rotary.angle(0, 3), 0.0);
+        Ok(())
+    }
+
+    /// The cached cosines and sines, narrowed, are bit for bit the tables built fresh for those
+    /// positions, before and after the cache grows.
+    #[test]
+    fn cached_rotations_equal_fresh_tables() -> Result<()> {
+        let rotary = Rotary::new(DEFAULT_THETA, 8)?;
+        for (offset, len) in [(0, 3), (5, 9), (0, 100), (97, 40), (2, 1)] {
+            for dtype in [DType::F32, DType::F64] {
+                let rotation = rotary.rotation(offset, len, dtype, &Device::Cpu)?;
+                for (got, f) in [(&rotation.cos, f64::cos as fn(f64) -> f64), (&rotation.sin, f64::sin)] {
+                    let fresh = rotary.table(f, offset + len, dtype, &Device::Cpu)?.narrow(0, offset, len)?;
+                    assert_eq!(got.dims(), &[len, 4, 1]);
+                    let got = got.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                    assert_eq!(got, fresh.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -8,10 +8,35 @@
 //! exact buckets, a distance `d ≥ e` falls in
 //! `min(e + ⌊ln(d / e) / ln(max_distance / e) · (n - e)⌋, n - 1)`.
 //! The bucketing follows HuggingFace transformers' `T5Attention._relative_position_bucket`
-//! exactly, float32 logarithm included.
+//! exactly, float32 logarithm included. The bucket of every (query, key) pair is computed once
+//! per device and reused ([`TableCache`]); the bias is gathered from the learned table at every
+//! forward pass, so gradients reach it.
 
-use candle_core::{bail, Result, Tensor};
+use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
+
+use super::absolute::Embedding;
+use super::cache::{Span, TableCache};
+use super::{Hooks, PositionTable, Relative, Rotation, Weights};
+use crate::dropout::DropoutRng;
+
+pub(super) fn default_num_buckets() -> usize {
+    32
+}
+
+pub(super) fn default_max_distance() -> usize {
+    128
+}
+
+/// The rule `num_buckets` and `max_distance` break, if any.
+pub(super) fn validate(field: &str, num_buckets: usize, max_distance: usize) -> Option<String> {
+    (num_buckets < 4 || max_distance < num_buckets / 2).then(|| {
+        format!(
+            "{field}: num_buckets ({num_buckets}) must be at least 4 and max_distance \
+             ({max_distance}) at least num_buckets / 2"
+        )
+    })
+}
 
 /// Standard deviation of the initial bias table: small next to the scores' unit scale, so a new
 /// model starts almost position-blind (HuggingFace draws from `d_model^-0.5`, which the table's
@@ -61,6 +86,7 @@ pub struct T5Bias {
     num_buckets: usize,
     max_distance: usize,
     bidirectional: bool,
+    buckets: TableCache,
 }
 
 impl T5Bias {
@@ -89,28 +115,39 @@ impl T5Bias {
         }
         let init = Init::Randn { mean: 0.0, stdev: INIT_STDEV };
         let table = vb.get_with_hints((num_buckets, n_heads), "weight", init)?;
-        Ok(Self { table, num_buckets, max_distance, bidirectional })
+        Ok(Self { table, num_buckets, max_distance, bidirectional, buckets: TableCache::new() })
     }
 
-    /// The bias for queries at `q_offset..q_offset + q_len` and keys at `k_offset..k_offset + k_len`:
-    /// bucket ids computed on the host, then gathered from the table (differentiable w.r.t. it).
-    ///
-    /// # Shapes
-    /// Returns `(1, n_heads, q_len, k_len)`.
-    pub fn bias(&self, q_len: usize, k_len: usize, q_offset: usize, k_offset: usize) -> Result<Tensor> {
+    /// The bucket of every (query, key) pair of a `len`-square table of positions from 0.
+    fn bucket_table(&self, len: usize) -> Result<Tensor> {
         let (bidirectional, num_buckets, max_distance) =
             (self.bidirectional, self.num_buckets, self.max_distance);
-        let ids: Vec<u32> = (0..q_len)
+        let ids: Vec<u32> = (0..len)
             .flat_map(|i| {
-                (0..k_len).map(move |j| {
-                    let relative = (k_offset + j) as i64 - (q_offset + i) as i64;
+                (0..len).map(move |j| {
+                    let relative = j as i64 - i as i64;
                     t5_bucket(relative, bidirectional, num_buckets, max_distance) as u32
                 })
             })
             .collect();
-        let ids = Tensor::from_vec(ids, q_len * k_len, self.table.device())?;
+        Tensor::from_vec(ids, (len, len), self.table.device())
+    }
+
+    /// The bias for the queries and keys of `span`: bucket ids from the cached table, gathered
+    /// from the learned table (differentiable w.r.t. it).
+    ///
+    /// # Shapes
+    /// Returns `(1, n_heads, q_len, k_len)`.
+    pub fn bias(&self, span: Span) -> Result<Tensor> {
+        let device = self.table.device();
+        let ids = self.buckets.distances(0, span, DType::U32, device, |n| self.bucket_table(n))?;
+        let ids = ids.contiguous()?.flatten_all()?;
         let n_heads = self.table.dim(1)?;
-        self.table.index_select(&ids, 0)?.reshape((q_len, k_len, n_heads))?.permute((2, 0, 1))?.unsqueeze(0)
+        self.table
+            .index_select(&ids, 0)?
+            .reshape((span.q_len, span.k_len, n_heads))?
+            .permute((2, 0, 1))?
+            .unsqueeze(0)
     }
 
     /// Number of distance buckets.
@@ -135,11 +172,62 @@ impl T5Bias {
     }
 }
 
+impl Hooks for T5Bias {
+    fn add_layer(&mut self, _: VarBuilder) -> crate::Result<()> {
+        Ok(())
+    }
+
+    fn embed(
+        &self,
+        _: usize,
+        _: Span,
+        _: Option<&mut DropoutRng>,
+        _: DType,
+        _: &Device,
+    ) -> crate::Result<Option<Embedding>> {
+        Ok(None)
+    }
+
+    fn rotate(&self, _: Span, _: DType, _: &Device) -> crate::Result<Option<Rotation>> {
+        Ok(None)
+    }
+
+    fn score_bias(&self, span: Span, dtype: DType, _: &Device) -> crate::Result<Option<Tensor>> {
+        Ok(Some(self.bias(span)?.to_dtype(dtype)?))
+    }
+
+    fn relative(&self, _: Span, _: &Device) -> crate::Result<Option<Relative<'_>>> {
+        Ok(None)
+    }
+
+    /// The bucket of every distance, then each head's bias.
+    fn tables(&self, len: usize, weights: Weights) -> crate::Result<Vec<PositionTable>> {
+        let direction = if self.bidirectional { "bidirectional" } else { "causal" };
+        let buckets = self.bucket_table(len)?.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+        let mut tables = vec![PositionTable::new(
+            format!("T5 bucket of j - i ({direction})"),
+            "key position j",
+            "query position i",
+            buckets,
+        )];
+        let bias = self.bias(Span::same(len, 0))?.squeeze(0)?;
+        for head in 0..bias.dim(0)? {
+            tables.push(PositionTable::new(
+                format!("head {head} bias ({})", weights.describe()),
+                "key position j",
+                "query position i",
+                bias.get(head)?,
+            ));
+        }
+        Ok(tables)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::{check_gradients, random};
-    use candle_core::{DType, Device, Var};
+    use candle_core::Var;
     use candle_nn::VarMap;
 
     const GOLDEN_RELATIVE: [i64; 14] = [-200, -128, -100, -20, -9, -8, -1, 0, 1, 7, 8, 20, 100, 200];
@@ -202,7 +290,7 @@ mod tests {
     #[test]
     fn bias_gathers_each_heads_bucket() -> Result<()> {
         let (t5, _) = new_bias(true, 3)?;
-        let bias = t5.bias(4, 6, 10, 0)?; // queries at 10..14, keys at 0..6
+        let bias = t5.bias(Span { q_len: 4, k_len: 6, q_offset: 10, k_offset: 0 })?; // queries at 10..14, keys at 0..6
         assert_eq!(bias.dims(), &[1, 3, 4, 6]);
         let bias = bias.squeeze(0)?.to_vec3::<f64>()?;
         let table = t5.table().to_vec2::<f64>()?;
@@ -221,8 +309,8 @@ mod tests {
     fn bias_is_invariant_to_shifting_queries_and_keys_together() -> Result<()> {
         for bidirectional in [true, false] {
             let (t5, _) = new_bias(bidirectional, 2)?;
-            let at_zero = t5.bias(5, 300, 0, 0)?;
-            let shifted = t5.bias(5, 300, 1000, 1000)?;
+            let at_zero = t5.bias(Span { q_len: 5, k_len: 300, q_offset: 0, k_offset: 0 })?;
+            let shifted = t5.bias(Span { q_len: 5, k_len: 300, q_offset: 1000, k_offset: 1000 })?;
             let diff = (at_zero - shifted)?.abs()?.max_all()?.to_scalar::<f64>()?;
             assert_eq!(diff, 0.0);
         }
@@ -244,7 +332,9 @@ mod tests {
         let (t5, var) = new_bias(false, 2)?;
         let (q_len, k_len, q_offset) = (3, 40, 30);
         let w = random((1, 2, q_len, k_len), 5)?;
-        check_gradients(&[&var], || (t5.bias(q_len, k_len, q_offset, 0)? * &w)?.sum_all())?;
+        check_gradients(&[&var], || {
+            (t5.bias(Span { q_len, k_len, q_offset, k_offset: 0 })? * &w)?.sum_all()
+        })?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // Each test file uses its own subset.
 
 use candle_core::{Device, Tensor};
-use locus_model::positional::{Combine, SinusoidalLayout};
+use locus_model::positional::{Combine, PositionalKind, SinusoidalLayout};
 use locus_model::{ModelConfig, NormPosition, PositionalConfig, StackConfig};
 
 fn sinusoidal(
@@ -15,10 +15,12 @@ fn sinusoidal(
     PositionalConfig::Sinusoidal { layout, combine, d_pos, every_layer, position_shift: 0 }
 }
 
-/// A tiny model for each variant, named for failure messages.
+/// A tiny model for each variant, named for failure messages: chosen options of every kind,
+/// then every kind of the list with its defaults (a learned table of 64 positions) where the
+/// chosen ones do not have them already, so a new kind is tested without a line here.
 pub fn variants() -> Vec<(&'static str, ModelConfig)> {
     let tiny = ModelConfig::tiny_with;
-    vec![
+    let mut variants = vec![
         ("none", tiny(PositionalConfig::None {})),
         ("sinusoidal", tiny(PositionalConfig::default())),
         (
@@ -77,7 +79,14 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
                 ..ModelConfig::tiny()
             },
         ),
-    ]
+    ];
+    for kind in PositionalKind::all() {
+        let defaults = tiny(PositionalConfig::default_for(kind, 64));
+        if !variants.iter().any(|(_, cfg)| *cfg == defaults) {
+            variants.push((kind.name(), defaults));
+        }
+    }
+    variants
 }
 
 /// A padded batch of sources: 9, 3 and 1 real tokens, each followed by EOS (2); padding is 0.

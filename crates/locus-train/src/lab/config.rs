@@ -137,16 +137,17 @@ impl LabConfig {
         if let Some(table) = self.positional.get(name) {
             return Ok(table.clone());
         }
-        let kinds = ["none", "sinusoidal", "learned", "relative", "t5", "rope", "alibi"];
-        if !kinds.contains(&name) {
+        use locus_model::positional::PositionalKind;
+        let Ok(kind) = name.parse::<PositionalKind>() else {
+            let kinds: Vec<&str> = PositionalKind::all().map(PositionalKind::name).collect();
             return Err(TrainError::Config(format!(
                 "lab: encoding `{name}` is neither a [positional.{name}] table nor a kind ({})",
                 kinds.join(", ")
             )));
-        }
+        };
         let mut table = toml::Table::new();
         table.insert("kind".into(), name.into());
-        if name == "learned" {
+        if kind == PositionalKind::Learned {
             table.insert("max_len".into(), ((self.max_sequence_len() + OUTPUT_MARGIN) as i64).into());
         }
         Ok(table)

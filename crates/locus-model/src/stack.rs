@@ -1,0 +1,105 @@
+//! What the encoder and decoder share: a stack of layers with its positional encoding, the
+//! embedding dropout and (pre-norm) a final norm, built the same way, and the same forward
+//! prologue (position vectors into the embeddings, embedding dropout, the attention bias, each
+//! layer's positional input) around each stack's own layers.
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use crate::config::{ModelConfig, NormPosition};
+use crate::dropout::{Dropout, DropoutRng};
+use crate::error::Result;
+use crate::norm::LayerNorm;
+use crate::positional::{LayerPositions, PositionalConfig, PositionalEncoding, Span};
+
+/// A stack of layers `L`: its positional encoding, layers, and a final norm when pre-norm
+/// ([`Encoder`](crate::encoder::Encoder) and [`Decoder`](crate::decoder::Decoder) are its two
+/// instances).
+#[derive(Debug, Clone)]
+pub struct Stack<L> {
+    positional: PositionalEncoding,
+    embed_dropout: Dropout,
+    layers: Vec<L>,
+    final_norm: Option<LayerNorm>,
+}
+
+/// What one layer of a stack gets in a forward pass: its index, the layer, its input, the
+/// self-attention bias and its positional share of the pass, and the dropout stream.
+pub type LayerCall<'a, L> = (usize, &'a L, &'a Tensor, &'a Tensor, LayerPositions<'a>);
+
+impl<L> Stack<L> {
+    /// `n_layers` layers made by `new_layer` under `vb` (`positional`, `layers.{i}`,
+    /// `final_norm`), with the encoding `positional`; `causal` for the decoder.
+    ///
+    /// Weights are created in this order: the encoding's, then for each layer the ones the
+    /// encoding owns in it (Shaw's `self_attn.relative`) and the layer's own, then the final
+    /// norm; seeded initialisation draws them in that order.
+    pub(crate) fn build(
+        cfg: &ModelConfig,
+        positional: &PositionalConfig,
+        causal: bool,
+        n_layers: usize,
+        vb: VarBuilder,
+        new_layer: impl Fn(&ModelConfig, VarBuilder) -> candle_core::Result<L>,
+    ) -> Result<Self> {
+        let mut positional =
+            PositionalEncoding::new(positional, cfg.d_model, cfg.n_heads, causal, vb.pp("positional"))?;
+        let mut layers = Vec::with_capacity(n_layers);
+        for i in 0..n_layers {
+            let vb = vb.pp(format!("layers.{i}"));
+            positional.add_layer(vb.pp("self_attn").pp("relative"))?;
+            layers.push(new_layer(cfg, vb)?);
+        }
+        let final_norm = match cfg.norm {
+            NormPosition::Pre => Some(LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp("final_norm"))?),
+            NormPosition::Post => None,
+        };
+        Ok(Self { positional, embed_dropout: Dropout::new(cfg.dropout), layers, final_norm })
+    }
+
+    /// The stack's positional encoding.
+    pub fn positional(&self) -> &PositionalEncoding {
+        &self.positional
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[L] {
+        &self.layers
+    }
+
+    /// Runs the stack over scaled token embeddings placed by `span`: the positional frame,
+    /// the embeddings with their positions, embedding dropout, `mask` plus the position bias,
+    /// then each layer through `layer`, then the final norm. While training (`rng` is
+    /// `Some`) and with `shift`, an absolute encoding with `position_shift` first draws each
+    /// sequence's shift (SHAPE).
+    ///
+    /// # Shapes
+    /// `tokens`: `(b_sz, q_len, token_width)`; `mask` broadcastable to
+    /// `(b_sz, n_heads, q_len, k_len)`; returns `(b_sz, q_len, d_model)`.
+    pub(crate) fn run(
+        &self,
+        tokens: &Tensor,
+        span: Span,
+        mask: &Tensor,
+        shift: bool,
+        mut rng: Option<&mut DropoutRng>,
+        mut layer: impl FnMut(LayerCall<'_, L>, Option<&mut DropoutRng>) -> candle_core::Result<Tensor>,
+    ) -> Result<Tensor> {
+        let b_sz = tokens.dim(0)?;
+        let shift_rng = if shift { rng.as_deref_mut() } else { None };
+        let frame = self.positional.frame(b_sz, span, shift_rng, tokens.dtype(), tokens.device())?;
+        let xs = frame.embed(tokens)?;
+        let mut xs = self.embed_dropout.forward(&xs, rng.as_deref_mut())?;
+        let bias = frame.attention_bias(mask)?;
+        for (i, stack_layer) in self.layers.iter().enumerate() {
+            if i > 0 {
+                xs = frame.layer_input(&xs)?;
+            }
+            xs = layer((i, stack_layer, &xs, &bias, frame.layer(i)), rng.as_deref_mut())?;
+        }
+        Ok(match &self.final_norm {
+            Some(norm) => norm.forward(&xs)?,
+            None => xs,
+        })
+    }
+}
