@@ -5,6 +5,7 @@
 #   (a) parity: `locus bench parity` on configs/tiny.toml, the CPU against the GPU on the same
 #       weights and batch: init identical, f32 logits within 1e-4, bf16 loss within 1e-2 of the
 #       f32 loss (relative), weights after one f32 update within 1e-5;
+#   (a'') the same parity for every positional kind that `locus pe list` names;
 #   (a') exact resume on the device: configs/tiny.toml with every dropout at 0.1 (masks drawn
 #       by the device's generator, reseeded from the run's dropout stream at every forward
 #       pass) trained 20 updates straight, and 10 then resumed to 20: the same final loss and
@@ -171,6 +172,22 @@ for check in "init init_max_abs_diff 0" "logits logits_max_abs_diff 1e-4" \
   row "parity $name" "$(why $rc)$shown" "≤ $limit" "$(verdict holds "$value" "<=" "$limit")" "$secs"
   secs=""
 done
+
+# (a'') The same parity for every positional kind (`locus pe list`): each kind's frame, built
+# from tables cached per device, on the device against the CPU.
+kinds_t0=$EPOCHREALTIME
+kinds_ok=() kinds_bad=()
+for kind in $("${locus[@]}" pe list); do
+  case $kind in
+    learned) positional='{kind="learned",max_len=65}' ;; # tiny.toml: data.max_len = 64, plus BOS/EOS
+    *) positional="{kind=\"$kind\"}" ;;
+  esac
+  stage "parity-$kind" 60 "${locus[@]}" bench parity --config configs/tiny.toml --device "$DEVICE" \
+    --set "model.positional=$positional" --json
+  if [ "$rc" = 0 ]; then kinds_ok+=("$kind"); else kinds_bad+=("$kind"); fi # exits 1 on a failed check
+done
+row "parity of every positional kind" "${#kinds_ok[@]} passed${kinds_bad[*]:+, failed: ${kinds_bad[*]}}" \
+  "all pass" "$(verdict test ${#kinds_bad[@]} = 0 -a ${#kinds_ok[@]} -gt 0)" "$(since "$kinds_t0")"
 
 # (a') Exact resume on the device, dropout included.
 tiny=("${locus[@]}" train --config configs/tiny.toml --device "$DEVICE" --set model.dropout=0.1
