@@ -32,6 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Tokenize a config's corpora once into a memory-mapped prepared dataset.
+    Prepare(commands::prepare::PrepareArgs),
     /// Train a model from a TOML run config.
     Train(commands::train::TrainArgs),
     /// Translate lines (stdin or a file) with a checkpoint: greedy, beam search or sampling.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         set_thread_count(threads);
     }
     let result = match cli.command {
+        Command::Prepare(args) => commands::prepare::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Translate(args) => commands::translate::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),

@@ -1,31 +1,82 @@
-//! How `locus train` and `locus lab` show their progress on stderr: an indicatif bar on a
-//! terminal, with lines (data sizes, validations) printed above it; when stderr is not a
-//! terminal (a log file, a pipe), where no bar is drawn, plain lines: the same lines, plus one
-//! per log window of training and one per finished lab cell.
+//! How `locus prepare`, `locus train` and `locus lab` show their progress on stderr: indicatif
+//! bars on a terminal (one for preparing the data, one for training), with lines (data sizes,
+//! validations) printed above them; when stderr is not a terminal (a log file, a pipe), where no
+//! bar is drawn, plain lines: the same lines, plus one per log window of training, one per
+//! finished lab cell, and one every ten seconds while the data is encoded.
 
 use std::io::IsTerminal;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use locus_data::PrepareProgress;
 use locus_train::log::{TrainRecord, ValidRecord};
 use locus_train::Progress;
 
-/// The bar of a run (or of a lab), drawn once the run reports its start.
+/// How often a plain line reports the encoding of the data.
+const PLAIN_PREPARE_EVERY: Duration = Duration::from_secs(10);
+
+/// The bars of a run (or of a lab), drawn once the run reports its start.
 pub struct ProgressDisplay {
     bar: OnceLock<ProgressBar>,
-    /// Whether stderr is a terminal: the bar is drawn there, and only there.
+    /// The bar of the data being encoded (`locus prepare`, or a run's first start).
+    prepare_bar: OnceLock<ProgressBar>,
+    /// When the last plain line about the encoding was printed.
+    last_prepare_line: Mutex<Option<Instant>>,
+    /// Whether stderr is a terminal: the bars are drawn there, and only there.
     terminal: bool,
 }
 
 impl ProgressDisplay {
     /// A display on stderr.
     pub fn new() -> Self {
-        Self { bar: OnceLock::new(), terminal: std::io::stderr().is_terminal() }
+        Self {
+            bar: OnceLock::new(),
+            prepare_bar: OnceLock::new(),
+            last_prepare_line: Mutex::new(None),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Shows the preparation of the data.
+    fn show_prepare(&self, event: PrepareProgress) {
+        match event {
+            PrepareProgress::Scanning { corpus } => self.say(&format!(
+                "checking and counting {} and {}",
+                corpus.src.display(),
+                corpus.tgt.display()
+            )),
+            PrepareProgress::Tokenizer { vocab_size, trained } => {
+                let how = if trained { "trained on the sample" } else { "given" };
+                self.say(&format!("tokenizer ({how}): {vocab_size} entries; encoding the corpora"));
+            }
+            PrepareProgress::Encoded { done, total } => {
+                if self.terminal {
+                    let template = "[{elapsed_precise}] {bar:30.green/blue} {human_pos}/{human_len} pairs | {per_sec} | ETA {eta}";
+                    let bar = self.prepare_bar.get_or_init(|| {
+                        ProgressBar::new(total as u64).with_style(style(template).progress_chars("=> "))
+                    });
+                    bar.set_position(done as u64);
+                    if done >= total {
+                        bar.finish_and_clear();
+                    }
+                } else {
+                    let Ok(mut last) = self.last_prepare_line.lock() else { return };
+                    let due = last.is_none_or(|at| at.elapsed() >= PLAIN_PREPARE_EVERY);
+                    if due || done >= total {
+                        *last = Some(Instant::now());
+                        let percent = 100.0 * done as f64 / total.max(1) as f64;
+                        eprintln!("encoded {done}/{total} pairs ({percent:.0}%)");
+                    }
+                }
+            }
+        }
     }
 
     /// Shows one report; the [`locus_train::Observer`] of a run.
     pub fn show(&self, event: Progress) {
         match event {
+            Progress::Prepare(event) => self.show_prepare(event),
             Progress::Started { step, total_steps } => {
                 let template =
                     "[{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} steps | {msg} | {per_sec} | ETA {eta}";
@@ -80,9 +131,10 @@ impl ProgressDisplay {
         self.bar.get_or_init(|| ProgressBar::new(len as u64).with_style(style))
     }
 
-    /// Prints `line` on stderr, above the bar if there is one.
+    /// Prints `line` on stderr, above the bar if one is drawn.
     fn say(&self, line: &str) {
-        match self.bar.get() {
+        let drawn = self.bar.get().or(self.prepare_bar.get().filter(|bar| !bar.is_finished()));
+        match drawn {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
         }
@@ -92,7 +144,7 @@ impl ProgressDisplay {
 impl Drop for ProgressDisplay {
     /// Clears the bar, also when the run failed, so that what follows starts on a clean line.
     fn drop(&mut self) {
-        if let Some(bar) = self.bar.get() {
+        for bar in [self.prepare_bar.get(), self.bar.get()].into_iter().flatten() {
             bar.finish_and_clear();
         }
     }

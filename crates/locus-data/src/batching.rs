@@ -66,6 +66,82 @@ impl TokenizedPair {
     }
 }
 
+/// The `(source, target)` lengths of one example in subword tokens, without specials: what the
+/// planner batches by. Two bytes a side keep the table of a 20-million-pair corpus at 80 MB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PairLengths {
+    /// Source tokens.
+    pub src: u16,
+    /// Target tokens.
+    pub tgt: u16,
+}
+
+impl PairLengths {
+    /// The lengths `(src, tgt)`, or `None` if a side has more than 65,535 tokens.
+    pub fn new(src: usize, tgt: usize) -> Option<Self> {
+        Some(Self { src: u16::try_from(src).ok()?, tgt: u16::try_from(tgt).ok()? })
+    }
+
+    /// `(source, target)` as `usize`.
+    pub fn get(self) -> (usize, usize) {
+        (usize::from(self.src), usize::from(self.tgt))
+    }
+}
+
+/// The length table of `pairs`.
+///
+/// # Errors
+///
+/// [`DataError::ExampleTooLong`] naming the first pair with a side of more than 65,535 tokens.
+pub fn pair_lengths(pairs: &[TokenizedPair]) -> Result<Vec<PairLengths>> {
+    pairs
+        .iter()
+        .enumerate()
+        .map(|(index, pair)| {
+            let (src_len, tgt_len) = pair.lengths();
+            PairLengths::new(src_len, tgt_len).ok_or(DataError::ExampleTooLong {
+                index,
+                src_len,
+                tgt_len,
+                needed: src_len.max(tgt_len).saturating_add(1),
+                max_tokens: usize::from(u16::MAX),
+            })
+        })
+        .collect()
+}
+
+/// One epoch's batches: example indices, four bytes each, in one array.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchPlan {
+    /// Example indices, batch after batch, in length order.
+    order: Vec<u32>,
+    /// `(start, end)` of each batch in `order`, in the order the batches are taken.
+    bounds: Vec<(u32, u32)>,
+}
+
+impl BatchPlan {
+    /// The number of batches.
+    pub fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// Whether there is no batch.
+    pub fn is_empty(&self) -> bool {
+        self.bounds.is_empty()
+    }
+
+    /// The example indices of batch `i`, if there is one.
+    pub fn batch(&self, i: usize) -> Option<&[u32]> {
+        let &(start, end) = self.bounds.get(i)?;
+        self.order.get(start as usize..end as usize)
+    }
+
+    /// The batches in the order they are taken.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u32]> + '_ {
+        self.bounds.iter().map(|&(start, end)| &self.order[start as usize..end as usize])
+    }
+}
+
 /// Plans token-budget batches; see the [module documentation](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchPlanner {
@@ -78,29 +154,29 @@ pub struct BatchPlanner {
 }
 
 impl BatchPlanner {
-    /// Splits the examples, given by their `(source, target)` lengths without
-    /// specials, into batches of example indices.
+    /// Splits the examples, given by their lengths, into batches of example indices.
     ///
     /// Every index appears in exactly one batch. The result depends only on
     /// `lengths`, the planner's limits, `seed` and `epoch`.
     ///
     /// # Errors
     ///
-    /// [`DataError::Config`] if `max_tokens` or `max_sentences` is zero, and
-    /// [`DataError::ExampleTooLong`] naming the first example that alone
-    /// needs more than `max_tokens` tokens.
-    pub fn plan(&self, lengths: &[(usize, usize)], seed: u64, epoch: u64) -> Result<Vec<Vec<usize>>> {
-        self.check_limits()?;
+    /// [`DataError::Config`] if `max_tokens` or `max_sentences` is zero or there are more than
+    /// `u32::MAX` examples, and [`DataError::ExampleTooLong`] naming the first example that
+    /// alone needs more than `max_tokens` tokens.
+    pub fn plan(&self, lengths: &[PairLengths], seed: u64, epoch: u64) -> Result<BatchPlan> {
+        self.check_limits(lengths.len())?;
         self.check_examples_fit(lengths)?;
         let mut rng = epoch_rng(seed, epoch);
         let order = length_order(lengths, self.budget, &mut rng);
-        let mut batches = self.cut(lengths, &order);
-        batches.shuffle(&mut rng);
-        Ok(batches)
+        let mut bounds = self.cut(lengths, &order);
+        bounds.shuffle(&mut rng);
+        Ok(BatchPlan { order, bounds })
     }
 
-    /// Rejects limits under which no example could ever be batched.
-    fn check_limits(&self) -> Result<()> {
+    /// Rejects limits under which no example could ever be batched, and more examples than
+    /// four-byte indices reach.
+    fn check_limits(&self, examples: usize) -> Result<()> {
         if self.max_tokens == 0 {
             return Err(DataError::config("data.max_tokens", "(0) must be positive"));
         }
@@ -110,19 +186,29 @@ impl BatchPlanner {
                 "(0) must be positive (leave it out for no limit)",
             ));
         }
+        if u32::try_from(examples).is_err() {
+            return Err(DataError::config(
+                "data",
+                format!("has {examples} training pairs; at most {} can be batched", u32::MAX),
+            ));
+        }
         Ok(())
     }
 
     /// Fails on the first example that does not fit into a batch on its own.
-    fn check_examples_fit(&self, lengths: &[(usize, usize)]) -> Result<()> {
-        match lengths.iter().position(|&(s, t)| self.budget.padded_len(s, t) > self.max_tokens) {
+    fn check_examples_fit(&self, lengths: &[PairLengths]) -> Result<()> {
+        let needed = |l: PairLengths| {
+            let (s, t) = l.get();
+            self.budget.padded_len(s, t)
+        };
+        match lengths.iter().position(|&l| needed(l) > self.max_tokens) {
             Some(index) => {
-                let (src_len, tgt_len) = lengths[index];
+                let (src_len, tgt_len) = lengths[index].get();
                 Err(DataError::ExampleTooLong {
                     index,
                     src_len,
                     tgt_len,
-                    needed: self.budget.padded_len(src_len, tgt_len),
+                    needed: needed(lengths[index]),
                     max_tokens: self.max_tokens,
                 })
             }
@@ -130,45 +216,47 @@ impl BatchPlanner {
         }
     }
 
-    /// Cuts `order` greedily into batches that respect both limits.
+    /// Cuts `order` greedily into batches that respect both limits, as `(start, end)` ranges of
+    /// `order`.
     ///
     /// Assumes every example fits on its own (checked beforehand), so every
-    /// batch is non-empty.
-    fn cut(&self, lengths: &[(usize, usize)], order: &[usize]) -> Vec<Vec<usize>> {
+    /// batch is non-empty, and that `order` has at most `u32::MAX` entries.
+    fn cut(&self, lengths: &[PairLengths], order: &[u32]) -> Vec<(u32, u32)> {
         let max_sentences = self.max_sentences.unwrap_or(usize::MAX);
-        let mut batches = Vec::new();
-        let mut batch: Vec<usize> = Vec::new();
-        let mut longest = 0;
-        for &index in order {
-            let (s, t) = lengths[index];
+        let mut bounds = Vec::new();
+        let (mut start, mut longest) = (0, 0);
+        for (position, &index) in order.iter().enumerate() {
+            let (s, t) = lengths[index as usize].get();
+            let size = position - start;
             let candidate_longest = longest.max(self.budget.padded_len(s, t));
-            let too_many = batch.len() + 1 > max_sentences;
-            let too_big = (batch.len() + 1).saturating_mul(candidate_longest) > self.max_tokens;
-            if !batch.is_empty() && (too_many || too_big) {
-                batches.push(std::mem::take(&mut batch));
+            let too_many = size + 1 > max_sentences;
+            let too_big = (size + 1).saturating_mul(candidate_longest) > self.max_tokens;
+            if size > 0 && (too_many || too_big) {
+                bounds.push((start as u32, position as u32));
+                start = position;
                 longest = self.budget.padded_len(s, t);
             } else {
                 longest = candidate_longest;
             }
-            batch.push(index);
         }
-        if !batch.is_empty() {
-            batches.push(batch);
+        if start < order.len() {
+            bounds.push((start as u32, order.len() as u32));
         }
-        batches
+        bounds
     }
-}
 
-impl BatchPlanner {
     /// The number of tokens `batch` occupies once padded, as the budget counts it, e.g.
     /// `batch.len() * max(longest source + 1, longest target + 1)`.
     ///
     /// Indices must be valid for `lengths`; invalid ones are ignored.
-    pub fn padded_tokens(&self, lengths: &[(usize, usize)], batch: &[usize]) -> usize {
+    pub fn padded_tokens(&self, lengths: &[PairLengths], batch: &[u32]) -> usize {
         let longest = batch
             .iter()
-            .filter_map(|&i| lengths.get(i))
-            .map(|&(s, t)| self.budget.padded_len(s, t))
+            .filter_map(|&i| lengths.get(i as usize))
+            .map(|l| {
+                let (s, t) = l.get();
+                self.budget.padded_len(s, t)
+            })
             .max()
             .unwrap_or(0);
         batch.len() * longest
@@ -184,23 +272,51 @@ fn epoch_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(key)
 }
 
-/// Example indices ordered by `(source length, target length, random key)`, or target length
-/// first under a target budget.
-fn length_order(lengths: &[(usize, usize)], budget: TokenBudget, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let key = |s: usize, t: usize| match budget {
-        TokenBudget::Longer => (s, t),
-        TokenBudget::Target => (t, s),
+/// Example indices ordered by `(source length, target length, random key, index)`, or target
+/// length first under a target budget. The random keys are drawn in index order.
+///
+/// A counting sort on the first length, then a sort of each bucket by the rest: twelve bytes
+/// per example (the order and its keys) instead of the thirty-two a sort of whole
+/// `(first, second, key, index)` tuples needs, and much faster on millions of examples.
+/// Assumes at most `u32::MAX` examples.
+fn length_order(lengths: &[PairLengths], budget: TokenBudget, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    let key = |l: PairLengths| match budget {
+        TokenBudget::Longer => (l.src, l.tgt),
+        TokenBudget::Target => (l.tgt, l.src),
     };
-    let mut keyed: Vec<(usize, usize, u64, usize)> = lengths
-        .iter()
-        .enumerate()
-        .map(|(i, &(s, t))| {
-            let (first, second) = key(s, t);
-            (first, second, rng.random::<u64>(), i)
-        })
-        .collect();
-    keyed.sort_unstable();
-    keyed.into_iter().map(|(_, _, _, i)| i).collect()
+    // Where each first length's bucket starts: `starts[f]..starts[f + 1]`.
+    let mut starts = vec![0usize; usize::from(u16::MAX) + 2];
+    for &l in lengths {
+        starts[usize::from(key(l).0) + 1] += 1;
+    }
+    for f in 1..starts.len() {
+        starts[f] += starts[f - 1];
+    }
+    let mut order = vec![0u32; lengths.len()];
+    let mut random_keys = vec![0u64; lengths.len()];
+    let mut next = starts.clone();
+    for (index, &l) in lengths.iter().enumerate() {
+        let slot = &mut next[usize::from(key(l).0)];
+        order[*slot] = index as u32;
+        random_keys[*slot] = rng.random::<u64>();
+        *slot += 1;
+    }
+    let mut bucket: Vec<(u16, u64, u32)> = Vec::new();
+    for window in starts.windows(2) {
+        let (start, end) = (window[0], window[1]);
+        if end - start < 2 {
+            continue;
+        }
+        bucket.clear();
+        bucket.extend(
+            (start..end).map(|slot| (key(lengths[order[slot] as usize]).1, random_keys[slot], order[slot])),
+        );
+        bucket.sort_unstable();
+        for (slot, &(_, _, index)) in (start..end).zip(&bucket) {
+            order[slot] = index;
+        }
+    }
+    order
 }
 
 #[cfg(test)]
@@ -209,15 +325,25 @@ mod tests {
 
     /// Lengths resembling a real corpus: 2000 examples, sources 1..=60
     /// tokens, targets within a few tokens of their source.
-    fn corpus_lengths() -> Vec<(usize, usize)> {
+    fn corpus_lengths() -> Vec<PairLengths> {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         (0..2000)
             .map(|_| {
                 let s = rng.random_range(1..=60usize);
                 let t = (s as i64 + rng.random_range(-3..=3i64)).max(1) as usize;
-                (s, t)
+                PairLengths::new(s, t).unwrap()
             })
             .collect()
+    }
+
+    /// A length table from `(source, target)` pairs.
+    fn lens(pairs: &[(usize, usize)]) -> Vec<PairLengths> {
+        pairs.iter().map(|&(s, t)| PairLengths::new(s, t).unwrap()).collect()
+    }
+
+    /// The batches of `plan` as vectors, in order.
+    fn vecs(plan: &BatchPlan) -> Vec<Vec<u32>> {
+        plan.iter().map(<[u32]>::to_vec).collect()
     }
 
     fn planner() -> BatchPlanner {
@@ -227,10 +353,10 @@ mod tests {
     #[test]
     fn every_index_appears_exactly_once() {
         let lengths = corpus_lengths();
-        let batches = planner().plan(&lengths, 1, 0).unwrap();
-        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        let batches = vecs(&planner().plan(&lengths, 1, 0).unwrap());
+        let mut seen: Vec<u32> = batches.iter().flatten().copied().collect();
         seen.sort_unstable();
-        assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+        assert_eq!(seen, (0..lengths.len() as u32).collect::<Vec<_>>());
         assert!(batches.iter().all(|b| !b.is_empty()));
     }
 
@@ -238,7 +364,7 @@ mod tests {
     fn budget_and_sentence_limit_hold() {
         let lengths = corpus_lengths();
         let planner = BatchPlanner { max_tokens: 512, max_sentences: Some(12), budget: TokenBudget::Longer };
-        let batches = planner.plan(&lengths, 3, 5).unwrap();
+        let batches = vecs(&planner.plan(&lengths, 3, 5).unwrap());
         for batch in &batches {
             assert!(planner.padded_tokens(&lengths, batch) <= 512, "{batch:?}");
             assert!(batch.len() <= 12);
@@ -253,7 +379,7 @@ mod tests {
         // Greedy cutting only closes a batch when the next example does not
         // fit, so batches use most of the budget on average.
         let lengths = corpus_lengths();
-        let batches = planner().plan(&lengths, 1, 0).unwrap();
+        let batches = vecs(&planner().plan(&lengths, 1, 0).unwrap());
         let used: usize = batches.iter().map(|b| planner().padded_tokens(&lengths, b)).sum();
         let fill = used as f64 / (batches.len() * 512) as f64;
         assert!(fill > 0.85, "average fill {fill}");
@@ -276,16 +402,16 @@ mod tests {
     fn equal_length_examples_mix_across_epochs() {
         // All examples have the same lengths, so only the random tie-break
         // decides who shares a batch.
-        let lengths = vec![(10, 10); 100];
+        let lengths = lens(&[(10, 10); 100]);
         let p = BatchPlanner {
             max_tokens: 110, // 10 examples of 11 tokens per batch
             max_sentences: None,
             budget: TokenBudget::Longer,
         };
         let grouping = |epoch| {
-            let batches = p.plan(&lengths, 9, epoch).unwrap();
+            let batches = vecs(&p.plan(&lengths, 9, epoch).unwrap());
             assert_eq!(batches.len(), 10);
-            let mut groups: Vec<Vec<usize>> = batches
+            let mut groups: Vec<Vec<u32>> = batches
                 .into_iter()
                 .map(|mut b| {
                     b.sort_unstable();
@@ -301,14 +427,20 @@ mod tests {
     #[test]
     fn padding_is_much_lower_than_with_random_batches() {
         let lengths = corpus_lengths();
-        let batches = planner().plan(&lengths, 1, 0).unwrap();
-        let real: usize = lengths.iter().map(|&(s, t)| TokenBudget::Longer.padded_len(s, t)).sum();
+        let batches = vecs(&planner().plan(&lengths, 1, 0).unwrap());
+        let real: usize = lengths
+            .iter()
+            .map(|l| {
+                let (s, t) = l.get();
+                TokenBudget::Longer.padded_len(s, t)
+            })
+            .sum();
         let bucketed_padding: usize =
             batches.iter().map(|b| planner().padded_tokens(&lengths, b)).sum::<usize>() - real;
 
         // Same batch sizes, but examples assigned at random.
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let mut shuffled: Vec<usize> = (0..lengths.len()).collect();
+        let mut shuffled: Vec<u32> = (0..lengths.len() as u32).collect();
         shuffled.shuffle(&mut rng);
         let mut random_padding = 0;
         let mut rest = shuffled.as_slice();
@@ -326,7 +458,7 @@ mod tests {
 
     #[test]
     fn oversized_example_is_an_error_naming_it() {
-        let lengths = vec![(5, 5), (3, 4), (40, 70), (80, 2)];
+        let lengths = lens(&[(5, 5), (3, 4), (40, 70), (80, 2)]);
         let p = BatchPlanner { max_tokens: 64, max_sentences: None, budget: TokenBudget::Longer };
         let err = p.plan(&lengths, 0, 0).unwrap_err();
         match &err {
@@ -343,10 +475,10 @@ mod tests {
     fn a_target_budget_counts_targets_only() {
         // Long sources, short targets: under a target budget of 64, 8 examples of
         // target 7 (+1) fit per batch, whatever their 40-token sources.
-        let lengths = vec![(40, 7); 20];
+        let lengths = lens(&[(40, 7); 20]);
         let p = BatchPlanner { max_tokens: 64, max_sentences: None, budget: TokenBudget::Target };
-        let batches = p.plan(&lengths, 1, 0).unwrap();
-        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>().iter().max(), Some(&8));
+        let batches = vecs(&p.plan(&lengths, 1, 0).unwrap());
+        assert_eq!(batches.iter().map(Vec::len).max(), Some(8));
         assert!(batches.iter().all(|b| p.padded_tokens(&lengths, b) <= 64));
         // The same data under the longer-side budget: 64 / 41 = 1 example per batch.
         let longer = BatchPlanner { budget: TokenBudget::Longer, ..p };
@@ -356,9 +488,9 @@ mod tests {
     #[test]
     fn example_exactly_at_the_budget_fits() {
         // max(63, 10) + 1 = 64 tokens: allowed, alone in its batch.
-        let lengths = vec![(63, 10), (1, 1)];
+        let lengths = lens(&[(63, 10), (1, 1)]);
         let p = BatchPlanner { max_tokens: 64, max_sentences: None, budget: TokenBudget::Longer };
-        let mut batches = p.plan(&lengths, 0, 0).unwrap();
+        let mut batches = vecs(&p.plan(&lengths, 0, 0).unwrap());
         batches.sort();
         assert_eq!(batches, vec![vec![0], vec![1]]);
     }
@@ -366,9 +498,9 @@ mod tests {
     #[test]
     fn zero_limits_and_empty_input() {
         let zero = BatchPlanner { max_tokens: 0, max_sentences: None, budget: TokenBudget::Longer };
-        assert!(matches!(zero.plan(&[(1, 1)], 0, 0), Err(DataError::Config { .. })));
+        assert!(matches!(zero.plan(&lens(&[(1, 1)]), 0, 0), Err(DataError::Config { .. })));
         let zero_sent = BatchPlanner { max_tokens: 10, max_sentences: Some(0), budget: TokenBudget::Longer };
-        assert!(matches!(zero_sent.plan(&[(1, 1)], 0, 0), Err(DataError::Config { .. })));
+        assert!(matches!(zero_sent.plan(&lens(&[(1, 1)]), 0, 0), Err(DataError::Config { .. })));
         assert!(planner().plan(&[], 0, 0).unwrap().is_empty());
     }
 
@@ -376,5 +508,41 @@ mod tests {
     fn tokenized_pair_lengths() {
         let pair = TokenizedPair { src: vec![5, 6, 7], tgt: vec![8] };
         assert_eq!(pair.lengths(), (3, 1));
+        assert_eq!(pair_lengths(&[pair]).unwrap(), vec![PairLengths { src: 3, tgt: 1 }]);
+        let long = TokenizedPair { src: vec![5], tgt: vec![8; 65_536] };
+        let err = pair_lengths(&[TokenizedPair::default(), long]).unwrap_err();
+        assert!(matches!(err, DataError::ExampleTooLong { index: 1, tgt_len: 65_536, .. }), "{err:?}");
+    }
+
+    /// The order a plain sort of whole `(first, second, key, index)` tuples gives, with the
+    /// keys drawn in index order: what [`length_order`] must reproduce.
+    fn sorted_tuples(lengths: &[PairLengths], budget: TokenBudget, rng: &mut ChaCha8Rng) -> Vec<u32> {
+        let mut keyed: Vec<(u16, u16, u64, u32)> = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let (first, second) = match budget {
+                    TokenBudget::Longer => (l.src, l.tgt),
+                    TokenBudget::Target => (l.tgt, l.src),
+                };
+                (first, second, rng.random::<u64>(), i as u32)
+            })
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, _, _, i)| i).collect()
+    }
+
+    #[test]
+    fn bucketed_order_equals_a_sort_of_whole_tuples() {
+        let mut lengths = corpus_lengths();
+        // Plenty of exact ties, and the extremes of the table.
+        lengths.extend(lens(&[(10, 10); 50]));
+        lengths.extend(lens(&[(0, 0), (65_535, 1), (1, 65_535), (65_535, 65_535)]));
+        for budget in [TokenBudget::Longer, TokenBudget::Target] {
+            let (mut a, mut b) = (epoch_rng(5, 2), epoch_rng(5, 2));
+            assert_eq!(length_order(&lengths, budget, &mut a), sorted_tuples(&lengths, budget, &mut b));
+            // Both leave the generator at the same point, so the batch shuffle that follows agrees.
+            assert_eq!(a.random::<u64>(), b.random::<u64>());
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! names the exact 1-based line.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -17,6 +17,9 @@ use crate::error::{DataError, Result};
 
 /// The UTF-8 byte-order mark some editors put at the start of a file.
 const BOM: &str = "\u{feff}";
+
+/// Bytes read from a file (or its decompressed stream) at a time.
+const READ_BUFFER: usize = 1 << 20;
 
 /// Reads every line of `path`, rejecting empty (or whitespace-only) lines.
 ///
@@ -43,8 +46,12 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
 /// [`DataError::Io`] if the file cannot be read or decompressed,
 /// [`DataError::InvalidUtf8`] naming the file and the first bad 1-based line.
 pub fn read_lines_allow_empty(path: &Path) -> Result<Vec<String>> {
-    let bytes = read_bytes(path)?;
-    split_lines(&bytes).map_err(|line| DataError::InvalidUtf8 { path: path.to_path_buf(), line })
+    let mut reader = LineReader::open(path)?;
+    let mut lines = Vec::new();
+    while let Some(line) = reader.next_line()? {
+        lines.push(line.to_owned());
+    }
+    Ok(lines)
 }
 
 /// Whether `path` names a gzip-compressed file (its extension is `gz`).
@@ -52,42 +59,157 @@ pub fn is_gzip(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "gz")
 }
 
-/// Reads the whole (decompressed) content of `path`.
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut bytes = Vec::new();
-    let read = if is_gzip(path) {
-        MultiGzDecoder::new(file).read_to_end(&mut bytes)
-    } else {
-        let mut file = file;
-        file.read_to_end(&mut bytes)
-    };
-    read.map_err(|e| DataError::io(path, e))?;
-    Ok(bytes)
+/// The lines of one file, read one at a time with a fixed-size buffer: what streams a corpus
+/// of any size through bounded memory. See the [module documentation](self) for what a line is.
+pub struct LineReader {
+    path: PathBuf,
+    inner: Box<dyn BufRead + Send>,
+    /// The 1-based number of the line last returned (0 before the first).
+    line: usize,
+    buffer: Vec<u8>,
+    /// The line last read, checked and without its ending.
+    text: String,
 }
 
-/// Splits `bytes` into UTF-8 lines; on failure returns the 1-based number of
-/// the first line that is not valid UTF-8.
-fn split_lines(bytes: &[u8]) -> std::result::Result<Vec<String>, usize> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
+impl LineReader {
+    /// Opens `path`, decompressing it if its name ends in `.gz`.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Io`] if the file cannot be opened.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        let inner: Box<dyn BufRead + Send> = if is_gzip(path) {
+            Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(file)))
+        } else {
+            Box::new(BufReader::with_capacity(READ_BUFFER, file))
+        };
+        Ok(Self::from_reader(path, inner))
     }
-    // A final newline ends the last line; it does not start a new one.
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    body.split(|&b| b == b'\n')
-        .enumerate()
-        .map(|(i, raw)| {
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            let text = std::str::from_utf8(raw).map_err(|_| i + 1)?;
-            let text = if i == 0 { text.strip_prefix(BOM).unwrap_or(text) } else { text };
-            Ok(text.to_owned())
-        })
-        .collect()
+
+    /// Reads the lines of `inner`, naming `path` in errors.
+    pub fn from_reader(path: &Path, inner: Box<dyn BufRead + Send>) -> Self {
+        Self { path: path.to_path_buf(), inner, line: 0, buffer: Vec::new(), text: String::new() }
+    }
+
+    /// The file read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The 1-based number of the line last returned: the lines read so far.
+    pub fn lines_read(&self) -> usize {
+        self.line
+    }
+
+    /// The next line, without its line ending, or `None` at the end of the file.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Io`] if the file cannot be read or decompressed, and
+    /// [`DataError::InvalidUtf8`] naming the file and the line.
+    pub fn next_line(&mut self) -> Result<Option<&str>> {
+        Ok(if self.advance()? { Some(self.current()) } else { None })
+    }
+
+    /// Reads the next line into [`current`](Self::current); `false` at the end of the file.
+    ///
+    /// # Errors
+    ///
+    /// As [`next_line`](Self::next_line).
+    pub fn advance(&mut self) -> Result<bool> {
+        self.buffer.clear();
+        let read =
+            self.inner.read_until(b'\n', &mut self.buffer).map_err(|e| DataError::io(&self.path, e))?;
+        if read == 0 {
+            return Ok(false);
+        }
+        self.line += 1;
+        let raw = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| DataError::InvalidUtf8 { path: self.path.clone(), line: self.line })?;
+        let text = if self.line == 1 { text.strip_prefix(BOM).unwrap_or(text) } else { text };
+        self.text.clear();
+        self.text.push_str(text);
+        Ok(true)
+    }
+
+    /// The line [`advance`](Self::advance) read last.
+    pub fn current(&self) -> &str {
+        &self.text
+    }
+
+    /// Reads the rest of the file, returning the total number of lines.
+    ///
+    /// # Errors
+    ///
+    /// As [`next_line`](Self::next_line).
+    pub fn count_to_end(&mut self) -> Result<usize> {
+        while self.advance()? {}
+        Ok(self.line)
+    }
+}
+
+/// The two sides of a parallel corpus read in step, one pair at a time.
+pub struct PairReader {
+    src: LineReader,
+    tgt: LineReader,
+}
+
+impl PairReader {
+    /// Opens both sides.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Io`] if either file cannot be opened.
+    pub fn open(src: &Path, tgt: &Path) -> Result<Self> {
+        Ok(Self { src: LineReader::open(src)?, tgt: LineReader::open(tgt)? })
+    }
+
+    /// The next `(source, target)` pair, or `None` when both sides end together.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`LineReader::next_line`], and [`DataError::LineCountMismatch`] with both
+    /// files' line counts when one side ends before the other (the longer one is read to its
+    /// end to count it).
+    pub fn next_pair(&mut self) -> Result<Option<(&str, &str)>> {
+        let src = self.src.advance()?;
+        let tgt = self.tgt.advance()?;
+        match (src, tgt) {
+            (true, true) => Ok(Some((self.src.current(), self.tgt.current()))),
+            (false, false) => Ok(None),
+            (src, _) => {
+                let (src_lines, tgt_lines) = if src {
+                    (self.src.count_to_end()?, self.tgt.lines_read())
+                } else {
+                    (self.src.lines_read(), self.tgt.count_to_end()?)
+                };
+                Err(DataError::LineCountMismatch {
+                    src_path: self.src.path().to_path_buf(),
+                    src_lines,
+                    tgt_path: self.tgt.path().to_path_buf(),
+                    tgt_lines,
+                })
+            }
+        }
+    }
+
+    /// The pairs read so far.
+    pub fn pairs_read(&self) -> usize {
+        self.src.lines_read()
+    }
+}
+
+/// Whether a line holds no text (is empty or whitespace only).
+pub fn is_blank(line: &str) -> bool {
+    line.trim().is_empty()
 }
 
 /// The 1-based number of the first empty or whitespace-only line, if any.
 fn first_blank_line(lines: &[String]) -> Option<usize> {
-    lines.iter().position(|line| line.trim().is_empty()).map(|i| i + 1)
+    lines.iter().position(|line| is_blank(line)).map(|i| i + 1)
 }
 
 /// A sentence-aligned parallel corpus: line `i` of `src` translates to line
@@ -182,6 +304,20 @@ mod tests {
         let expected = vec!["Ein Mann läuft.", "Zwei Hunde spielen.", "Ça va ?"];
         assert_eq!(plain, expected);
         assert_eq!(gz, expected);
+    }
+
+    /// The lines of `bytes` as [`LineReader`] reads them, or the line that is not UTF-8.
+    fn split_lines(bytes: &'static [u8]) -> std::result::Result<Vec<String>, usize> {
+        let mut reader = LineReader::from_reader(Path::new("x"), Box::new(bytes));
+        let mut lines = Vec::new();
+        loop {
+            match reader.next_line() {
+                Ok(Some(line)) => lines.push(line.to_owned()),
+                Ok(None) => return Ok(lines),
+                Err(DataError::InvalidUtf8 { line, .. }) => return Err(line),
+                Err(other) => panic!("{other}"),
+            }
+        }
     }
 
     #[test]

@@ -89,6 +89,15 @@ pub enum DataError {
         message: String,
     },
 
+    /// A prepared dataset's file is missing, damaged, or of another layout version.
+    #[error("{}: {message}", path.display())]
+    Prepared {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// A single example does not fit into a batch of `max_tokens` tokens.
     #[error(
         "example {index} (source {src_len} tokens, target {tgt_len} tokens) needs {needed} \

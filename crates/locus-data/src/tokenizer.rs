@@ -44,6 +44,9 @@ pub const SPECIAL_TOKENS: [&str; 4] = ["<pad>", "<s>", "</s>", "<unk>"];
 /// The SentencePiece meta symbol that stands for a space.
 const META: char = '▁';
 
+mod word_cache;
+pub use word_cache::BatchEncoder;
+
 /// Merges seen fewer times than this are not learned by BPE.
 const BPE_MIN_FREQUENCY: u64 = 2;
 
@@ -220,6 +223,13 @@ impl SubwordTokenizer {
     /// Id of `<unk>` ([`UNK_ID`]).
     pub fn unk_id(&self) -> u32 {
         UNK_ID
+    }
+
+    /// A hash of the tokenizer's whole definition (its compact JSON), as 16 hex digits: equal
+    /// fingerprints mean the same ids for every text.
+    pub fn fingerprint(&self) -> String {
+        let json = self.inner.to_string(false).unwrap_or_default();
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(json.as_bytes()))
     }
 
     /// The wrapped `tokenizers` tokenizer.

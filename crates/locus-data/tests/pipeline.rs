@@ -7,7 +7,7 @@ use std::path::Path;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use locus_data::{filter_pairs, DataConfig, ParallelCorpus, SubwordTokenizer, UNK_ID};
+use locus_data::{filter_pairs, pair_lengths, DataConfig, ParallelCorpus, SubwordTokenizer, UNK_ID};
 
 fn write_gz(path: &Path, lines: &[String]) {
     let mut enc = GzEncoder::new(File::create(path).unwrap(), Compression::fast());
@@ -80,7 +80,7 @@ fn read_train_encode_filter_batch() {
     .unwrap();
     config.validate().unwrap();
 
-    let corpus = ParallelCorpus::read(&config.train_src, &config.train_tgt).unwrap();
+    let corpus = ParallelCorpus::read(&src_path, &tgt_path).unwrap();
     assert_eq!(corpus.len(), 400);
 
     let texts = corpus.src.iter().chain(&corpus.tgt);
@@ -101,11 +101,11 @@ fn read_train_encode_filter_batch() {
     assert_eq!(report.kept, 375, "{report}");
     assert_eq!(kept.len(), 375);
 
-    let lengths: Vec<(usize, usize)> = kept.iter().map(|p| p.lengths()).collect();
+    let lengths = pair_lengths(&kept).unwrap();
     let planner = config.batch_planner();
     let batches = planner.plan(&lengths, 1234, 0).unwrap();
-    let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+    let mut seen: Vec<u32> = batches.iter().flatten().copied().collect();
     seen.sort_unstable();
-    assert_eq!(seen, (0..kept.len()).collect::<Vec<_>>());
+    assert_eq!(seen, (0..kept.len() as u32).collect::<Vec<_>>());
     assert!(batches.iter().all(|b| planner.padded_tokens(&lengths, b) <= 256));
 }

@@ -24,13 +24,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
-use crate::atomic_dir::{sync_path, write_dir_atomically, write_synced};
 use crate::checkpoint::{
     checkpoint_error, saved_checkpoints, CheckpointName, CHECKPOINTS, CONFIG, STATE, TOKENIZER, WEIGHTS,
 };
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::state::TrainerState;
+use locus_data::atomic_dir::{sync_path, write_dir_atomically, write_synced};
 
 /// The provenance file of an averaged checkpoint.
 pub const AVERAGE_JSON: &str = "average.json";
@@ -375,7 +375,7 @@ pub fn average_checkpoints(inputs: &[PathBuf], out: &Path) -> Result<AverageSumm
                 let bytes = fs::read(&source).map_err(|e| TrainError::io(&source, e))?;
                 write_synced(&tmp.join(file), &bytes)?;
             }
-            write_synced(&tmp.join(AVERAGE_JSON), provenance.as_bytes())
+            Ok(write_synced(&tmp.join(AVERAGE_JSON), provenance.as_bytes())?)
         },
     )?;
     Ok(summary)

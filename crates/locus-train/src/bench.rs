@@ -17,14 +17,15 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use locus_data::TokenizedPair;
 use locus_model::{DropoutRng, ModelConfig};
 
 use crate::batch::collate;
 use crate::config::RunConfig;
 use crate::error::Result;
+use crate::progress::Observer;
 use crate::setup::RunSetup;
 use crate::step::{train_step, StepOptions};
+use crate::trainer::read_pairs;
 
 /// One timed training step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,38 +60,35 @@ pub struct TrainBench {
 /// real batches of its training data, set up as `locus train` sets up a new run (tokenizer
 /// trained on the corpus, batches in the seeded order of epoch 1, then 2, ...) in
 /// `train.precision`; no validation, no checkpoints.
-pub fn bench_train(cfg: &RunConfig, device: &Device, steps: usize, warmup: usize) -> Result<TrainBench> {
-    let RunSetup {
-        model,
-        varmap,
-        tokenizer,
-        mut optimizer,
-        state,
-        train_pairs,
-        lengths,
-        planner,
-        plan,
-        schedule,
-        ..
-    } = RunSetup::prepare(cfg, device, None)?;
+pub fn bench_train(
+    cfg: &RunConfig,
+    device: &Device,
+    steps: usize,
+    warmup: usize,
+    progress: Observer,
+) -> Result<TrainBench> {
+    let RunSetup { model, varmap, tokenizer, mut optimizer, state, data, planner, plan, schedule, .. } =
+        RunSetup::prepare(cfg, device, None, progress)?;
     let train = &cfg.train;
     let mut rng = DropoutRng::from_state(&state.dropout_rng);
     let mut loss_scale = state.loss_scale;
-    let later_epochs = (2u64..).map(|epoch| planner.plan(&lengths, train.seed, epoch));
+    let later_epochs = (2u64..).map(|epoch| planner.plan(data.train.lengths(), train.seed, epoch));
     let plans = std::iter::once(Ok(plan)).chain(later_epochs);
     let mut timed = Vec::with_capacity(steps);
     let mut step = 0;
     'epochs: for plan in plans {
-        for group in plan?.chunks(train.update_freq) {
+        let plan = plan?;
+        let batches_of_epoch: Vec<&[u32]> = plan.iter().collect();
+        for group in batches_of_epoch.chunks(train.update_freq) {
             step += 1;
             let started = Instant::now();
             let batches = group
                 .iter()
                 .map(|indices| {
-                    let rows: Vec<&TokenizedPair> = indices.iter().map(|&i| &train_pairs[i]).collect();
-                    collate(&rows, model.tokens(), device)
+                    let rows = read_pairs(&data.train, indices)?;
+                    Ok(collate(&rows.iter().collect::<Vec<_>>(), model.tokens(), device)?)
                 })
-                .collect::<candle_core::Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()?;
             let prepare_seconds = started.elapsed().as_secs_f64();
             let options = StepOptions {
                 lr: schedule.at(step),

@@ -20,12 +20,12 @@ use candle_nn::VarMap;
 use locus_data::SubwordTokenizer;
 use locus_model::Seq2Seq;
 
-use crate::atomic_dir::{is_temporary, sync_path, write_dir_atomically, write_synced};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::modeling::build_model;
 use crate::optim::Adam;
 use crate::state::TrainerState;
+use locus_data::atomic_dir::{is_temporary, sync_path, write_dir_atomically, write_synced};
 
 pub(crate) const WEIGHTS: &str = "model.safetensors";
 const OPTIMIZER: &str = "optimizer.safetensors";
@@ -167,7 +167,7 @@ fn write_contents(dir: &Path, contents: &CheckpointContents) -> Result<()> {
     sync_path(&dir.join(TOKENIZER))?;
     let state =
         serde_json::to_string_pretty(contents.state).map_err(|e| checkpoint_error(dir, e.to_string()))?;
-    write_synced(&dir.join(STATE), state.as_bytes())
+    Ok(write_synced(&dir.join(STATE), state.as_bytes())?)
 }
 
 /// Atomically makes `run_dir/name` a link to `target` (relative to `run_dir`).
@@ -180,7 +180,7 @@ fn point_link(run_dir: &Path, name: &str, target: &Path) -> Result<()> {
     #[cfg(windows)]
     std::os::windows::fs::symlink_dir(target, &tmp_link).map_err(|e| TrainError::io(&tmp_link, e))?;
     fs::rename(&tmp_link, &link).map_err(|e| TrainError::io(&link, e))?;
-    sync_path(run_dir)
+    Ok(sync_path(run_dir)?)
 }
 
 /// Removes the checkpoints [`checkpoints_to_remove`] names, and temporary directories left by

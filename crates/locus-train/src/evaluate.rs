@@ -2,7 +2,9 @@
 //! BLEU, chrF and TER of its translations, overall and per source-length bucket.
 
 use candle_core::Tensor;
-use locus_data::{BatchPlanner, LengthBucket, LengthBuckets, SubwordTokenizer, TokenBudget, TokenizedPair};
+use locus_data::{
+    pair_lengths, BatchPlanner, LengthBucket, LengthBuckets, SubwordTokenizer, TokenBudget, TokenizedPair,
+};
 use locus_metrics::{corpus_bleu, corpus_chrf, corpus_ter, BleuScore, ChrfScore, TerScore};
 use locus_model::Seq2Seq;
 
@@ -37,12 +39,12 @@ pub fn corpus_loss(
     max_tokens: usize,
     label_smoothing: f64,
 ) -> Result<CorpusLoss> {
-    let lengths: Vec<(usize, usize)> = pairs.iter().map(TokenizedPair::lengths).collect();
+    let lengths = pair_lengths(pairs)?;
     let planner = BatchPlanner { max_tokens, max_sentences: None, budget: TokenBudget::Longer };
     // Each batch's summed losses stay on the device, detached, until one copy at the end.
     let (mut batch_sums, mut tokens) = (Vec::new(), 0);
-    for indices in planner.plan(&lengths, 0, 0)? {
-        let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i]).collect();
+    for indices in planner.plan(&lengths, 0, 0)?.iter() {
+        let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i as usize]).collect();
         let batch = collate(&batch_pairs, model.tokens(), model.device())?;
         let logits = model.forward(&batch.src, &batch.tgt_in, None)?;
         let logits = logits.flatten_to(1)?;

@@ -17,7 +17,7 @@
 //!   weights, and f16's dynamic loss scaling;
 //! - [`parity`]: the CPU against another device on the same weights and batch;
 //! - [`checkpoint`] and [`state`]: atomic checkpoint directories (written by one all-or-nothing
-//!   directory writer, `atomic_dir`) holding everything an exact resume needs;
+//!   directory writer, `locus_data::atomic_dir`) holding everything an exact resume needs;
 //! - [`average`]: the mean of several checkpoints' weights, written as a new checkpoint;
 //! - [`translate`](mod@translate) and [`evaluate`](mod@evaluate): batched translation (greedy, beam,
 //!   sampling) and sacreBLEU-exact scores ([`locus_metrics`]).
@@ -25,7 +25,6 @@
 // Library code returns errors: no unwrap or expect outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod atomic_dir;
 pub mod average;
 pub mod batch;
 pub mod bench;

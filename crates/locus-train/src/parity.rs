@@ -30,8 +30,10 @@ use crate::error::{Result, TrainError};
 use crate::loss::label_smoothed_cross_entropy;
 use crate::modeling::{build_model, cast_model};
 use crate::optim::Adam;
-use crate::setup::{adam_params, training_pairs};
+use crate::progress::silent;
+use crate::setup::{adam_params, run_dataset};
 use crate::step::{train_step, StepOptions};
+use crate::trainer::read_pairs;
 
 /// Largest allowed difference between the f32 logits.
 pub const LOGITS_LIMIT: f64 = 1e-4;
@@ -126,12 +128,12 @@ impl Parity {
 /// Measures the CPU against `device` on the first training batch of `cfg`; see the
 /// [module docs](self). With `device` the CPU, every f32 difference is 0.
 pub fn device_parity(cfg: &RunConfig, device: &Device) -> Result<Parity> {
-    let (tokenizer, pairs) = training_pairs(cfg)?;
-    let lengths: Vec<(usize, usize)> = pairs.iter().map(TokenizedPair::lengths).collect();
-    let plan = cfg.data.batch_planner().plan(&lengths, cfg.train.seed, 1)?;
-    let first = plan.first().ok_or_else(|| TrainError::Config("parity: no training batch".into()))?;
-    let rows: Vec<&TokenizedPair> = first.iter().map(|&i| &pairs[i]).collect();
-    let vocab = tokenizer.vocab_size();
+    let data = run_dataset(cfg, None, &silent)?;
+    let plan = cfg.data.batch_planner().plan(data.train.lengths(), cfg.train.seed, 1)?;
+    let first = plan.batch(0).ok_or_else(|| TrainError::Config("parity: no training batch".into()))?;
+    let pairs = read_pairs(&data.train, first)?;
+    let rows: Vec<&TokenizedPair> = pairs.iter().collect();
+    let vocab = data.tokenizer.vocab_size();
     let seed = cfg.train.seed;
 
     let model_cfg =

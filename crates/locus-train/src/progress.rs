@@ -2,6 +2,8 @@
 //! and prints nothing itself; `locus` draws progress bars on a terminal and prints lines
 //! otherwise.
 
+use locus_data::PrepareProgress;
+
 use crate::log::{TrainRecord, ValidRecord};
 
 /// One report of a training run or a lab.
@@ -19,6 +21,8 @@ pub enum Progress<'a> {
         /// Its number.
         step: usize,
     },
+    /// The training corpora are being prepared (`locus prepare`, or a run's first start).
+    Prepare(PrepareProgress<'a>),
     /// A log window ended: its averages, as written to `metrics.jsonl`.
     Logged(&'a TrainRecord),
     /// A validation ended: its scores, as written to `metrics.jsonl`.

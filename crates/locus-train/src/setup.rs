@@ -1,14 +1,17 @@
-//! A training session's set-up, shared by `locus train` and `locus bench train`: the training
-//! corpus read and tokenized (the tokenizer trained on it, or a checkpoint's), the pairs that
-//! pass the length filters, the batch planner, the model, its optimiser and the trainer's
-//! position (new, or where a checkpoint left them) and the learning-rate schedule.
+//! A training session's set-up, shared by `locus train` and `locus bench train`: the prepared
+//! dataset (`data.prepared`, or the corpora prepared into the run directory), the batch
+//! planner, the model, its optimiser and the trainer's position (new, or where a checkpoint
+//! left them) and the learning-rate schedule.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use candle_nn::VarMap;
 use locus_data::config::TrainFilterReport;
-use locus_data::{BatchPlanner, ParallelCorpus, SubwordTokenizer, TokenizedPair};
+use locus_data::prepared::manifest::{DropCounts, FilterSettings, Manifest};
+use locus_data::{
+    prepare, BatchPlan, BatchPlanner, FilterReport, PrepareOptions, PreparedDataset, SubwordTokenizer,
+};
 use locus_model::{DropoutRng, Seq2Seq};
 
 use crate::checkpoint::{load_checkpoint, load_optimizer_state};
@@ -17,6 +20,7 @@ use crate::early_stopping::BestTracker;
 use crate::error::{Result, TrainError};
 use crate::modeling::build_model;
 use crate::optim::{Adam, AdamParams};
+use crate::progress::{Observer, Progress};
 use crate::schedule::LrSchedule;
 use crate::state::TrainerState;
 
@@ -26,22 +30,20 @@ pub struct RunSetup {
     pub model: Seq2Seq,
     /// Its variables.
     pub varmap: VarMap,
-    /// The tokenizer: trained on the corpus, or the checkpoint's.
+    /// The tokenizer: the prepared dataset's, which is the checkpoint's on a resume.
     pub tokenizer: SubwordTokenizer,
     /// Adam (or AdamW) over `varmap`, with the checkpoint's moments on a resume.
     pub optimizer: Adam,
     /// The trainer's position: update 0 of epoch 1, or the checkpoint's.
     pub state: TrainerState,
-    /// The training pairs that pass the length filters.
-    pub train_pairs: Vec<TokenizedPair>,
-    /// What the filters kept and dropped.
+    /// The prepared dataset: the training pairs (with their length table), the validation set.
+    pub data: PreparedDataset,
+    /// What the filters kept and dropped of the training corpora.
     pub train_report: TrainFilterReport,
-    /// `(source, target)` token counts of `train_pairs`, what the planner batches by.
-    pub lengths: Vec<(usize, usize)>,
     /// Plans each epoch's batches.
     pub planner: BatchPlanner,
-    /// The batches (indices into `train_pairs`) of the epoch in progress, `state.epoch`.
-    pub plan: Vec<Vec<usize>>,
+    /// The batches (indices into `data.train`) of the epoch in progress, `state.epoch`.
+    pub plan: BatchPlan,
     /// Updates in that epoch: `train.update_freq` batches each.
     pub updates_per_epoch: usize,
     /// The last update: the smaller of `train.max_steps` and `train.max_epochs` worth.
@@ -51,24 +53,35 @@ pub struct RunSetup {
 }
 
 impl RunSetup {
-    /// Reads and tokenizes the training corpus of `cfg`, and builds a new model on `device`, or,
-    /// with `resume`, loads that checkpoint (whose `[model]` must match the config's).
+    /// Opens the run's prepared dataset ([`run_dataset`]), and builds a new model on `device`,
+    /// or, with `resume`, loads that checkpoint (whose `[model]` must match the config's, and
+    /// whose tokenizer the dataset's).
     ///
     /// # Errors
-    /// A corpus that cannot be read, a checkpoint that is missing, incomplete or of another
-    /// architecture, and a model the config cannot build.
-    pub fn prepare(cfg: &RunConfig, device: &Device, resume: Option<&Path>) -> Result<Self> {
-        let corpus = ParallelCorpus::read(&cfg.data.train_src, &cfg.data.train_tgt)?;
-        let Start { model, varmap, tokenizer, optimizer, state } = match resume {
-            Some(dir) => resume_from(cfg, dir, device)?,
-            None => start_afresh(cfg, &corpus, device)?,
+    /// A corpus that cannot be prepared, a prepared dataset that is damaged or does not match,
+    /// a checkpoint that is missing, incomplete or of another architecture, and a model the
+    /// config cannot build.
+    pub fn prepare(
+        cfg: &RunConfig,
+        device: &Device,
+        resume: Option<&Path>,
+        progress: Observer,
+    ) -> Result<Self> {
+        let (Start { model, varmap, tokenizer, optimizer, state }, data) = match resume {
+            Some(dir) => {
+                let start = resume_from(cfg, dir, device)?;
+                let data = run_dataset(cfg, Some(&start.tokenizer), progress)?;
+                (start, data)
+            }
+            None => {
+                let data = run_dataset(cfg, None, progress)?;
+                (start_afresh(cfg, &data.tokenizer, device)?, data)
+            }
         };
-        // `data.max_train_len` applies to the training pairs only.
-        let (train_pairs, train_report) = cfg.data.filter_train(tokenizer.encode_corpus(&corpus)?);
-        let lengths: Vec<(usize, usize)> = train_pairs.iter().map(TokenizedPair::lengths).collect();
+        let train_report = train_report(&data.manifest);
         let planner = cfg.data.batch_planner();
         let train = &cfg.train;
-        let plan = planner.plan(&lengths, train.seed, state.epoch as u64)?;
+        let plan = planner.plan(data.train.lengths(), train.seed, state.epoch as u64)?;
         let updates_per_epoch = plan.len().div_ceil(train.update_freq);
         let epoch_limit = train.max_epochs.map(|epochs| epochs * updates_per_epoch);
         let total_steps = train.max_steps.unwrap_or(usize::MAX).min(epoch_limit.unwrap_or(usize::MAX));
@@ -86,9 +99,8 @@ impl RunSetup {
             tokenizer,
             optimizer,
             state,
-            train_pairs,
+            data,
             train_report,
-            lengths,
             planner,
             plan,
             updates_per_epoch,
@@ -124,15 +136,9 @@ pub fn adam_params(cfg: &RunConfig) -> AdamParams {
     }
 }
 
-/// The tokenizer `locus train` trains on `corpus` (sources and targets together).
-fn train_tokenizer(cfg: &RunConfig, corpus: &ParallelCorpus) -> Result<SubwordTokenizer> {
-    let texts = corpus.src.iter().chain(&corpus.tgt);
-    Ok(SubwordTokenizer::train(cfg.data.tokenizer, cfg.data.vocab_size, texts)?)
-}
-
-/// A new run: trains the tokenizer, seeds the model.
-fn start_afresh(cfg: &RunConfig, corpus: &ParallelCorpus, device: &Device) -> Result<Start> {
-    let tokenizer = train_tokenizer(cfg, corpus)?;
+/// A new run: seeds the model for `tokenizer`'s vocabulary.
+fn start_afresh(cfg: &RunConfig, tokenizer: &SubwordTokenizer, device: &Device) -> Result<Start> {
+    let tokenizer = tokenizer.clone();
     let (model, varmap) = build_model(&cfg.model, tokenizer.vocab_size(), cfg.train.seed, device)?;
     let optimizer = Adam::for_varmap(&varmap, adam_params(cfg))?;
     let state = TrainerState {
@@ -182,11 +188,96 @@ fn resume_from(cfg: &RunConfig, dir: &Path, device: &Device) -> Result<Start> {
     Ok(Start { model, varmap, tokenizer, optimizer, state })
 }
 
-/// The tokenizer trained on `cfg`'s training corpus as `locus train` trains it, and the
-/// corpus's pairs that pass the training length filters.
-pub fn training_pairs(cfg: &RunConfig) -> Result<(SubwordTokenizer, Vec<TokenizedPair>)> {
-    let corpus = ParallelCorpus::read(&cfg.data.train_src, &cfg.data.train_tgt)?;
-    let tokenizer = train_tokenizer(cfg, &corpus)?;
-    let (pairs, _) = cfg.data.filter_train(tokenizer.encode_corpus(&corpus)?);
-    Ok((tokenizer, pairs))
+/// The directory inside a run where its corpora are prepared when the config names raw files.
+pub const RUN_PREPARED: &str = "prepared";
+
+/// The prepared dataset a run trains on: `data.prepared` when set (its filter settings must be
+/// the config's), else the config's corpora prepared into `<out_dir>/prepared`, reused while
+/// its inputs and settings are unchanged. `tokenizer`, when given (a resumed run's), must be
+/// the dataset's; a dataset in the run directory is prepared again with it if not.
+///
+/// # Errors
+/// A dataset that cannot be prepared or opened, whose filter settings differ from the config's,
+/// or whose tokenizer differs from `tokenizer`.
+pub fn run_dataset(
+    cfg: &RunConfig,
+    tokenizer: Option<&SubwordTokenizer>,
+    progress: Observer,
+) -> Result<PreparedDataset> {
+    let same_tokenizer = |manifest: &Manifest| {
+        tokenizer.is_none_or(|tokenizer| tokenizer.fingerprint() == manifest.tokenizer_fingerprint)
+    };
+    if let Some(dir) = &cfg.data.prepared {
+        let data = PreparedDataset::open(dir)?;
+        check_filter(&cfg.data, dir, &data.manifest.filter)?;
+        if !same_tokenizer(&data.manifest) {
+            return Err(TrainError::Config(format!(
+                "the prepared dataset {} was encoded with another tokenizer than the checkpoint's; \
+                 prepare it with the checkpoint's tokenizer (data.tokenizer_file = <checkpoint>/tokenizer.json)",
+                dir.display()
+            )));
+        }
+        return Ok(data);
+    }
+    let dir: PathBuf = cfg.train.out_dir.join(RUN_PREPARED);
+    let key = locus_data::prepare::source_key(&cfg.data)?;
+    if let Ok(manifest) = Manifest::read(&dir) {
+        if manifest.source_key == key && same_tokenizer(&manifest) {
+            match PreparedDataset::open(&dir) {
+                Ok(data) => return Ok(data),
+                Err(e) => progress(Progress::Info(&format!("{e}; preparing the data again"))),
+            }
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    }
+    let show = |event: locus_data::PrepareProgress<'_>| progress(Progress::Prepare(event));
+    prepare(&cfg.data, &dir, PrepareOptions { tokenizer, progress: &show })?;
+    Ok(PreparedDataset::open(&dir)?)
+}
+
+/// Refuses a prepared dataset filtered otherwise than the config says.
+fn check_filter(data: &locus_data::DataConfig, dir: &Path, prepared: &FilterSettings) -> Result<()> {
+    let wanted = FilterSettings::of(data);
+    let fields = [
+        ("min_len", wanted.min_len.to_string(), prepared.min_len.to_string()),
+        ("max_len", wanted.max_len.to_string(), prepared.max_len.to_string()),
+        ("max_len_ratio", wanted.max_len_ratio.to_string(), prepared.max_len_ratio.to_string()),
+        ("max_train_len", format!("{:?}", wanted.max_train_len), format!("{:?}", prepared.max_train_len)),
+    ];
+    match fields.into_iter().find(|(_, wanted, prepared)| wanted != prepared) {
+        Some((field, wanted, prepared)) => Err(TrainError::Config(format!(
+            "data.{field} is {wanted}, but the prepared dataset {} was filtered with {prepared}; \
+             set data.{field} to match, or prepare the data again",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What the filters kept and dropped of a prepared dataset's training corpora.
+pub fn train_report(manifest: &Manifest) -> TrainFilterReport {
+    let mut dropped = DropCounts::default();
+    for corpus in &manifest.corpora {
+        dropped.add(&corpus.dropped);
+    }
+    TrainFilterReport {
+        kept: manifest.train.pairs,
+        dropped,
+        max_ratio: manifest.filter.max_len_ratio,
+        max_train_len: manifest.filter.max_train_len,
+    }
+}
+
+/// What the length filter kept and dropped of a prepared dataset's validation corpus.
+pub fn valid_report(manifest: &Manifest) -> FilterReport {
+    let dropped = &manifest.valid.dropped;
+    FilterReport {
+        kept: manifest.valid.pairs,
+        too_short: dropped.too_short,
+        too_long: dropped.too_long,
+        bad_ratio: dropped.bad_ratio,
+        max_ratio: manifest.filter.max_len_ratio,
+    }
 }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use locus_data::{filter_pairs, FilterReport, ParallelCorpus, TokenizedPair};
+use locus_data::prepared::PreparedSplit;
+use locus_data::{FilterReport, TokenizedPair};
 use locus_model::DropoutRng;
 
 use crate::batch::collate;
@@ -24,7 +25,7 @@ use crate::loss::sum_loss_rows;
 use crate::periodic::{Cadence, Outcome, StopReason};
 use crate::precision::Precision;
 use crate::progress::{Observer, Progress};
-use crate::setup::RunSetup;
+use crate::setup::{valid_report, RunSetup};
 use crate::state::ValidScores;
 use crate::step::{train_step, StepOptions, StepStats};
 
@@ -74,16 +75,15 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
     }
 
     // Set-up: the data, the model (new, or where the checkpoint left it), the log.
-    let valid_corpus = ParallelCorpus::read(&cfg.data.valid_src, &cfg.data.valid_tgt)?;
-    let setup = RunSetup::prepare(cfg, device, options.resume.as_deref())?;
+    let setup = RunSetup::prepare(cfg, device, options.resume.as_deref(), progress)?;
     let log = MetricsLog::open(&out_dir.join("metrics.jsonl"), options.resume.is_none())?;
     let config_path = out_dir.join("config.toml");
     fs::write(&config_path, cfg.to_toml()?).map_err(|e| TrainError::io(&config_path, e))?;
     setup.tokenizer.save(&out_dir.join("tokenizer.json"))?;
-    let (valid_pairs, valid_report) =
-        filter_pairs(setup.tokenizer.encode_corpus(&valid_corpus)?, &cfg.data.length_filter());
-    let valid_set =
-        ValidationSet { pairs: &valid_pairs, sources: &valid_corpus.src, references: &valid_corpus.tgt };
+    let valid_report = valid_report(&setup.data.manifest);
+    let valid_pairs = setup.data.valid.pairs()?;
+    let (sources, references) = (setup.data.valid_sources.clone(), setup.data.valid_references.clone());
+    let valid_set = ValidationSet { pairs: &valid_pairs, sources: &sources, references: &references };
     let cadence = Cadence {
         log_interval: train_cfg.log_interval,
         valid_interval: train_cfg.valid_interval,
@@ -151,6 +151,11 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
         out_dir,
         last_checkpoint,
     })
+}
+
+/// The pairs of one batch, read from the prepared split.
+pub(crate) fn read_pairs(split: &PreparedSplit, indices: &[u32]) -> Result<Vec<TokenizedPair>> {
+    Ok(indices.iter().map(|&i| split.pair(i as usize)).collect::<locus_data::Result<Vec<_>>>()?)
 }
 
 /// Refuses to start a new run in a directory that already holds one.
@@ -229,11 +234,12 @@ impl<'a> Session<'a> {
         }
         self.log.write(&Event::Data(DataRecord {
             vocab_size: setup.tokenizer.vocab_size(),
-            train_pairs: setup.train_pairs.len(),
+            train_pairs: setup.data.train.len(),
             train_dropped: setup.train_report.dropped(),
             valid_pairs: valid_report.kept,
             valid_dropped: valid_report.dropped(),
             updates_per_epoch,
+            setup_s: self.started.elapsed().as_secs_f64(),
         }))?;
         self.log.write(&Event::Model(ModelRecord { parameters }))?;
         if let Some(dir) = resume {
@@ -260,17 +266,18 @@ impl<'a> Session<'a> {
         if state.epoch_batches_done >= setup.plan.len() {
             state.epoch += 1;
             state.epoch_batches_done = 0;
-            setup.plan = setup.planner.plan(&setup.lengths, train_cfg.seed, state.epoch as u64)?;
+            setup.plan =
+                setup.planner.plan(setup.data.train.lengths(), train_cfg.seed, state.epoch as u64)?;
         }
         let update_started = Instant::now();
         let group_end = (state.epoch_batches_done + train_cfg.update_freq).min(setup.plan.len());
-        let batches = setup.plan[state.epoch_batches_done..group_end]
-            .iter()
+        let batches = (state.epoch_batches_done..group_end)
+            .filter_map(|i| setup.plan.batch(i))
             .map(|indices| {
-                let pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &setup.train_pairs[i]).collect();
-                collate(&pairs, setup.model.tokens(), device)
+                let pairs = read_pairs(&setup.data.train, indices)?;
+                Ok(collate(&pairs.iter().collect::<Vec<_>>(), setup.model.tokens(), device)?)
             })
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         state.step += 1;
         state.epoch_batches_done = group_end;
         state.lr = setup.schedule.at(state.step);

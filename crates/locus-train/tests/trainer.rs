@@ -7,12 +7,15 @@
 //! - `max_epochs` stops a run after that many passes, before `max_steps`;
 //! - a diverging run fails naming the update, before a checkpoint of it is saved;
 //! - in mixed precision (`bf16`, `f16`) a run learns, saves f32 weights, and resumes exactly,
-//!   f16's loss scale included.
+//!   f16's loss scale included;
+//! - training from a prepared dataset (`data.prepared`) is bit-identical to training from the
+//!   raw files (prepared into the run directory, and kept there across a resume), resumes
+//!   exactly, and is refused when its filter or tokenizer differs from the run's.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use locus_data::DataConfig;
+use locus_data::{DataConfig, PrepareOptions};
 use locus_model::ModelConfig;
 use locus_train::precision::Precision;
 use locus_train::{
@@ -275,4 +278,102 @@ fn mixed_precision_runs_resume_bit_for_bit() {
             assert!(want[0].get("loss_scale").is_none());
         }
     }
+}
+
+/// `cfg` reading the dataset `locus prepare` wrote from its corpora into `dir`.
+fn from_prepared(mut cfg: RunConfig, dir: &Path) -> RunConfig {
+    if !dir.exists() {
+        let options = PrepareOptions { tokenizer: None, progress: &|_| {} };
+        locus_data::prepare(&cfg.data, dir, options).unwrap();
+    }
+    cfg.data.prepared = Some(dir.to_path_buf());
+    cfg
+}
+
+#[test]
+fn training_from_a_prepared_dataset_equals_training_from_the_raw_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    // Raw files: `train` prepares them into the run directory itself.
+    let raw = config(dir.path(), "raw", 12);
+    run(&raw, None, None);
+    assert!(dir.path().join("raw/prepared/manifest.json").is_file());
+    // The same corpora prepared first, then named by `data.prepared`.
+    let prepared = from_prepared(config(dir.path(), "prepared", 12), &dir.path().join("dataset"));
+    run(&prepared, None, None);
+    assert!(!dir.path().join("prepared/prepared").exists());
+    assert_eq!(train_records(&dir.path().join("prepared")), train_records(&dir.path().join("raw")));
+    assert_eq!(train_losses(&dir.path().join("raw")).len(), 12);
+    assert!(
+        weights(&dir.path().join("prepared")) == weights(&dir.path().join("raw")),
+        "final weights differ"
+    );
+}
+
+#[test]
+fn a_run_resumed_from_a_prepared_dataset_matches_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let dataset = dir.path().join("dataset");
+    let total = 20;
+    run(&from_prepared(config(dir.path(), "whole", total), &dataset), None, None);
+    // Killed mid-epoch at update 7 (updates_per_epoch is 10 here), resumed to the end.
+    let interrupted = from_prepared(config(dir.path(), "interrupted", total), &dataset);
+    assert_eq!(run(&interrupted, None, Some(7)).stop, StopReason::Interrupted);
+    run(&interrupted, Some(resolve_resume(&interrupted.train.out_dir).unwrap()), None);
+    let whole = train_losses(&dir.path().join("whole"));
+    assert_eq!(whole.len(), total);
+    assert_eq!(train_losses(&dir.path().join("interrupted")), whole);
+    assert!(weights(&dir.path().join("interrupted")) == weights(&dir.path().join("whole")));
+}
+
+#[test]
+fn a_run_directory_keeps_its_prepared_data_across_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let cfg = config(dir.path(), "run", 6);
+    run(&cfg, None, Some(3));
+    let manifest = dir.path().join("run/prepared/manifest.json");
+    let prepared_at = std::fs::metadata(&manifest).unwrap().modified().unwrap();
+    run(&cfg, Some(resolve_resume(&cfg.train.out_dir).unwrap()), None);
+    assert_eq!(std::fs::metadata(&manifest).unwrap().modified().unwrap(), prepared_at, "prepared again");
+    // A changed data section (another filter) prepares afresh.
+    let mut longer = config(dir.path(), "run", 8);
+    longer.data.max_len = 100;
+    run(&longer, Some(resolve_resume(&cfg.train.out_dir).unwrap()), None);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("\"max_len\": 100"), "{text}");
+}
+
+#[test]
+fn a_prepared_dataset_must_match_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let cfg = from_prepared(config(dir.path(), "run", 4), &dir.path().join("dataset"));
+    run(&cfg, None, None);
+
+    // Filtered otherwise than the config says.
+    let mut other_filter = cfg.clone();
+    other_filter.data.max_len = 50;
+    other_filter.train.out_dir = dir.path().join("other-filter");
+    let err = train(&other_filter, &Device::Cpu, silent_options(None)).unwrap_err().to_string();
+    assert!(err.contains("data.max_len is 50") && err.contains("filtered with 128"), "{err}");
+
+    // Encoded with another tokenizer than the checkpoint's: a corpus of other words.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for name in ["train.src", "train.tgt", "valid.src", "valid.tgt"] {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        std::fs::write(other.join(name), text.replace('a', "x y z").replace('b', "q r")).unwrap();
+    }
+    let mut resumed = from_prepared(config(&other, "unused", 8), &other.join("dataset"));
+    resumed.train.out_dir = cfg.train.out_dir.clone();
+    let err = train(&resumed, &Device::Cpu, silent_options(Some(dir.path().join("run/last"))))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another tokenizer than the checkpoint's"), "{err}");
+}
+
+fn silent_options(resume: Option<PathBuf>) -> TrainOptions<'static> {
+    TrainOptions { progress: &locus_train::progress::silent, resume, should_stop: &|_| false }
 }

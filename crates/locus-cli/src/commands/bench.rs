@@ -17,6 +17,7 @@ use locus_train::{load_checkpoint, RunConfig, Translator};
 use serde_json::json;
 
 use crate::device::parse_device;
+use crate::progress::ProgressDisplay;
 use crate::search_args::SearchArgs;
 
 /// Arguments of `locus bench`.
@@ -117,7 +118,9 @@ fn train(args: TrainBenchArgs) -> Result<()> {
         .with_context(|| format!("loading config {}", args.config.display()))?;
     let device = parse_device(&args.device)?;
     eprintln!("preparing data and model, then {} warm-up and {} timed steps", args.warmup, args.steps);
-    let bench = bench_train(&config, &device, args.steps, args.warmup)?;
+    let display = ProgressDisplay::new();
+    let bench = bench_train(&config, &device, args.steps, args.warmup, &|event| display.show(event))?;
+    drop(display);
     let steps = &bench.steps;
     let seconds: f64 = steps.iter().map(|s| s.seconds).sum();
     let step_secs: Vec<f64> = steps.iter().map(|s| s.seconds).collect();

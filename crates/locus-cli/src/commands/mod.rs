@@ -6,5 +6,6 @@ pub mod evaluate;
 pub mod lab;
 pub mod pe;
 pub mod plot;
+pub mod prepare;
 pub mod train;
 pub mod translate;

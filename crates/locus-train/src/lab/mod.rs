@@ -82,6 +82,7 @@ fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device, progress: Observer) -
         Progress::Info(_) | Progress::Validated(_) => progress(event),
         Progress::Started { .. }
         | Progress::Updated { .. }
+        | Progress::Prepare(_)
         | Progress::Logged(_)
         | Progress::LabStarted { .. }
         | Progress::CellStarted(_)

@@ -1,5 +1,5 @@
-//! Durable, all-or-nothing directory writes: what checkpoints and averaged checkpoints are made
-//! of.
+//! Durable, all-or-nothing directory writes: what prepared datasets, checkpoints and averaged
+//! checkpoints are made of.
 //!
 //! [`write_dir_atomically`] fills a temporary sibling directory, `.tmp-<name>-<pid>`, syncs
 //! every file and the directory itself, and renames it into place, then syncs the parent: a
@@ -12,26 +12,54 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Result, TrainError};
+use crate::error::{DataError, Result};
 
 /// The prefix of a directory written by [`write_dir_atomically`] and not yet renamed.
 const TEMPORARY_PREFIX: &str = ".tmp-";
 
 /// Writes `bytes` to `path` and flushes them to disk.
-pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| TrainError::io(path, e))
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let written = fs::File::create(path).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    written.map_err(|source| DataError::Write { path: path.to_path_buf(), source })
 }
 
 /// Flushes the file or directory `path` to disk (a directory: its entries).
-pub(crate) fn sync_path(path: &Path) -> Result<()> {
-    fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| TrainError::io(path, e))
+pub fn sync_path(path: &Path) -> Result<()> {
+    let synced = fs::File::open(path).and_then(|f| f.sync_all());
+    synced.map_err(|source| DataError::Write { path: path.to_path_buf(), source })
 }
 
 /// Whether `name` is the temporary directory of a write that has not finished (it may still be
 /// under way in another process, or the writer died).
-pub(crate) fn is_temporary(name: &str) -> bool {
+pub fn is_temporary(name: &str) -> bool {
     name.starts_with(TEMPORARY_PREFIX)
+}
+
+/// Removes the temporary siblings of `target` left by writers that are no longer running
+/// (their process id is gone from `/proc`; where there is no `/proc`, none is removed).
+///
+/// # Errors
+/// [`DataError::Write`] naming a directory that cannot be removed.
+pub fn sweep_abandoned(target: &Path) -> Result<()> {
+    let (Some(name), Some(parent)) = (target.file_name(), target.parent()) else { return Ok(()) };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    let prefix = format!("{TEMPORARY_PREFIX}{}-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let pid = file_name.strip_prefix(&prefix).and_then(|pid| pid.parse::<u32>().ok());
+        let dead = pid.is_some_and(|pid| {
+            Path::new("/proc/self").exists() && !Path::new("/proc").join(pid.to_string()).exists()
+        });
+        if dead {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(|source| DataError::Write { path, source })?;
+        }
+    }
+    Ok(())
 }
 
 /// The temporary sibling that [`write_dir_atomically`] fills before renaming it to `target`.
@@ -48,34 +76,40 @@ fn temporary_sibling(parent: &Path, name: &str) -> PathBuf {
 /// # Errors
 /// `target` without a file name, any I/O error (naming its path), and whatever `write` or
 /// `check` return.
-pub(crate) fn write_dir_atomically(
+pub fn write_dir_atomically<E: From<DataError>>(
     target: &Path,
-    check: impl FnOnce() -> Result<()>,
-    write: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+    check: impl FnOnce() -> std::result::Result<(), E>,
+    write: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let failed = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| E::from(DataError::Write { path, source })
+    };
     let name = target.file_name().ok_or_else(|| {
-        TrainError::Config(format!("{} cannot be an output directory: it has no name", target.display()))
+        let source =
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "an output directory needs a name");
+        failed(target)(source)
     })?;
     let parent = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
+    fs::create_dir_all(parent).map_err(failed(parent))?;
     let tmp = temporary_sibling(parent, &name.to_string_lossy());
     if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+        fs::remove_dir_all(&tmp).map_err(failed(&tmp))?;
     }
-    fs::create_dir(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    fs::create_dir(&tmp).map_err(failed(&tmp))?;
     // Renaming onto an empty directory replaces it (POSIX rename); onto anything else, fails.
     let written = write(&tmp)
-        .and_then(|()| sync_path(&tmp))
+        .and_then(|()| sync_path(&tmp).map_err(E::from))
         .and_then(|()| check())
-        .and_then(|()| fs::rename(&tmp, target).map_err(|e| TrainError::io(target, e)));
+        .and_then(|()| fs::rename(&tmp, target).map_err(failed(target)));
     if let Err(e) = written {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    sync_path(parent)
+    sync_path(parent).map_err(E::from)
 }
 
 #[cfg(test)]
@@ -109,7 +143,7 @@ mod tests {
             || Ok(()),
             |tmp| {
                 write_synced(&tmp.join("a.txt"), b"half")?;
-                Err(TrainError::Config("disk full".into()))
+                Err(DataError::config("disk", "full"))
             },
         )
         .unwrap_err();
@@ -125,10 +159,30 @@ mod tests {
         fs::write(target.join("keep.txt"), b"old").unwrap();
         let write = |tmp: &Path| write_synced(&tmp.join("a.txt"), b"new");
         assert!(write_dir_atomically(&target, || Ok(()), write).is_err());
-        let refused = write_dir_atomically(&target, || Err(TrainError::Config("refused".into())), write);
+        let refused = write_dir_atomically(&target, || Err(DataError::config("check", "refused")), write);
         assert!(refused.unwrap_err().to_string().contains("refused"));
         assert_eq!(names(dir.path()), ["out"]);
         assert_eq!(names(&target), ["keep.txt"]);
+    }
+
+    #[test]
+    fn abandoned_temporaries_of_dead_processes_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("prepared");
+        // u32::MAX is never a live process id; ours is.
+        let dead = dir.path().join(format!(".tmp-prepared-{}", u32::MAX));
+        let alive = temporary_sibling(dir.path(), "prepared");
+        let other = dir.path().join(format!(".tmp-other-{}", u32::MAX));
+        for path in [&dead, &alive, &other] {
+            fs::create_dir(path).unwrap();
+        }
+        sweep_abandoned(&target).unwrap();
+        let mut expected = vec![
+            alive.file_name().unwrap().to_string_lossy().into_owned(),
+            format!(".tmp-other-{}", u32::MAX),
+        ];
+        expected.sort();
+        assert_eq!(names(dir.path()), expected);
     }
 
     #[test]
