@@ -175,3 +175,39 @@ fn a_cuda_device_on_a_cpu_build_names_the_feature() {
         stderr(&out)
     );
 }
+
+#[test]
+fn prepare_then_train_from_the_prepared_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let config = tiny_config().display().to_string();
+    let overrides = data_overrides(dir.path());
+    let prepared = dir.path().join("prepared").display().to_string();
+    let mut args = vec!["prepare", "--config", config.as_str(), "--out", prepared.as_str()];
+    for item in &overrides {
+        args.extend(["--set", item.as_str()]);
+    }
+    let out = locus(&args);
+    assert!(out.status.success(), "prepare failed: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("train: kept 200 of 200 pairs") && err.contains("pairs/s; wrote"), "{err}");
+    for file in ["manifest.json", "tokenizer.json", "train-00000.bin", "train-00000.idx", "valid.src.txt"] {
+        assert!(dir.path().join("prepared").join(file).is_file(), "missing {file}");
+    }
+
+    // An existing directory is never overwritten.
+    let out = locus(&args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+
+    // Training from it, with the raw files gone.
+    for name in ["train.de", "train.en", "valid.de", "valid.en"] {
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+    }
+    let mut overrides = overrides;
+    overrides.push(format!("data.prepared={prepared}"));
+    let out = locus(&train_args(&config, &overrides));
+    assert!(out.status.success(), "train failed: {}", stderr(&out));
+    assert!(dir.path().join("run/last/model.safetensors").is_file());
+    assert!(!dir.path().join("run/prepared").exists());
+}

@@ -30,10 +30,10 @@ use crate::corpus::{is_blank, PairReader, ParallelCorpus};
 use crate::error::{DataError, Result};
 use crate::filter::filter_pairs;
 use crate::prepared::manifest::{
-    CorpusStats, DropCounts, FileEntry, FilterSettings, Manifest, TokenizerOrigin, FORMAT, FORMAT_VERSION,
-    MANIFEST,
+    CorpusStats, DropCounts, FileEntry, FilterSettings, Manifest, SplitIndex, TokenizerOrigin, FORMAT,
+    FORMAT_VERSION, MANIFEST,
 };
-use crate::prepared::shard::{ShardWriter, TokenWidth};
+use crate::prepared::shard::{ShardWriter, TokenWidth, WrittenFiles};
 use crate::prepared::{checksum, TOKENIZER};
 use crate::tokenizer::{BatchEncoder, SubwordTokenizer};
 
@@ -380,7 +380,7 @@ fn prepare_valid(
     tokenizer: &SubwordTokenizer,
     dir: &Path,
     width: TokenWidth,
-) -> Result<(CorpusStats, crate::prepared::manifest::SplitIndex, Vec<(String, FileEntry)>)> {
+) -> Result<(CorpusStats, SplitIndex, WrittenFiles)> {
     let paths = config.valid_corpus().ok_or_else(|| DataError::config("data.valid_src", "is not set"))?;
     let corpus = ParallelCorpus::read(&paths.src, &paths.tgt)?;
     let (pairs, report) = filter_pairs(tokenizer.encode_corpus(&corpus)?, &config.length_filter());

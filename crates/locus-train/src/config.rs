@@ -292,6 +292,28 @@ impl ConfigFile for RunConfig {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_shipped_run_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut loaded = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // Lab configs (a `[run.*]` template inside) are loaded by the lab's own tests.
+            let lab = text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("run"));
+            if path.extension().is_some_and(|e| e == "toml") && !lab {
+                RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                loaded.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        assert!(loaded.iter().any(|name| name == "wmt14-en-de-base.toml"), "{loaded:?}");
+        // The WMT14 config: Transformer-base on three corpora, about 25,000 target tokens an update.
+        let wmt = RunConfig::load(&dir.join("wmt14-en-de-base.toml"), &[]).unwrap();
+        assert_eq!(wmt.data.train_corpora().len(), 3);
+        assert_eq!((wmt.model.d_model, wmt.model.encoder_layers, wmt.model.decoder_layers), (512, 6, 6));
+        assert_eq!(wmt.data.max_tokens * wmt.train.update_freq, 25_000);
+    }
+
     const MINIMAL: &str = r#"
 [data]
 train_src = "a.de"

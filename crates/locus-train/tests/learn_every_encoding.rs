@@ -5,7 +5,7 @@
 //! tell source positions apart and copying fails.
 
 use candle_core::Device;
-use locus_data::{BatchPlanner, TokenBudget, TokenizedPair};
+use locus_data::{pair_lengths, BatchPlanner, TokenBudget, TokenizedPair};
 use locus_model::positional::{Combine, PositionalKind, SinusoidalLayout};
 use locus_model::{greedy_decode, DropoutRng, LengthLimits, ModelConfig, PositionalConfig};
 use locus_train::batch::{collate, pad_rows};
@@ -55,14 +55,14 @@ fn copy_accuracy(positional: PositionalConfig, tie_embeddings: bool, max_steps: 
     let mut rng = DropoutRng::new(0);
     let pairs: Vec<TokenizedPair> =
         sequences(4000, 1).into_iter().map(|s| TokenizedPair { src: s.clone(), tgt: s }).collect();
-    let lengths: Vec<(usize, usize)> = pairs.iter().map(TokenizedPair::lengths).collect();
+    let lengths = pair_lengths(&pairs).unwrap();
     let planner = BatchPlanner { max_tokens: 640, max_sentences: None, budget: TokenBudget::Longer };
     let mut step = 0;
     let mut last_accuracy = 0.0;
     for epoch in 0.. {
-        for indices in planner.plan(&lengths, 3, epoch).unwrap() {
+        for indices in planner.plan(&lengths, 3, epoch).unwrap().iter() {
             step += 1;
-            let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i]).collect();
+            let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i as usize]).collect();
             let batch = collate(&batch_pairs, TOKEN_IDS, &Device::Cpu).unwrap();
             let options = StepOptions { lr: schedule.at(step), clip_norm: 1.0, label_smoothing: 0.0 };
             train_step(&model, &mut optimizer, &[batch], options, &mut rng, None).unwrap();

@@ -22,6 +22,9 @@ const OFFSET_BYTES: usize = 8;
 /// Bytes of one `(source, target)` length pair in a `.idx` file.
 const LENGTHS_BYTES: usize = 4;
 
+/// The name and entry of each file written.
+pub type WrittenFiles = Vec<(String, FileEntry)>;
+
 /// How token ids are stored: two bytes when every id fits, else four.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenWidth {
@@ -114,7 +117,7 @@ pub struct ShardWriter {
     shard_pairs: usize,
     open: Option<OpenShard>,
     index: SplitIndex,
-    files: Vec<(String, FileEntry)>,
+    files: WrittenFiles,
     encoded: Vec<u8>,
 }
 
@@ -179,7 +182,7 @@ impl ShardWriter {
     /// # Errors
     ///
     /// [`DataError::Write`] naming a file that cannot be written.
-    pub fn finish(mut self) -> Result<(SplitIndex, Vec<(String, FileEntry)>)> {
+    pub fn finish(mut self) -> Result<(SplitIndex, WrittenFiles)> {
         self.close_shard()?;
         Ok((self.index, self.files))
     }

@@ -36,8 +36,11 @@ pub struct BatchEncoder<'a> {
     /// The model, when the tokenizer's pipeline is the one the word path reproduces.
     model: Option<&'a ModelWrapper>,
     /// One cache per rayon worker, and one for callers outside the pool (the last).
-    caches: Vec<Mutex<HashMap<Box<str>, Box<[u32]>>>>,
+    caches: Vec<Mutex<WordCache>>,
 }
+
+/// The ids of each piece seen, by piece.
+type WordCache = HashMap<Box<str>, Box<[u32]>>;
 
 impl<'a> BatchEncoder<'a> {
     /// An encoder for `tokenizer`.

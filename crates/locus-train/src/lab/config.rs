@@ -281,7 +281,7 @@ mod tests {
         let run = cfg.run_config(&learned).unwrap();
         assert_eq!(run.train.seed, 2);
         assert_eq!(run.train.out_dir, cfg.out_dir.join("cells/learned-reverse-seed2/run"));
-        assert_eq!(run.data.train_src, cfg.out_dir.join("data/reverse-seed2/train.src"));
+        assert_eq!(run.data.train_src, Some(cfg.out_dir.join("data/reverse-seed2/train.src")));
         // The longest test sequence (80) plus the output margin.
         assert!(matches!(run.model.encoder_positional(), PositionalConfig::Learned { max_len: 88, .. }));
         let shape = Cell { encoding: "sinusoidal_shape".into(), task: Task::Copy, seed: 1 };
