@@ -1,6 +1,8 @@
 //! Stopping `locus train` from outside: SIGINT (SIGTERM) finishes the update, writes a
 //! checkpoint and exits with 130 (143), and the run resumes from it; SIGKILL at any moment, even
 //! in the middle of writing a checkpoint, leaves `last` and `best` loadable and the run resumable.
+//! SIGKILL in the middle of `locus prepare` leaves no dataset, and the next `prepare` starts
+//! clean.
 
 mod common;
 
@@ -183,4 +185,42 @@ fn sigkill_while_checkpointing_leaves_last_and_best_loadable() {
         }
     }
     panic!("only {kills_inside_a_save} of 100 kills landed inside a checkpoint save");
+}
+
+#[test]
+fn a_killed_prepare_leaves_no_dataset_and_the_next_one_starts_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    // 120,000 pairs: long enough to be caught in the middle.
+    for (name, upper) in [("big.de", false), ("big.en", true)] {
+        let text = std::fs::read_to_string(dir.path().join("train.de")).unwrap();
+        let text = if upper { text.to_uppercase() } else { text };
+        std::fs::write(dir.path().join(name), text.repeat(600)).unwrap();
+    }
+    let config = tiny_config().display().to_string();
+    let mut overrides = data_overrides(dir.path());
+    overrides.push(format!("data.train_src={}", dir.path().join("big.de").display()));
+    overrides.push(format!("data.train_tgt={}", dir.path().join("big.en").display()));
+    let out_dir = dir.path().join("prepared");
+    let out = out_dir.display().to_string();
+    let mut args = vec!["prepare", "--config", config.as_str(), "--out", out.as_str()];
+    for item in &overrides {
+        args.extend(["--set", item.as_str()]);
+    }
+    let temporary = |pid: u32| dir.path().join(format!(".tmp-prepared-{pid}"));
+
+    let log = dir.path().join("prepare.log");
+    let mut child = spawn(&args, &log);
+    let pid = child.id();
+    // Killed once it writes shards into its temporary directory.
+    wait_until(&mut child, &log, || temporary(pid).join("train-00000.bin").exists());
+    send(&child, "-KILL");
+    wait(&mut child);
+    assert!(!out_dir.exists(), "a killed prepare left a dataset");
+    assert!(temporary(pid).exists());
+
+    let out = locus(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out_dir.join("manifest.json").is_file());
+    assert!(!temporary(pid).exists(), "the dead process's temporary directory was not swept");
 }
