@@ -25,7 +25,6 @@ use crate::error::Result;
 use crate::progress::Observer;
 use crate::setup::RunSetup;
 use crate::step::{train_step, StepOptions};
-use crate::trainer::read_pairs;
 
 /// One timed training step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,7 +84,7 @@ pub fn bench_train(
             let batches = group
                 .iter()
                 .map(|indices| {
-                    let rows = read_pairs(&data.train, indices)?;
+                    let rows = data.train.read_batch(indices)?;
                     Ok(collate(&rows.iter().collect::<Vec<_>>(), model.tokens(), device)?)
                 })
                 .collect::<Result<Vec<_>>>()?;

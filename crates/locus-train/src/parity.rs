@@ -33,7 +33,6 @@ use crate::optim::Adam;
 use crate::progress::silent;
 use crate::setup::{adam_params, run_dataset};
 use crate::step::{train_step, StepOptions};
-use crate::trainer::read_pairs;
 
 /// Largest allowed difference between the f32 logits.
 pub const LOGITS_LIMIT: f64 = 1e-4;
@@ -131,7 +130,7 @@ pub fn device_parity(cfg: &RunConfig, device: &Device) -> Result<Parity> {
     let data = run_dataset(cfg, None, &silent)?;
     let plan = cfg.data.batch_planner().plan(data.train.lengths(), cfg.train.seed, 1)?;
     let first = plan.batch(0).ok_or_else(|| TrainError::Config("parity: no training batch".into()))?;
-    let pairs = read_pairs(&data.train, first)?;
+    let pairs = data.train.read_batch(first)?;
     let rows: Vec<&TokenizedPair> = pairs.iter().collect();
     let vocab = data.tokenizer.vocab_size();
     let seed = cfg.train.seed;

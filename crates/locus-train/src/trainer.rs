@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use locus_data::prepared::PreparedSplit;
-use locus_data::{FilterReport, TokenizedPair};
+use locus_data::FilterReport;
 use locus_model::DropoutRng;
 
 use crate::batch::collate;
@@ -153,11 +152,6 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
     })
 }
 
-/// The pairs of one batch, read from the prepared split.
-pub(crate) fn read_pairs(split: &PreparedSplit, indices: &[u32]) -> Result<Vec<TokenizedPair>> {
-    Ok(indices.iter().map(|&i| split.pair(i as usize)).collect::<locus_data::Result<Vec<_>>>()?)
-}
-
 /// Refuses to start a new run in a directory that already holds one.
 fn refuse_a_second_run(out_dir: &Path) -> Result<()> {
     if out_dir.join(LAST).symlink_metadata().is_ok() {
@@ -274,7 +268,7 @@ impl<'a> Session<'a> {
         let batches = (state.epoch_batches_done..group_end)
             .filter_map(|i| setup.plan.batch(i))
             .map(|indices| {
-                let pairs = read_pairs(&setup.data.train, indices)?;
+                let pairs = setup.data.train.read_batch(indices)?;
                 Ok(collate(&pairs.iter().collect::<Vec<_>>(), setup.model.tokens(), device)?)
             })
             .collect::<Result<Vec<_>>>()?;

@@ -178,6 +178,18 @@ impl PreparedSplit {
         }
     }
 
+    /// The pairs `indices` (one batch), read from the maps, whose pages are then unmapped again
+    /// so that reading batches does not grow the resident set.
+    ///
+    /// # Errors
+    ///
+    /// As [`pair`](Self::pair).
+    pub fn read_batch(&self, indices: &[u32]) -> Result<Vec<TokenizedPair>> {
+        let pairs = indices.iter().map(|&i| self.pair(i as usize)).collect();
+        self.shards.iter().for_each(MappedShard::release_pages);
+        pairs
+    }
+
     /// Every pair, in order (for small splits such as validation).
     ///
     /// # Errors

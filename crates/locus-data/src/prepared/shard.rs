@@ -281,6 +281,21 @@ impl MappedShard {
         Some(u64::from_le_bytes(bytes.try_into().ok()?))
     }
 
+    /// Unmaps the pages reads have mapped into the process (they stay in the page cache): a
+    /// batch's pairs lie all over the file, and each page fault maps its cached neighbours too
+    /// (the kernel's fault-around, 64 KiB, which `MADV_RANDOM` does not turn off), so without
+    /// this the resident set grew by about 40 MB per update on a 5M-pair dataset.
+    pub(crate) fn release_pages(&self) {
+        #[cfg(unix)]
+        for map in [&self.bin, &self.idx] {
+            // SAFETY: both maps are read-only shared mappings of files nobody writes (see `map`).
+            // `MADV_DONTNEED` only drops this process's page-table entries for them; a later
+            // read faults the same bytes back in from the file, so any slice into the map still
+            // reads what it read before. A failure only leaves the pages mapped.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// Pair `j`, split into its sides by `lengths`.
     pub(crate) fn pair(&self, j: usize, lengths: PairLengths) -> Result<TokenizedPair> {
         let damaged = |what: &str| DataError::Prepared {
