@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{data_overrides, locus, stderr, tiny_config, train_args, write_corpus};
+use common::{data_overrides, locus, stderr, tiny_config, train_args, with_sets, write_corpus};
 use serde_json::Value;
 
 fn last_json(stdout: &[u8]) -> Value {
@@ -18,7 +18,7 @@ fn bench_train_and_translate_report_their_figures() {
     write_corpus(dir.path());
     let config = tiny_config().display().to_string();
     let overrides = data_overrides(dir.path());
-    let mut args = vec![
+    let command = vec![
         "--threads",
         "1",
         "bench",
@@ -32,9 +32,7 @@ fn bench_train_and_translate_report_their_figures() {
         "--warmup",
         "1",
     ];
-    for item in &overrides {
-        args.extend(["--set", item.as_str()]);
-    }
+    let mut args = with_sets(command, &overrides);
     args.push("--json");
     let out = locus(&args);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -85,10 +83,10 @@ fn parity_of_the_cpu_against_itself_is_exact() {
     write_corpus(dir.path());
     let config = tiny_config().display().to_string();
     let overrides = data_overrides(dir.path());
-    let mut args = vec!["--threads", "1", "bench", "parity", "--config", &config, "--device", "cpu"];
-    for item in &overrides {
-        args.extend(["--set", item.as_str()]);
-    }
+    let mut args = with_sets(
+        vec!["--threads", "1", "bench", "parity", "--config", &config, "--device", "cpu"],
+        &overrides,
+    );
     // Dropout on, so that the update compares the masks too.
     args.extend(["--set", "model.dropout=0.1", "--json"]);
     let out = locus(&args);

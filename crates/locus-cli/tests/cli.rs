@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{data_overrides, locus, stderr, tiny_config, train_args, write_corpus};
+use common::{data_overrides, locus, stderr, tiny_config, train_args, with_sets, write_corpus};
 
 #[test]
 fn train_translate_evaluate_end_to_end() {
@@ -183,10 +183,8 @@ fn prepare_then_train_from_the_prepared_dataset() {
     let config = tiny_config().display().to_string();
     let overrides = data_overrides(dir.path());
     let prepared = dir.path().join("prepared").display().to_string();
-    let mut args = vec!["prepare", "--config", config.as_str(), "--out", prepared.as_str()];
-    for item in &overrides {
-        args.extend(["--set", item.as_str()]);
-    }
+    let args =
+        with_sets(vec!["prepare", "--config", config.as_str(), "--out", prepared.as_str()], &overrides);
     let out = locus(&args);
     assert!(out.status.success(), "prepare failed: {}", stderr(&out));
     let err = stderr(&out);

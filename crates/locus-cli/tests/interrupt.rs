@@ -12,7 +12,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use common::{data_overrides, locus, stderr, tiny_config, train_args, write_corpus};
+use common::{data_overrides, locus, stderr, tiny_config, train_args, with_sets, write_corpus};
 use serde_json::Value;
 
 /// Starts `locus` with `args`, its stderr going to `log`.
@@ -203,10 +203,7 @@ fn a_killed_prepare_leaves_no_dataset_and_the_next_one_starts_clean() {
     overrides.push(format!("data.train_tgt={}", dir.path().join("big.en").display()));
     let out_dir = dir.path().join("prepared");
     let out = out_dir.display().to_string();
-    let mut args = vec!["prepare", "--config", config.as_str(), "--out", out.as_str()];
-    for item in &overrides {
-        args.extend(["--set", item.as_str()]);
-    }
+    let args = with_sets(vec!["prepare", "--config", config.as_str(), "--out", out.as_str()], &overrides);
     let temporary = |pid: u32| dir.path().join(format!(".tmp-prepared-{pid}"));
 
     let log = dir.path().join("prepare.log");

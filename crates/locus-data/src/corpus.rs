@@ -88,7 +88,7 @@ impl LineReader {
     }
 
     /// Reads the lines of `inner`, naming `path` in errors.
-    pub fn from_reader(path: &Path, inner: Box<dyn BufRead + Send>) -> Self {
+    fn from_reader(path: &Path, inner: Box<dyn BufRead + Send>) -> Self {
         Self { path: path.to_path_buf(), inner, line: 0, buffer: Vec::new(), text: String::new() }
     }
 
@@ -203,7 +203,7 @@ impl PairReader {
 }
 
 /// Whether a line holds no text (is empty or whitespace only).
-pub fn is_blank(line: &str) -> bool {
+pub(crate) fn is_blank(line: &str) -> bool {
     line.trim().is_empty()
 }
 
@@ -232,10 +232,24 @@ impl ParallelCorpus {
     /// they differ, and otherwise [`DataError::EmptyLine`] naming the file and
     /// line of the first empty (or whitespace-only) line on either side.
     pub fn read(src_path: &Path, tgt_path: &Path) -> Result<Self> {
-        let src = read_lines_allow_empty(src_path)?;
-        let tgt = read_lines_allow_empty(tgt_path)?;
-        check_alignment(src_path, &src, tgt_path, &tgt)?;
-        Ok(ParallelCorpus { src, tgt })
+        let mut reader = PairReader::open(src_path, tgt_path)?;
+        let mut corpus = ParallelCorpus::default();
+        let mut first_blank = None;
+        while let Some((src, tgt)) = reader.next_pair()? {
+            if first_blank.is_none() {
+                let line = corpus.len() + 1;
+                let sides = [(src_path, src), (tgt_path, tgt)];
+                first_blank =
+                    sides.into_iter().find(|(_, text)| is_blank(text)).map(|(path, _)| (path, line));
+            }
+            corpus.src.push(src.to_owned());
+            corpus.tgt.push(tgt.to_owned());
+        }
+        // A misaligned corpus is reported before its blank lines (the reader fails first).
+        match first_blank {
+            Some((path, line)) => Err(DataError::EmptyLine { path: path.to_path_buf(), line }),
+            None => Ok(corpus),
+        }
     }
 
     /// Number of sentence pairs.
@@ -251,26 +265,6 @@ impl ParallelCorpus {
     /// Iterates over the `(source, target)` sentence pairs.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.src.iter().zip(&self.tgt).map(|(s, t)| (s.as_str(), t.as_str()))
-    }
-}
-
-/// Checks that both sides have the same number of lines and no blank line.
-fn check_alignment(src_path: &Path, src: &[String], tgt_path: &Path, tgt: &[String]) -> Result<()> {
-    if src.len() != tgt.len() {
-        return Err(DataError::LineCountMismatch {
-            src_path: src_path.to_path_buf(),
-            src_lines: src.len(),
-            tgt_path: tgt_path.to_path_buf(),
-            tgt_lines: tgt.len(),
-        });
-    }
-    let blank = [(src_path, first_blank_line(src)), (tgt_path, first_blank_line(tgt))]
-        .into_iter()
-        .filter_map(|(path, line)| line.map(|line| (line, path)))
-        .min_by_key(|&(line, _)| line);
-    match blank {
-        Some((line, path)) => Err(DataError::EmptyLine { path: PathBuf::from(path), line }),
-        None => Ok(()),
     }
 }
 

@@ -140,7 +140,7 @@ pub fn prepare(config: &DataConfig, out: &Path, options: PrepareOptions) -> Resu
             files.insert(TOKENIZER.to_owned(), file_entry(&dir.join(TOKENIZER))?);
 
             let mut train = ShardWriter::new(dir, "train", width, config.shard_pairs);
-            let mut encoded = Encoder {
+            let mut pass = EncodePass {
                 config,
                 encoder: BatchEncoder::new(&tokenizer),
                 writer: &mut train,
@@ -149,7 +149,7 @@ pub fn prepare(config: &DataConfig, out: &Path, options: PrepareOptions) -> Resu
             };
             let mut stats = Vec::with_capacity(corpora.len());
             for (corpus, &lines) in corpora.iter().zip(&scan.lines) {
-                stats.push(encoded.corpus(corpus, lines, options.progress)?);
+                stats.push(pass.corpus(corpus, lines, options.progress)?);
             }
             let (train_index, train_files) = train.finish()?;
             files.extend(train_files);
@@ -284,7 +284,7 @@ impl Reservoir {
 type Chunk = Vec<(String, String)>;
 
 /// The second pass: encodes, filters and writes the training corpora.
-struct Encoder<'a> {
+struct EncodePass<'a> {
     config: &'a DataConfig,
     encoder: BatchEncoder<'a>,
     writer: &'a mut ShardWriter,
@@ -292,7 +292,7 @@ struct Encoder<'a> {
     total_pairs: usize,
 }
 
-impl Encoder<'_> {
+impl EncodePass<'_> {
     /// Encodes `corpus` (of `lines` pairs) into the writer; returns its counts.
     fn corpus(
         &mut self,
@@ -356,8 +356,8 @@ impl Encoder<'_> {
         let texts: Vec<&(String, String)> =
             chunk.iter().filter(|(src, tgt)| !is_blank(src) && !is_blank(tgt)).collect();
         stats.dropped.empty += chunk.len() - texts.len();
-        let src = self.encoder.encode(&texts.iter().map(|(src, _)| src.as_str()).collect::<Vec<_>>())?;
-        let tgt = self.encoder.encode(&texts.iter().map(|(_, tgt)| tgt.as_str()).collect::<Vec<_>>())?;
+        let src = self.encoder.encode(&texts.iter().map(|(src, _)| src).collect::<Vec<_>>())?;
+        let tgt = self.encoder.encode(&texts.iter().map(|(_, tgt)| tgt).collect::<Vec<_>>())?;
         for (src, tgt) in src.iter().zip(&tgt) {
             match self.config.train_drop(src.len(), tgt.len()) {
                 Some(reason) => stats.dropped.count(reason),

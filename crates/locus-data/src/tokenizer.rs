@@ -152,18 +152,14 @@ impl SubwordTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// Subword ids of each text, without BOS/EOS, encoded in parallel.
+    /// Subword ids of each text, without BOS/EOS, encoded in parallel by a fresh
+    /// [`BatchEncoder`] (keep one for many batches, as `prepare` does, to keep its word cache).
     ///
     /// # Errors
     ///
     /// [`DataError::Tokenizer`] if the underlying tokenizer fails.
-    pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
-        let inputs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
-        let encodings = self
-            .inner
-            .encode_batch_fast(inputs, false)
-            .map_err(|e| DataError::tokenizer(format!("cannot encode batch: {e}")))?;
-        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
+        BatchEncoder::new(self).encode(texts)
     }
 
     /// Tokenizes both sides of `corpus` into aligned pairs.

@@ -48,13 +48,17 @@ pub fn data_overrides(dir: &Path) -> Vec<String> {
     ]
 }
 
-/// `train --config CONFIG --device cpu --set ...`.
-pub fn train_args<'a>(config: &'a str, overrides: &'a [String]) -> Vec<&'a str> {
-    let mut args = vec!["train", "--config", config, "--device", "cpu"];
+/// `args`, then `--set ITEM` for each of `overrides`.
+pub fn with_sets<'a>(mut args: Vec<&'a str>, overrides: &'a [String]) -> Vec<&'a str> {
     for item in overrides {
         args.extend(["--set", item.as_str()]);
     }
     args
+}
+
+/// `train --config CONFIG --device cpu --set ...`.
+pub fn train_args<'a>(config: &'a str, overrides: &'a [String]) -> Vec<&'a str> {
+    with_sets(vec!["train", "--config", config, "--device", "cpu"], overrides)
 }
 
 /// Copies the checkpoint `from` to `to`, file by file.

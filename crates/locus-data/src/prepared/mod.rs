@@ -73,8 +73,8 @@ impl PreparedDataset {
                 message: "its fingerprint differs from the manifest's".into(),
             });
         }
-        let train = PreparedSplit::open(dir, &manifest.train, width)?;
-        let valid = PreparedSplit::open(dir, &manifest.valid_split, width)?;
+        let train = PreparedSplit::open(dir, "train", &manifest.train, width)?;
+        let valid = PreparedSplit::open(dir, "valid", &manifest.valid_split, width)?;
         let [src_text, tgt_text] = &manifest.valid_text;
         let valid_sources = crate::corpus::read_lines_allow_empty(&dir.join(src_text))?;
         let valid_references = crate::corpus::read_lines_allow_empty(&dir.join(tgt_text))?;
@@ -128,6 +128,8 @@ pub(crate) fn checksum(path: &Path) -> Result<String> {
 
 /// One split of a prepared dataset: its shards mapped, its length table in memory.
 pub struct PreparedSplit {
+    /// `<dataset>/<split name>`, for errors.
+    path: PathBuf,
     shards: Vec<MappedShard>,
     /// The global index of each shard's first pair.
     starts: Vec<usize>,
@@ -135,7 +137,7 @@ pub struct PreparedSplit {
 }
 
 impl PreparedSplit {
-    fn open(dir: &Path, index: &SplitIndex, width: TokenWidth) -> Result<Self> {
+    fn open(dir: &Path, name: &str, index: &SplitIndex, width: TokenWidth) -> Result<Self> {
         let mut shards = Vec::with_capacity(index.shards.len());
         let mut starts = Vec::with_capacity(index.shards.len());
         let mut lengths = Vec::with_capacity(index.pairs);
@@ -144,7 +146,7 @@ impl PreparedSplit {
             shards.push(MappedShard::open(dir, entry, width)?);
             lengths.extend(read_lengths(&dir.join(&entry.idx), entry.pairs)?);
         }
-        Ok(Self { shards, starts, lengths })
+        Ok(Self { path: dir.join(name), shards, starts, lengths })
     }
 
     /// Number of pairs.
@@ -172,7 +174,7 @@ impl PreparedSplit {
         match (self.shards.get(shard), self.lengths.get(index), self.starts.get(shard)) {
             (Some(mapped), Some(&lengths), Some(&start)) => mapped.pair(index - start, lengths),
             _ => Err(DataError::Prepared {
-                path: PathBuf::from("prepared split"),
+                path: self.path.clone(),
                 message: format!("pair {index} is out of range ({} pairs)", self.len()),
             }),
         }
