@@ -9,6 +9,7 @@
 mod allocator;
 mod commands;
 mod device;
+mod job;
 mod plot;
 mod progress;
 mod run_history;
@@ -25,7 +26,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// CPU threads for matrix products and other parallel work (default: one per physical
-    /// core). Sets candle's and rayon's pools (`CANDLE_NUM_THREADS`, `RAYON_NUM_THREADS`).
+    /// core; under mpirun or srun, the machine's share of each rank on it). Sets candle's and rayon's pools (`CANDLE_NUM_THREADS`, `RAYON_NUM_THREADS`).
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
 }
@@ -63,7 +64,7 @@ fn set_thread_count(threads: u16) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(threads) = cli.threads {
+    if let Some(threads) = cli.threads.or_else(job::threads_per_local_rank) {
         set_thread_count(threads);
     }
     let result = match cli.command {

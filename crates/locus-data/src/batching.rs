@@ -263,6 +263,34 @@ impl BatchPlanner {
     }
 }
 
+/// The contiguous share of `batch` that `part` of `parts` trains on in data-parallel training:
+/// the batch cut where its running count of real tokens (source and target, each with its EOS
+/// or BOS) crosses each `k / parts` of the total, so that the parts hold about equal tokens.
+/// A part may be empty when the batch has fewer examples than there are parts.
+///
+/// Indices must be valid for `lengths`; invalid ones count no tokens.
+pub fn token_share<'b>(lengths: &[PairLengths], batch: &'b [u32], part: usize, parts: usize) -> &'b [u32] {
+    let cost = |i: &u32| lengths.get(*i as usize).map_or(0, |l| usize::from(l.src) + usize::from(l.tgt) + 2);
+    let total: usize = batch.iter().map(cost).sum();
+    // Cut k falls before the first example at which the running count reaches k / parts of
+    // the total; the last cut is the batch's end.
+    let cut = |k: usize| {
+        if k >= parts {
+            return batch.len();
+        }
+        let mut running = 0;
+        batch
+            .iter()
+            .position(|index| {
+                let reached = running * parts >= k * total;
+                running += cost(index);
+                reached
+            })
+            .unwrap_or(batch.len())
+    };
+    &batch[cut(part)..cut(part + 1)]
+}
+
 /// The generator for one epoch: seeded from `seed` and `epoch` without
 /// collisions (each fills its own eight bytes of the 32-byte ChaCha seed).
 fn epoch_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
@@ -543,6 +571,45 @@ mod tests {
             assert_eq!(length_order(&lengths, budget, &mut a), sorted_tuples(&lengths, budget, &mut b));
             // Both leave the generator at the same point, so the batch shuffle that follows agrees.
             assert_eq!(a.random::<u64>(), b.random::<u64>());
+        }
+    }
+
+    /// Costs 4, 4, 2, 6 (each side's tokens plus 2): a total of 16, cut at 8 into halves, and
+    /// at 4, 8, 12 into quarters where the running counts are 0, 4, 8, 10, 16.
+    #[test]
+    fn token_shares_by_hand() {
+        let lengths: Vec<PairLengths> =
+            [(1, 1), (1, 1), (0, 0), (2, 2)].iter().map(|&(s, t)| PairLengths::new(s, t).unwrap()).collect();
+        let batch = [0u32, 1, 2, 3];
+        assert_eq!(token_share(&lengths, &batch, 0, 2), [0, 1]);
+        assert_eq!(token_share(&lengths, &batch, 1, 2), [2, 3]);
+        let quarters: Vec<&[u32]> = (0..4).map(|part| token_share(&lengths, &batch, part, 4)).collect();
+        assert_eq!(quarters, [&[0u32][..], &[1], &[2], &[3]]);
+        assert_eq!(token_share(&lengths, &batch, 0, 1), batch);
+        // One example, two parts: the second is empty.
+        assert_eq!(token_share(&lengths, &[3], 0, 2), [3]);
+        assert!(token_share(&lengths, &[3], 1, 2).is_empty());
+    }
+
+    proptest::proptest! {
+        /// The shares are consecutive, cover the batch once, and each holds about its part of
+        /// the tokens: within one example's cost of total / parts.
+        #[test]
+        fn token_shares_partition_the_batch(
+            sides in proptest::collection::vec((0usize..100, 0usize..100), 0..60),
+            parts in 1usize..6,
+        ) {
+            let lengths: Vec<PairLengths> = sides.iter().map(|&(s, t)| PairLengths::new(s, t).unwrap()).collect();
+            let batch: Vec<u32> = (0..lengths.len() as u32).rev().collect();
+            let shares: Vec<&[u32]> = (0..parts).map(|part| token_share(&lengths, &batch, part, parts)).collect();
+            proptest::prop_assert_eq!(shares.concat(), batch.clone());
+            let cost = |i: &u32| sides[*i as usize].0 + sides[*i as usize].1 + 2;
+            let total: usize = batch.iter().map(cost).sum();
+            let largest = batch.iter().map(cost).max().unwrap_or(0);
+            for share in shares {
+                let tokens: usize = share.iter().map(cost).sum();
+                proptest::prop_assert!(tokens * parts <= total + largest * parts, "{tokens} of {total}");
+            }
         }
     }
 }

@@ -25,6 +25,15 @@ impl DropoutRng {
         Self(ChaCha8Rng::seed_from_u64(seed))
     }
 
+    /// Stream number `stream` of the key `seed` gives: stream 0 is [`DropoutRng::new`]'s. Each
+    /// rank of a data-parallel job draws from its own (its rank), so that no two ranks drop
+    /// the same units.
+    pub fn on_stream(seed: u64, stream: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(stream);
+        Self(rng)
+    }
+
     /// Where the stream stands, to be saved with a checkpoint.
     pub fn state(&self) -> DropoutRngState {
         DropoutRngState {

@@ -1,8 +1,13 @@
-//! Token ids to padded tensors, in the layout the model trains on.
+//! Token ids to padded tensors, in the layout the model trains on, and the batches of one
+//! update as a rank of a data-parallel job reads them.
 
 use candle_core::{Device, Tensor};
-use locus_data::TokenizedPair;
+use locus_data::prepared::PreparedSplit;
+use locus_data::{token_share, TokenizedPair};
 use locus_model::TokenIds;
+
+use crate::distributed::Communicator;
+use crate::error::Result;
 
 /// One batch on the model's device.
 #[derive(Debug, Clone)]
@@ -49,6 +54,39 @@ pub fn collate(
         tgt_in: pad_rows(&tgt_in, tokens.pad, device)?,
         tgt_out: pad_rows(&tgt_out, tokens.pad, device)?,
     })
+}
+
+/// This rank's part of one update.
+pub struct UpdateBatches {
+    /// This rank's share of each of the update's batches, collated (empty shares left out).
+    pub batches: Vec<TensorBatch>,
+    /// Real source and target tokens (EOS and BOS included once per side) of the whole update,
+    /// over every rank: what the job's throughput counts.
+    pub real_tokens: usize,
+}
+
+/// Reads and collates, onto `device`, `comm`'s rank's share ([`token_share`]) of each batch in
+/// `group` (indices into `split`): the batches of one update.
+pub fn load_update<'g>(
+    split: &PreparedSplit,
+    group: impl IntoIterator<Item = &'g [u32]>,
+    comm: &dyn Communicator,
+    tokens: TokenIds,
+    device: &Device,
+) -> Result<UpdateBatches> {
+    let lengths = split.lengths();
+    let (mut batches, mut real_tokens) = (Vec::new(), 0);
+    for batch in group {
+        let (src, tgt): (usize, usize) =
+            batch.iter().filter_map(|&i| lengths.get(i as usize)).map(|l| l.get()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        real_tokens += src + tgt + 2 * batch.len();
+        let share = token_share(lengths, batch, comm.rank(), comm.world_size());
+        if !share.is_empty() {
+            let pairs = split.read_batch(share)?;
+            batches.push(collate(&pairs.iter().collect::<Vec<_>>(), tokens, device)?);
+        }
+    }
+    Ok(UpdateBatches { batches, real_tokens })
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use locus_model::{DropoutRng, ModelConfig};
 
-use crate::batch::collate;
+use crate::batch::load_update;
 use crate::config::RunConfig;
+use crate::distributed::Communicator;
 use crate::error::Result;
 use crate::progress::Observer;
 use crate::setup::RunSetup;
@@ -29,18 +30,20 @@ use crate::step::{train_step, StepOptions};
 /// One timed training step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimedStep {
-    /// Wall time of the update, batch collation included.
+    /// Wall time of the update, batch collation included (rank 0's in a data-parallel job).
     pub seconds: f64,
+    /// Of that, the time spent summing the update over the ranks (0 in one process).
+    pub comm_seconds: f64,
     /// Of that, the time spent collating the batches (token ids to padded tensors): what
     /// preparing batches on a background thread could hide.
     pub prepare_seconds: f64,
-    /// Real (non-padding) source plus target tokens.
+    /// Real (non-padding) source plus target tokens, over every rank.
     pub real_tokens: usize,
-    /// Real target tokens (EOS included).
+    /// Real target tokens (EOS included), over every rank.
     pub target_tokens: usize,
-    /// Padded target positions: sentences × longest target.
+    /// Padded target positions: sentences × longest target, over every rank.
     pub padded_target_positions: usize,
-    /// Model FLOPs of the step ([`train_step_flops`]).
+    /// Model FLOPs of the step ([`train_step_flops`]), over every rank.
     pub flops: f64,
 }
 
@@ -58,18 +61,20 @@ pub struct TrainBench {
 /// Runs `warmup` untimed then `steps` timed training updates of the model `cfg` describes on
 /// real batches of its training data, set up as `locus train` sets up a new run (tokenizer
 /// trained on the corpus, batches in the seeded order of epoch 1, then 2, ...) in
-/// `train.precision`; no validation, no checkpoints.
+/// `train.precision`; no validation, no checkpoints. In a data-parallel job every rank trains
+/// on its share of each batch, as in `locus train`, and the counts are the whole job's.
 pub fn bench_train(
     cfg: &RunConfig,
     device: &Device,
     steps: usize,
     warmup: usize,
     progress: Observer,
+    comm: &dyn Communicator,
 ) -> Result<TrainBench> {
     let RunSetup { model, varmap, tokenizer, mut optimizer, state, data, planner, plan, schedule, .. } =
-        RunSetup::prepare(cfg, device, None, progress)?;
+        RunSetup::prepare(cfg, device, None, progress, comm)?;
     let train = &cfg.train;
-    let mut rng = DropoutRng::from_state(&state.dropout_rng);
+    let mut rng = DropoutRng::on_stream(train.seed.wrapping_add(1), comm.rank() as u64);
     let mut loss_scale = state.loss_scale;
     let later_epochs = (2u64..).map(|epoch| planner.plan(data.train.lengths(), train.seed, epoch));
     let plans = std::iter::once(Ok(plan)).chain(later_epochs);
@@ -81,13 +86,7 @@ pub fn bench_train(
         for group in batches_of_epoch.chunks(train.update_freq) {
             step += 1;
             let started = Instant::now();
-            let batches = group
-                .iter()
-                .map(|indices| {
-                    let rows = data.train.read_batch(indices)?;
-                    Ok(collate(&rows.iter().collect::<Vec<_>>(), model.tokens(), device)?)
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let update = load_update(&data.train, group.iter().copied(), comm, model.tokens(), device)?;
             let prepare_seconds = started.elapsed().as_secs_f64();
             let options = StepOptions {
                 lr: schedule.at(step),
@@ -96,23 +95,31 @@ pub fn bench_train(
             };
             // As `locus train`: in bf16 or f16, a low-precision copy of the weights per update.
             let step_model = train.precision.step_model(&model, &varmap)?;
-            train_step(&step_model, &mut optimizer, &batches, options, &mut rng, loss_scale.as_mut())?;
+            let stats = train_step(
+                comm,
+                &step_model,
+                &mut optimizer,
+                &update.batches,
+                options,
+                &mut rng,
+                loss_scale.as_mut(),
+            )?;
             // The step reads nothing back, so a GPU may still be working on it.
             device.synchronize()?;
             let seconds = started.elapsed().as_secs_f64();
             if step > warmup {
                 let mut measured = TimedStep {
                     seconds,
+                    comm_seconds: stats.comm_seconds,
                     prepare_seconds,
-                    real_tokens: 0,
+                    real_tokens: update.real_tokens,
                     target_tokens: 0,
                     padded_target_positions: 0,
                     flops: 0.0,
                 };
-                for batch in &batches {
+                for batch in &update.batches {
                     let (b, s) = batch.src.dims2()?;
                     let t = batch.tgt_in.dim(1)?;
-                    measured.real_tokens += batch.src_tokens + batch.tgt_tokens;
                     measured.target_tokens += batch.tgt_tokens;
                     measured.padded_target_positions += b * t;
                     measured.flops += train_step_flops(&cfg.model, tokenizer.vocab_size(), b, s, t);
@@ -123,6 +130,15 @@ pub fn bench_train(
                 break 'epochs;
             }
         }
+    }
+    // This rank's counts, summed over the ranks.
+    let local: Vec<f64> = timed
+        .iter()
+        .flat_map(|step| [step.target_tokens as f64, step.padded_target_positions as f64, step.flops])
+        .collect();
+    for (step, sums) in timed.iter_mut().zip(comm.sum_host(&local)?.chunks(3)) {
+        (step.target_tokens, step.padded_target_positions) = (sums[0] as usize, sums[1] as usize);
+        step.flops = sums[2];
     }
     let parameters = varmap.all_vars().iter().map(|var| var.elem_count()).sum();
     Ok(TrainBench { steps: timed, parameters, vocab_size: tokenizer.vocab_size() })

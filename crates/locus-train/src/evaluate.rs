@@ -9,6 +9,7 @@ use locus_metrics::{corpus_bleu, corpus_chrf, corpus_ter, BleuScore, ChrfScore, 
 use locus_model::Seq2Seq;
 
 use crate::batch::collate;
+use crate::distributed::{even_share, Communicator};
 use crate::error::{Result, TrainError};
 use crate::loss::{label_smoothed_cross_entropy, sum_loss_rows};
 use crate::state::ValidScores;
@@ -39,6 +40,26 @@ pub fn corpus_loss(
     max_tokens: usize,
     label_smoothing: f64,
 ) -> Result<CorpusLoss> {
+    let [loss, nll, tokens] = corpus_loss_sums(model, pairs, max_tokens, label_smoothing)?;
+    Ok(CorpusLoss::from_sums(loss, nll, tokens))
+}
+
+impl CorpusLoss {
+    /// Per-token losses from the summed ones over `tokens` target tokens (zeros for none).
+    fn from_sums(loss: f64, nll: f64, tokens: f64) -> Self {
+        let per_token = |sum: f64| if tokens == 0.0 { 0.0 } else { sum / tokens };
+        Self { loss: per_token(loss), nll: per_token(nll), tokens: tokens as usize }
+    }
+}
+
+/// The label-smoothed loss, the negative log-likelihood and the target tokens of `pairs`, each
+/// summed: [`corpus_loss`] before the division, so that shares of a corpus add up.
+fn corpus_loss_sums(
+    model: &Seq2Seq,
+    pairs: &[TokenizedPair],
+    max_tokens: usize,
+    label_smoothing: f64,
+) -> Result<[f64; 3]> {
     let lengths = pair_lengths(pairs)?;
     let planner = BatchPlanner { max_tokens, max_sentences: None, budget: TokenBudget::Longer };
     // Each batch's summed losses stay on the device, detached, until one copy at the end.
@@ -58,8 +79,7 @@ pub fn corpus_loss(
     } else {
         sum_loss_rows(&Tensor::stack(&batch_sums, 0)?.to_vec2::<f32>()?)
     };
-    let per_token = |sum: f64| if tokens == 0 { 0.0 } else { sum / tokens as f64 };
-    Ok(CorpusLoss { loss: per_token(loss), nll: per_token(nll), tokens })
+    Ok([loss, nll, tokens as f64])
 }
 
 /// The scores of a model on a test pair.
@@ -206,8 +226,11 @@ pub struct ValidationSet<'a> {
 }
 
 /// Scores `model` on `set`: teacher-forced losses, and BLEU and chrF of greedy translations
-/// when `with_bleu`.
+/// when `with_bleu`. With several ranks, each scores and translates its share of the set;
+/// the losses are summed over the ranks, and rank 0 scores the gathered translations of the
+/// whole set and gives every rank the scores.
 pub fn validate(
+    comm: &dyn Communicator,
     model: &Seq2Seq,
     tokenizer: &SubwordTokenizer,
     set: &ValidationSet,
@@ -215,13 +238,21 @@ pub fn validate(
     label_smoothing: f64,
     with_bleu: bool,
 ) -> Result<ValidScores> {
-    let loss = corpus_loss(model, set.pairs, max_tokens, label_smoothing)?;
+    let (rank, world) = (comm.rank(), comm.world_size());
+    let pairs = &set.pairs[even_share(set.pairs.len(), rank, world)];
+    let sums = comm.sum_host(&corpus_loss_sums(model, pairs, max_tokens, label_smoothing)?)?;
+    let loss = CorpusLoss::from_sums(sums[0], sums[1], sums[2]);
     let (mut bleu, mut chrf) = (None, None);
     if with_bleu {
-        let hypotheses = Translator::new(model, tokenizer).translate(set.sources)?;
-        let references = [set.references.to_vec()];
-        bleu = Some(corpus_bleu(&hypotheses, &references)?.score);
-        chrf = Some(corpus_chrf(&hypotheses, &references)?.score);
+        let sources = &set.sources[even_share(set.sources.len(), rank, world)];
+        let hypotheses = comm.all_gather(&Translator::new(model, tokenizer).translate(sources)?)?.concat();
+        let mut scores = (0.0, 0.0);
+        if comm.is_root() {
+            let references = [set.references.to_vec()];
+            scores = (corpus_bleu(&hypotheses, &references)?.score, corpus_chrf(&hypotheses, &references)?.score);
+        }
+        let (b, c) = comm.broadcast(&scores)?;
+        (bleu, chrf) = (Some(b), Some(c));
     }
     Ok(ValidScores { loss: loss.loss, nll: loss.nll, bleu, chrf })
 }

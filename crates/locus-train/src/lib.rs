@@ -9,6 +9,8 @@
 //! - [`bench`](mod@bench): timed training steps, model FLOPs and MFU;
 //! - [`setup`]: a session's data, model, optimiser and schedule, shared by training and the
 //!   training benchmark;
+//! - [`distributed`]: data-parallel training over several processes (MPI) or GPUs (NCCL): the
+//!   communicator a rank uses, and the per-update sum of gradients over the ranks;
 //! - [`step`] and [`trainer`]: one update (with gradient accumulation), and the training loop,
 //!   readable top to bottom, its periodic decisions (log, validate, save, stop) in [`periodic`];
 //! - [`log`] and [`progress`]: the typed records of `metrics.jsonl`, written by the trainer and
@@ -31,6 +33,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod config_file;
+pub mod distributed;
 pub mod early_stopping;
 pub mod error;
 pub mod evaluate;

@@ -41,6 +41,13 @@ pub struct AdamParams {
 /// Gradients summed over the micro-batches of one update, one slot per optimised variable.
 pub struct Gradients(Vec<Option<Tensor>>);
 
+impl Gradients {
+    /// One slot per variable, in the optimiser's order; `None` where a variable has no gradient.
+    pub(crate) fn slots_mut(&mut self) -> &mut [Option<Tensor>] {
+        &mut self.0
+    }
+}
+
 /// Adam or AdamW over a fixed, named set of variables.
 pub struct Adam {
     vars: Vec<(String, Var)>,
@@ -71,6 +78,11 @@ impl Adam {
             data.iter().map(|(name, var)| (name.clone(), var.clone())).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         Self::new(vars, params)
+    }
+
+    /// The optimised variables, in name order (the order of [`Gradients`]' slots).
+    pub(crate) fn variables(&self) -> impl Iterator<Item = &Var> {
+        self.vars.iter().map(|(_, var)| var)
     }
 
     /// Number of updates applied so far.

@@ -16,6 +16,7 @@ use locus_model::{DropoutRng, Seq2Seq};
 
 use crate::checkpoint::{load_checkpoint, load_optimizer_state};
 use crate::config::RunConfig;
+use crate::distributed::Communicator;
 use crate::early_stopping::BestTracker;
 use crate::error::{Result, TrainError};
 use crate::modeling::build_model;
@@ -55,7 +56,8 @@ pub struct RunSetup {
 impl RunSetup {
     /// Opens the run's prepared dataset ([`run_dataset`]), and builds a new model on `device`,
     /// or, with `resume`, loads that checkpoint (whose `[model]` must match the config's, and
-    /// whose tokenizer the dataset's).
+    /// whose tokenizer the dataset's). In a data-parallel job rank 0 prepares the data (when
+    /// it must be) while the others wait, then they open what it wrote.
     ///
     /// # Errors
     /// A corpus that cannot be prepared, a prepared dataset that is damaged or does not match,
@@ -66,15 +68,21 @@ impl RunSetup {
         device: &Device,
         resume: Option<&Path>,
         progress: Observer,
+        comm: &dyn Communicator,
     ) -> Result<Self> {
+        let dataset = |tokenizer: Option<&SubwordTokenizer>| -> Result<PreparedDataset> {
+            let first = comm.is_root().then(|| run_dataset(cfg, tokenizer, progress)).transpose()?;
+            comm.barrier()?;
+            first.map_or_else(|| run_dataset(cfg, tokenizer, progress), Ok)
+        };
         let (Start { model, varmap, tokenizer, optimizer, state }, data) = match resume {
             Some(dir) => {
                 let start = resume_from(cfg, dir, device)?;
-                let data = run_dataset(cfg, Some(&start.tokenizer), progress)?;
+                let data = dataset(Some(&start.tokenizer))?;
                 (start, data)
             }
             None => {
-                let data = run_dataset(cfg, None, progress)?;
+                let data = dataset(None)?;
                 (start_afresh(cfg, &data.tokenizer, device)?, data)
             }
         };
@@ -147,6 +155,8 @@ fn start_afresh(cfg: &RunConfig, tokenizer: &SubwordTokenizer, device: &Device) 
         epoch_batches_done: 0,
         lr: 0.0,
         dropout_rng: DropoutRng::new(cfg.train.seed.wrapping_add(1)).state(),
+        world_size: 1,
+        rank_dropout_rngs: Vec::new(),
         best: BestTracker::default(),
         last_valid: None,
         wall_s: 0.0,

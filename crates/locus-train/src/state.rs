@@ -49,8 +49,14 @@ pub struct TrainerState {
     pub epoch_batches_done: usize,
     /// Learning rate of the last update.
     pub lr: f64,
-    /// The dropout stream's position.
+    /// The dropout stream's position (rank 0's in a data-parallel job).
     pub dropout_rng: DropoutRngState,
+    /// The ranks of the job that wrote the checkpoint (1: one process).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub world_size: usize,
+    /// The dropout streams of ranks 1, 2, ... of that job, for an exact resume with as many.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rank_dropout_rngs: Vec<DropoutRngState>,
     /// The best validation so far, and the validations since.
     pub best: BestTracker,
     /// Scores of the last validation, if any ran.
@@ -68,6 +74,14 @@ pub struct TrainerState {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl TrainerState {

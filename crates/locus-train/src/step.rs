@@ -6,6 +6,10 @@
 //! divided by the target tokens of the whole update: `update_freq = 2` over two halves of a
 //! batch gives the gradient of the whole batch.
 //!
+//! With several ranks ([`crate::distributed`]) each runs the micro-batches' shares it was
+//! dealt, and the summed gradients, losses and target tokens are summed over the ranks before
+//! the normalisation, once per update: every rank then applies the same update.
+//!
 //! In mixed precision ([`crate::precision`]) the model given is the low-precision copy, and
 //! f16's [`LossScaler`] multiplies the loss before each backward pass; the division by the
 //! scale is folded into the optimiser's gradient scale, and an update whose gradients overflow
@@ -15,6 +19,7 @@ use candle_core::{DType, Tensor};
 use locus_model::{DropoutRng, Seq2Seq};
 
 use crate::batch::TensorBatch;
+use crate::distributed::{reduce_update, Communicator};
 use crate::error::Result;
 use crate::loss::{label_smoothed_cross_entropy, sum_loss_rows};
 use crate::loss_scale::LossScaler;
@@ -49,6 +54,8 @@ pub struct StepStats {
     pub grad_norm: Tensor,
     /// Whether the update was skipped because a loss-scaled gradient overflowed.
     pub skipped: bool,
+    /// Seconds spent summing the update over the ranks (0 in one process).
+    pub comm_seconds: f64,
 }
 
 impl StepStats {
@@ -108,7 +115,7 @@ pub fn accumulate_gradients(
 }
 
 /// Trains `model` for one update of `optimizer` on the micro-batches `batches`; the loss is
-/// averaged over all their target tokens. Dropout draws from `rng`.
+/// averaged over all their target tokens, over every rank of `comm`. Dropout draws from `rng`.
 ///
 /// The gradient norm and the clipping factor are computed on the model's device and applied
 /// there: in f32 and bf16 an update reads nothing back. With dynamic loss scaling (`scaler`
@@ -117,6 +124,7 @@ pub fn accumulate_gradients(
 /// the weights and Adam's moments are left alone, the stats say `skipped`, and the scaler
 /// lowers its scale.
 pub fn train_step(
+    comm: &dyn Communicator,
     model: &Seq2Seq,
     optimizer: &mut Adam,
     batches: &[TensorBatch],
@@ -126,7 +134,7 @@ pub fn train_step(
 ) -> Result<StepStats> {
     let loss_scale = scaler.as_ref().map(|scaler| scaler.scale);
     let mut grads = optimizer.zero_gradients();
-    let losses = accumulate_gradients(
+    let mut losses = accumulate_gradients(
         model,
         optimizer,
         batches,
@@ -135,9 +143,11 @@ pub fn train_step(
         rng,
         &mut grads,
     )?;
+    let comm_seconds =
+        if comm.is_distributed() { reduce_update(comm, optimizer, &mut grads, &mut losses)? } else { 0.0 };
     let per_token = 1.0 / losses.target_tokens.max(1) as f64 / loss_scale.unwrap_or(1.0);
     let grad_norm = (optimizer.grad_norm(&grads)? * per_token)?;
-    let mut stats = StepStats { losses, grad_norm, skipped: false };
+    let mut stats = StepStats { losses, grad_norm, skipped: false, comm_seconds };
     if let Some(scaler) = scaler {
         stats.skipped = !scaler.update(stats.read_grad_norm()?.is_finite());
         if stats.skipped {

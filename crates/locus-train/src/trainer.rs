@@ -2,6 +2,11 @@
 //! checkpoint, the log), then for each update: its batches, forward and backward, the optimiser
 //! step, then the periodic actions ([`crate::periodic`]): log, validate, save, stop; until
 //! `train.max_steps` or `train.max_epochs`, early stopping, or an interruption.
+//!
+//! In a data-parallel job ([`crate::distributed`]) every rank runs this loop in step: each
+//! trains on its share of every batch, validates its share of the validation set, and takes
+//! every decision (stop, save, best) on numbers all ranks share. Rank 0 alone writes the log,
+//! the config, the tokenizer and the checkpoints.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,9 +16,10 @@ use candle_core::{Device, Tensor};
 use locus_data::FilterReport;
 use locus_model::DropoutRng;
 
-use crate::batch::collate;
+use crate::batch::load_update;
 use crate::checkpoint::{save_checkpoint, CheckpointContents, LAST};
 use crate::config::RunConfig;
+use crate::distributed::Communicator;
 use crate::early_stopping::BestTracker;
 use crate::error::{Result, TrainError};
 use crate::evaluate::{validate, ValidationSet};
@@ -25,7 +31,7 @@ use crate::periodic::{Cadence, Outcome, StopReason};
 use crate::precision::Precision;
 use crate::progress::{Observer, Progress};
 use crate::setup::{valid_report, RunSetup};
-use crate::state::ValidScores;
+use crate::state::{TrainerState, ValidScores};
 use crate::step::{train_step, StepOptions, StepStats};
 
 /// How a call to [`train`] runs, apart from the config.
@@ -35,8 +41,11 @@ pub struct TrainOptions<'a> {
     /// Continue from this checkpoint directory instead of starting afresh.
     pub resume: Option<PathBuf>,
     /// Asked after every update with its number; `true` ends the run with a checkpoint, as
-    /// SIGINT and SIGTERM do in `locus train`.
+    /// SIGINT and SIGTERM do in `locus train`. With several ranks, a stop asked on any rank stops all.
     pub should_stop: &'a dyn Fn(usize) -> bool,
+    /// This process's place in the job: [`crate::distributed::SingleProcess`] when it trains
+    /// alone.
+    pub comm: &'a dyn Communicator,
 }
 
 /// What a finished (or interrupted) run reports.
@@ -58,7 +67,7 @@ pub struct TrainSummary {
     pub parameters: usize,
     /// The run directory.
     pub out_dir: PathBuf,
-    /// The newest checkpoint.
+    /// The newest checkpoint (written by rank 0; `None` on the other ranks).
     pub last_checkpoint: Option<PathBuf>,
 }
 
@@ -67,18 +76,24 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
     let started = Instant::now();
     let train_cfg = &cfg.train;
     let out_dir = train_cfg.out_dir.clone();
-    let progress = options.progress;
-    fs::create_dir_all(&out_dir).map_err(|e| TrainError::io(&out_dir, e))?;
+    let (progress, comm) = (options.progress, options.comm);
     if options.resume.is_none() {
         refuse_a_second_run(&out_dir)?;
     }
+    if comm.is_root() {
+        fs::create_dir_all(&out_dir).map_err(|e| TrainError::io(&out_dir, e))?;
+    }
 
     // Set-up: the data, the model (new, or where the checkpoint left it), the log.
-    let setup = RunSetup::prepare(cfg, device, options.resume.as_deref(), progress)?;
-    let log = MetricsLog::open(&out_dir.join("metrics.jsonl"), options.resume.is_none())?;
-    let config_path = out_dir.join("config.toml");
-    fs::write(&config_path, cfg.to_toml()?).map_err(|e| TrainError::io(&config_path, e))?;
-    setup.tokenizer.save(&out_dir.join("tokenizer.json"))?;
+    let setup = RunSetup::prepare(cfg, device, options.resume.as_deref(), progress, comm)?;
+    let log = if comm.is_root() {
+        let config_path = out_dir.join("config.toml");
+        fs::write(&config_path, cfg.to_toml()?).map_err(|e| TrainError::io(&config_path, e))?;
+        setup.tokenizer.save(&out_dir.join("tokenizer.json"))?;
+        Some(MetricsLog::open(&out_dir.join("metrics.jsonl"), options.resume.is_none())?)
+    } else {
+        None
+    };
     let valid_report = valid_report(&setup.data.manifest);
     let valid_pairs = setup.data.valid.pairs()?;
     let (sources, references) = (setup.data.valid_sources.clone(), setup.data.valid_references.clone());
@@ -91,7 +106,7 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
         max_steps: train_cfg.max_steps,
     };
     let parameters = setup.parameters();
-    let mut session = Session::new(cfg, setup, log, started);
+    let mut session = Session::new(cfg, setup, log, comm, started);
     session.begin(device, &valid_report, options.resume.as_deref(), progress)?;
 
     let mut last_checkpoint = None;
@@ -119,11 +134,11 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
         let outcome = Outcome {
             improved,
             early_stop: state.best.should_stop(train_cfg.patience),
-            interrupted: (options.should_stop)(step),
+            interrupted: comm.any((options.should_stop)(step))?,
         };
         let conclusion = cadence.conclude(step, outcome);
         if let Some(links) = conclusion.save {
-            last_checkpoint = Some(session.save(links)?);
+            last_checkpoint = session.save(links)?.or(last_checkpoint);
         }
         if let Some(reason) = conclusion.stop {
             if reason == StopReason::EarlyStopping {
@@ -137,7 +152,7 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
         }
     };
     let state = &session.setup.state;
-    session.log.write(&Event::Stop(StopRecord { step: state.step, reason: stop, wall_s: state.wall_s }))?;
+    session.record(&Event::Stop(StopRecord { step: state.step, reason: stop, wall_s: state.wall_s }))?;
     let Session { setup, totals, .. } = session;
     Ok(TrainSummary {
         steps: setup.state.step,
@@ -164,6 +179,20 @@ fn refuse_a_second_run(out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The dropout stream of `comm`'s rank: where the checkpoint left it when the job has as
+/// many ranks as the one that wrote it, else (and in a new run) rank 0's stream as it stands
+/// and a fresh stream, numbered by rank, for each other rank.
+fn rank_dropout_rng(cfg: &RunConfig, state: &TrainerState, comm: &dyn Communicator) -> DropoutRng {
+    let rank = comm.rank();
+    match rank.checked_sub(1) {
+        None => DropoutRng::from_state(&state.dropout_rng),
+        Some(other) if state.world_size == comm.world_size() && other < state.rank_dropout_rngs.len() => {
+            DropoutRng::from_state(&state.rank_dropout_rngs[other])
+        }
+        Some(_) => DropoutRng::on_stream(cfg.train.seed.wrapping_add(1), rank as u64),
+    }
+}
+
 /// Real tokens and update seconds of a whole session, for its throughput.
 #[derive(Default)]
 struct Totals {
@@ -171,13 +200,14 @@ struct Totals {
     update_secs: f64,
 }
 
-/// A session's moving parts: the set-up the updates change, the dropout stream, the log, the
-/// current log window and the clocks.
+/// A session's moving parts: the set-up the updates change, the dropout stream, the log (rank
+/// 0's), the job's communicator, the current log window and the clocks.
 struct Session<'a> {
     cfg: &'a RunConfig,
     setup: RunSetup,
     dropout_rng: DropoutRng,
-    log: MetricsLog,
+    log: Option<MetricsLog>,
+    comm: &'a dyn Communicator,
     window: Window,
     totals: Totals,
     /// When this session started.
@@ -187,18 +217,33 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(cfg: &'a RunConfig, setup: RunSetup, log: MetricsLog, started: Instant) -> Self {
-        let dropout_rng = DropoutRng::from_state(&setup.state.dropout_rng);
+    fn new(
+        cfg: &'a RunConfig,
+        setup: RunSetup,
+        log: Option<MetricsLog>,
+        comm: &'a dyn Communicator,
+        started: Instant,
+    ) -> Self {
+        let dropout_rng = rank_dropout_rng(cfg, &setup.state, comm);
         let earlier_wall_s = setup.state.wall_s;
         Self {
             cfg,
             setup,
             dropout_rng,
             log,
+            comm,
             window: Window::default(),
             totals: Totals::default(),
             started,
             earlier_wall_s,
+        }
+    }
+
+    /// Appends `event` to `metrics.jsonl` (rank 0's; the other ranks write nothing).
+    fn record(&mut self, event: &Event) -> Result<()> {
+        match &mut self.log {
+            Some(log) => log.write(event),
+            None => Ok(()),
         }
     }
 
@@ -226,23 +271,38 @@ impl<'a> Session<'a> {
                 precision.name()
             )));
         }
-        self.log.write(&Event::Data(DataRecord {
-            vocab_size: setup.tokenizer.vocab_size(),
-            train_pairs: setup.data.train.len(),
-            train_dropped: setup.train_report.dropped(),
-            valid_pairs: valid_report.kept,
-            valid_dropped: valid_report.dropped(),
-            updates_per_epoch,
-            setup_s: self.started.elapsed().as_secs_f64(),
-        }))?;
-        self.log.write(&Event::Model(ModelRecord { parameters }))?;
+        let world = self.comm.world_size();
+        if world > 1 {
+            progress(Progress::Info(&format!(
+                "data parallel: {world} ranks, each training on its share of every batch"
+            )));
+        }
+        if resume.is_some() && state.world_size != world {
+            progress(Progress::Info(&format!(
+                "the checkpoint was trained on {} rank(s), this job has {world}: training continues, \
+                 but not bit-exactly as it would have (batches are split, and dropout drawn, otherwise)",
+                state.world_size
+            )));
+        }
+        let mut events = vec![
+            Event::Data(DataRecord {
+                vocab_size: setup.tokenizer.vocab_size(),
+                train_pairs: setup.data.train.len(),
+                train_dropped: setup.train_report.dropped(),
+                valid_pairs: valid_report.kept,
+                valid_dropped: valid_report.dropped(),
+                updates_per_epoch,
+                setup_s: self.started.elapsed().as_secs_f64(),
+            }),
+            Event::Model(ModelRecord { parameters }),
+        ];
         if let Some(dir) = resume {
             let at = format!("at update {}, epoch {}", state.step, state.epoch);
             progress(Progress::Info(&format!("resuming from {} {at}", dir.display())));
             let record = ResumeRecord { step: state.step, from: dir.to_path_buf(), wall_s: state.wall_s };
-            self.log.write(&Event::Resume(record))?;
+            events.push(Event::Resume(record));
         }
-        Ok(())
+        events.iter().try_for_each(|event| self.record(event))
     }
 
     /// Training seconds of the run so far, over every session.
@@ -265,13 +325,8 @@ impl<'a> Session<'a> {
         }
         let update_started = Instant::now();
         let group_end = (state.epoch_batches_done + train_cfg.update_freq).min(setup.plan.len());
-        let batches = (state.epoch_batches_done..group_end)
-            .filter_map(|i| setup.plan.batch(i))
-            .map(|indices| {
-                let pairs = setup.data.train.read_batch(indices)?;
-                Ok(collate(&pairs.iter().collect::<Vec<_>>(), setup.model.tokens(), device)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let group = (state.epoch_batches_done..group_end).filter_map(|i| setup.plan.batch(i));
+        let update = load_update(&setup.data.train, group, self.comm, setup.model.tokens(), device)?;
         state.step += 1;
         state.epoch_batches_done = group_end;
         state.lr = setup.schedule.at(state.step);
@@ -283,9 +338,10 @@ impl<'a> Session<'a> {
         // In bf16 or f16, a low-precision copy of the weights as they are now.
         let step_model = train_cfg.precision.step_model(&setup.model, &setup.varmap)?;
         let stats = train_step(
+            self.comm,
             &step_model,
             &mut setup.optimizer,
-            &batches,
+            &update.batches,
             step_options,
             &mut self.dropout_rng,
             state.loss_scale.as_mut(),
@@ -297,7 +353,7 @@ impl<'a> Session<'a> {
             }
         }
         let seconds = update_started.elapsed().as_secs_f64();
-        let real_tokens: usize = batches.iter().map(|b| b.src_tokens + b.tgt_tokens).sum();
+        let real_tokens = update.real_tokens;
         let step = state.step;
         self.window.pending.push((step, stats));
         self.window.real_tokens += real_tokens;
@@ -335,7 +391,7 @@ impl<'a> Session<'a> {
             skipped: state.loss_scale.map(|_| w.skipped),
             skipped_updates: state.loss_scale.map(|_| state.skipped_updates),
         };
-        self.log.write(&Event::Train(record))?;
+        self.record(&Event::Train(record))?;
         Ok(record)
     }
 
@@ -345,6 +401,7 @@ impl<'a> Session<'a> {
         self.read_window()?;
         let (cfg, setup) = (self.cfg, &self.setup);
         let valid = validate(
+            self.comm,
             &setup.model,
             &setup.tokenizer,
             valid_set,
@@ -372,16 +429,23 @@ impl<'a> Session<'a> {
             best: improved,
             wall_s,
         };
-        self.log.write(&Event::Valid(record))?;
+        self.record(&Event::Valid(record))?;
         Ok(record)
     }
 
-    /// Writes a checkpoint pointed to by `links`; returns its directory. A diverged update
-    /// fails the run first, before its weights are saved.
-    fn save(&mut self, links: &[&str]) -> Result<PathBuf> {
+    /// Writes a checkpoint pointed to by `links` (rank 0; every rank gives it its dropout
+    /// stream); returns its directory, `None` on the other ranks. A diverged update fails the
+    /// run first, before its weights are saved.
+    fn save(&mut self, links: &[&str]) -> Result<Option<PathBuf>> {
         self.read_window()?;
+        let streams = self.comm.all_gather(&self.dropout_rng.state())?;
+        if !self.comm.is_root() {
+            return Ok(None);
+        }
         let setup = &mut self.setup;
-        setup.state.dropout_rng = self.dropout_rng.state();
+        setup.state.world_size = streams.len();
+        setup.state.dropout_rng = streams[0];
+        setup.state.rank_dropout_rngs = streams[1..].to_vec();
         let contents = CheckpointContents {
             varmap: &setup.varmap,
             optimizer: &setup.optimizer,
@@ -389,7 +453,7 @@ impl<'a> Session<'a> {
             config: self.cfg,
             tokenizer: &setup.tokenizer,
         };
-        save_checkpoint(&self.cfg.train.out_dir, &contents, links, self.cfg.train.keep_last)
+        save_checkpoint(&self.cfg.train.out_dir, &contents, links, self.cfg.train.keep_last).map(Some)
     }
 }
 

@@ -10,6 +10,7 @@ use candle_core::Device;
 use locus_data::DataConfig;
 use locus_model::ModelConfig;
 use locus_model::{BeamOptions, SamplingOptions};
+use locus_train::distributed::SingleProcess;
 use locus_train::translate::Search;
 use locus_train::{load_checkpoint, train, RunConfig, TrainConfig, TrainOptions, Translator};
 use rand::{Rng, SeedableRng};
@@ -64,7 +65,7 @@ fn tiny_model_learns_to_copy() {
         },
     };
     let options =
-        TrainOptions { progress: &locus_train::progress::silent, resume: None, should_stop: &|_| false };
+        TrainOptions { progress: &locus_train::progress::silent, resume: None, should_stop: &|_| false, comm: &SingleProcess };
     let summary = train(&config, &Device::Cpu, options).unwrap();
     assert_eq!(summary.steps, 300);
 

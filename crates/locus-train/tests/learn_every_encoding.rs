@@ -8,6 +8,7 @@ use candle_core::Device;
 use locus_data::{pair_lengths, BatchPlanner, TokenBudget, TokenizedPair};
 use locus_model::positional::{Combine, PositionalKind, SinusoidalLayout};
 use locus_model::{greedy_decode, DropoutRng, LengthLimits, ModelConfig, PositionalConfig};
+use locus_train::distributed::SingleProcess;
 use locus_train::batch::{collate, pad_rows};
 use locus_train::modeling::{build_model, TOKEN_IDS};
 use locus_train::optim::{Adam, AdamParams, OptimizerKind};
@@ -65,7 +66,7 @@ fn copy_accuracy(positional: PositionalConfig, tie_embeddings: bool, max_steps: 
             let batch_pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &pairs[i as usize]).collect();
             let batch = collate(&batch_pairs, TOKEN_IDS, &Device::Cpu).unwrap();
             let options = StepOptions { lr: schedule.at(step), clip_norm: 1.0, label_smoothing: 0.0 };
-            train_step(&model, &mut optimizer, &[batch], options, &mut rng, None).unwrap();
+            train_step(&SingleProcess, &model, &mut optimizer, &[batch], options, &mut rng, None).unwrap();
             if step % 100 == 0 {
                 last_accuracy = accuracy(&model);
                 if last_accuracy >= 0.95 || step >= max_steps {

@@ -11,6 +11,7 @@ use candle_core::{DType, Device};
 use locus_data::TokenizedPair;
 use locus_model::positional::{Combine, SinusoidalLayout};
 use locus_model::{DropoutRng, ModelConfig, PositionalConfig};
+use locus_train::distributed::SingleProcess;
 use locus_train::batch::{collate, TensorBatch};
 use locus_train::loss_scale::LossScaler;
 use locus_train::modeling::{build_model, TOKEN_IDS};
@@ -133,7 +134,7 @@ fn a_bf16_update_changes_the_f32_master_weights() {
     let step_model = Precision::Bf16.step_model(&model, &varmap).unwrap();
     let options = StepOptions { lr: 1e-3, clip_norm: 1.0, label_smoothing: 0.1 };
     let stats =
-        train_step(&step_model, &mut optimizer, &[batch()], options, &mut DropoutRng::new(0), None).unwrap();
+        train_step(&SingleProcess, &step_model, &mut optimizer, &[batch()], options, &mut DropoutRng::new(0), None).unwrap();
     let grad_norm = stats.read_grad_norm().unwrap();
     assert!(!stats.skipped && grad_norm.is_finite() && grad_norm > 0.0, "{stats:?}");
     assert_eq!(optimizer.step_count(), 1);
@@ -174,7 +175,7 @@ fn an_overflowing_f16_update_is_skipped_and_halves_the_scale() {
     let step_model = Precision::F16.step_model(&model, &varmap).unwrap();
     let mut rng = DropoutRng::new(0);
     let stats =
-        train_step(&step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler)).unwrap();
+        train_step(&SingleProcess, &step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler)).unwrap();
     assert!(stats.skipped && !stats.read_grad_norm().unwrap().is_finite(), "{stats:?}");
     assert!(stats.losses.read().unwrap().0.is_finite(), "the forward pass is not scaled: {stats:?}");
     assert_eq!(scaler, LossScaler { scale: 2f64.powi(39), good_updates: 0 });
@@ -185,7 +186,7 @@ fn an_overflowing_f16_update_is_skipped_and_halves_the_scale() {
     // the f32 one up to f16 rounding.
     scaler.scale = 256.0;
     let stats =
-        train_step(&step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler)).unwrap();
+        train_step(&SingleProcess, &step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler)).unwrap();
     assert!(!stats.skipped, "{stats:?}");
     assert_eq!((scaler.scale, scaler.good_updates, optimizer.step_count()), (256.0, 1, 1));
     assert!(weights(&varmap) != before);

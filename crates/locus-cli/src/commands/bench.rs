@@ -17,6 +17,8 @@ use locus_train::{load_checkpoint, RunConfig, Translator};
 use serde_json::json;
 
 use crate::device::parse_device;
+use crate::job::Job;
+use locus_train::Observer;
 use crate::progress::ProgressDisplay;
 use crate::search_args::SearchArgs;
 
@@ -114,13 +116,23 @@ fn gib(bytes: Option<u64>) -> Option<f64> {
 
 fn train(args: TrainBenchArgs) -> Result<()> {
     crate::allocator::tune_for_training();
-    let config = RunConfig::load(&args.config, &args.overrides)
-        .with_context(|| format!("loading config {}", args.config.display()))?;
-    let device = parse_device(&args.device)?;
-    eprintln!("preparing data and model, then {} warm-up and {} timed steps", args.warmup, args.steps);
-    let display = ProgressDisplay::new();
-    let bench = bench_train(&config, &device, args.steps, args.warmup, &|event| display.show(event))?;
-    drop(display);
+    let job = Job::join()?;
+    let (config, device, bench) = job.run(|| {
+        let config = RunConfig::load(&args.config, &args.overrides)
+            .with_context(|| format!("loading config {}", args.config.display()))?;
+        let device = parse_device(&args.device)?;
+        if job.is_root() {
+            eprintln!("preparing data and model, then {} warm-up and {} timed steps", args.warmup, args.steps);
+        }
+        let display = job.is_root().then(ProgressDisplay::new);
+        let show: Observer = &|event| display.iter().for_each(|display| display.show(event));
+        let bench = bench_train(&config, &device, args.steps, args.warmup, show, job.comm())?;
+        Ok((config, device, bench))
+    })?;
+    if !job.is_root() {
+        return Ok(());
+    }
+    let ranks = job.comm().world_size();
     let steps = &bench.steps;
     let seconds: f64 = steps.iter().map(|s| s.seconds).sum();
     let step_secs: Vec<f64> = steps.iter().map(|s| s.seconds).collect();
@@ -133,8 +145,10 @@ fn train(args: TrainBenchArgs) -> Result<()> {
     let positions: Vec<f64> = steps.iter().map(|s| s.padded_target_positions as f64).collect();
     let (m, k, n) = reference_matmul_shape(&device, median(&positions) as usize, &config.model);
     let precision = config.train.precision;
-    let matmul = matmul_flops_per_sec(m, k, n, precision.dtype(), &device, 10)?;
+    // Each rank has this rank's matmul rate: the job's peak is that many times it.
+    let matmul = matmul_flops_per_sec(m, k, n, precision.dtype(), &device, 10)? * ranks as f64;
     let achieved = flops / seconds.max(1e-12);
+    let comm_secs: f64 = steps.iter().map(|s| s.comm_seconds).sum();
     let record = json!({
         "steps": steps.len(), "median_step_s": median(&step_secs),
         "tokens_per_s": real_tokens as f64 / seconds, "target_tokens_per_s": target_tokens as f64 / seconds,
@@ -143,7 +157,17 @@ fn train(args: TrainBenchArgs) -> Result<()> {
         "mfu": achieved / matmul, "parameters": bench.parameters, "vocab_size": bench.vocab_size,
         "peak_rss_gib": gib(peak_rss_bytes()), "flops_formula": FLOPS_FORMULA,
         "batch_prepare_fraction": prepare_secs / seconds.max(1e-12),
+        "ranks": ranks, "threads_per_rank": candle_core::utils::get_num_threads(),
+        "communication_fraction": comm_secs / seconds.max(1e-12),
     });
+    if ranks > 1 {
+        println!(
+            "{ranks} ranks x {} threads; summing gradients over the ranks: {:.1} ms per step, {:.1}% of the time",
+            candle_core::utils::get_num_threads(),
+            1e3 * comm_secs / steps.len().max(1) as f64,
+            100.0 * comm_secs / seconds.max(1e-12)
+        );
+    }
     println!("{} timed steps, median {:.3} s/step", steps.len(), median(&step_secs));
     println!(
         "{:.0} tokens/s (real source + target), {:.0} target tokens/s",

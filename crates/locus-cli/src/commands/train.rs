@@ -2,6 +2,10 @@
 //!
 //! SIGINT (Ctrl-C) and SIGTERM finish the current update, write a checkpoint and exit with
 //! 128 + the signal's number (130, 143), saying how to resume; a second signal exits at once.
+//!
+//! Launched by `mpirun` or `srun` (a build with the `mpi` feature), each process is one rank of
+//! a data-parallel job ([`crate::job`]): rank 0 shows the progress and the summary, and a stop
+//! signal received by any rank stops all of them after the same update.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,10 +13,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use locus_train::{resolve_resume, train, RunConfig, StopReason, TrainOptions};
+use locus_train::{resolve_resume, train, RunConfig, StopReason, TrainOptions, TrainSummary};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::device::parse_device;
+use crate::job::Job;
+use locus_train::Observer;
 use crate::progress::ProgressDisplay;
 
 /// Arguments of `locus train`.
@@ -69,16 +75,36 @@ fn watch_signals(signal: &Arc<AtomicUsize>) -> Result<()> {
 /// Trains and prints where the checkpoints went.
 pub fn run(args: TrainArgs) -> Result<()> {
     crate::allocator::tune_for_training();
-    let (config, resume) = resolve(&args)?;
-    let device = parse_device(&args.device)?;
+    let job = Job::join()?;
     let signal = Arc::new(AtomicUsize::new(0));
-    watch_signals(&signal).context("installing the SIGINT/SIGTERM handler")?;
-    let should_stop = |_step: usize| signal.load(Ordering::SeqCst) != 0;
-    let display = ProgressDisplay::new();
-    let options = TrainOptions { progress: &|event| display.show(event), resume, should_stop: &should_stop };
-    let summary = train(&config, &device, options).context("training")?;
-    drop(display);
+    let summary = job.run(|| {
+        let (config, resume) = resolve(&args)?;
+        let device = parse_device(&args.device)?;
+        watch_signals(&signal).context("installing the SIGINT/SIGTERM handler")?;
+        let should_stop = |_step: usize| signal.load(Ordering::SeqCst) != 0;
+        let display = job.is_root().then(ProgressDisplay::new);
+        let show: Observer = &|event| display.iter().for_each(|display| display.show(event));
+        let options = TrainOptions { progress: show, resume, should_stop: &should_stop, comm: job.comm() };
+        let summary = train(&config, &device, options).context("training")?;
+        Ok((config, summary))
+    })?;
+    let (config, summary) = summary;
+    let interrupted = summary.stop == StopReason::Interrupted;
+    if job.is_root() {
+        report(&config, &summary);
+    }
+    // Every rank leaves the job (MPI_Finalize) before exiting, also with a status of its own.
+    drop(job);
+    // The rank that received the signal exits with its status; a rank stopped with it, with 0.
+    let received = signal.load(Ordering::SeqCst);
+    if interrupted && received != 0 {
+        std::process::exit(128 + received as i32);
+    }
+    Ok(())
+}
 
+/// Prints where the run stopped, its scores and where its checkpoints went.
+fn report(config: &RunConfig, summary: &TrainSummary) {
     let out_dir = summary.out_dir.display();
     eprintln!(
         "stopped at update {} ({}); {} parameters, {:.0} s, {:.0} tokens/s",
@@ -99,7 +125,5 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if let Some(dir) = &summary.last_checkpoint {
             eprintln!("interrupted: saved {}; continue with `locus train --resume {out_dir}`", dir.display());
         }
-        std::process::exit(128 + signal.load(Ordering::SeqCst) as i32);
     }
-    Ok(())
 }
