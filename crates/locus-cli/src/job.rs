@@ -58,7 +58,11 @@ impl Job {
         let comm = self.comm();
         match work() {
             Err(e) if comm.is_distributed() => {
-                eprintln!("locus: rank {} of {} failed: {e:#}; stopping every rank", comm.rank(), comm.world_size());
+                eprintln!(
+                    "locus: rank {} of {} failed: {e:#}; stopping every rank",
+                    comm.rank(),
+                    comm.world_size()
+                );
                 comm.abort(1)
             }
             result => result,
@@ -69,7 +73,9 @@ impl Job {
 /// The number of ranks the launcher started, if this process was started by one.
 #[cfg(not(feature = "mpi"))]
 fn launcher_world_size() -> Option<usize> {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"].iter().find_map(|name| std::env::var(name).ok()?.parse().ok())
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse().ok())
 }
 
 /// CPU threads for each rank when several share this machine and `--threads` is not given:

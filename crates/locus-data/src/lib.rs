@@ -29,7 +29,9 @@ pub mod prepared;
 pub mod synthetic;
 pub mod tokenizer;
 
-pub use batching::{pair_lengths, token_share, BatchPlan, BatchPlanner, PairLengths, TokenBudget, TokenizedPair};
+pub use batching::{
+    pair_lengths, token_share, BatchPlan, BatchPlanner, PairLengths, TokenBudget, TokenizedPair,
+};
 pub use buckets::{BucketsError, LengthBucket, LengthBuckets};
 pub use config::{CorpusPaths, DataConfig};
 pub use corpus::{read_lines, read_lines_allow_empty, LineReader, PairReader, ParallelCorpus};

@@ -249,7 +249,8 @@ pub fn validate(
         let mut scores = (0.0, 0.0);
         if comm.is_root() {
             let references = [set.references.to_vec()];
-            scores = (corpus_bleu(&hypotheses, &references)?.score, corpus_chrf(&hypotheses, &references)?.score);
+            scores =
+                (corpus_bleu(&hypotheses, &references)?.score, corpus_chrf(&hypotheses, &references)?.score);
         }
         let (b, c) = comm.broadcast(&scores)?;
         (bleu, chrf) = (Some(b), Some(c));

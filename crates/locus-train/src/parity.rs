@@ -26,13 +26,13 @@ use locus_model::{DropoutRng, ModelConfig, Seq2Seq};
 
 use crate::batch::{collate, TensorBatch};
 use crate::config::RunConfig;
+use crate::distributed::SingleProcess;
 use crate::error::{Result, TrainError};
 use crate::loss::label_smoothed_cross_entropy;
 use crate::modeling::{build_model, cast_model};
 use crate::optim::Adam;
 use crate::progress::silent;
 use crate::setup::{adam_params, run_dataset};
-use crate::distributed::SingleProcess;
 use crate::step::{train_step, StepOptions};
 
 /// Largest allowed difference between the f32 logits.
@@ -158,7 +158,15 @@ pub fn device_parity(cfg: &RunConfig, device: &Device) -> Result<Parity> {
     for (model, vars, batch) in [(&cpu_model, &cpu_vars, &cpu_batch), (&dev_model, &dev_vars, &dev_batch)] {
         let mut optimizer = Adam::for_varmap(vars, adam_params(cfg))?;
         let mut rng = DropoutRng::new(seed.wrapping_add(1));
-        train_step(&SingleProcess, model, &mut optimizer, std::slice::from_ref(batch), options, &mut rng, None)?;
+        train_step(
+            &SingleProcess,
+            model,
+            &mut optimizer,
+            std::slice::from_ref(batch),
+            options,
+            &mut rng,
+            None,
+        )?;
     }
     let step_max_abs_diff = max_var_diff(&cpu_vars, &dev_vars)?;
 

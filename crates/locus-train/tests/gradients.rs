@@ -6,8 +6,8 @@ use candle_core::Device;
 use locus_data::TokenizedPair;
 use locus_model::positional::Combine;
 use locus_model::{DropoutRng, ModelConfig, NormPosition, PositionalConfig};
-use locus_train::distributed::SingleProcess;
 use locus_train::batch::{collate, TensorBatch};
+use locus_train::distributed::SingleProcess;
 use locus_train::loss::label_smoothed_cross_entropy;
 use locus_train::modeling::{build_model, TOKEN_IDS};
 use locus_train::optim::{Adam, AdamParams, OptimizerKind};
@@ -93,7 +93,8 @@ fn accumulating_two_halves_equals_one_full_batch() {
             })
             .collect();
         for _ in 0..2 {
-            train_step(&SingleProcess, &model, &mut optimizer, &micro_batches, options, &mut rng, None).unwrap();
+            train_step(&SingleProcess, &model, &mut optimizer, &micro_batches, options, &mut rng, None)
+                .unwrap();
         }
         let weights: Vec<(String, Vec<f32>)> = names
             .iter()

@@ -64,8 +64,12 @@ fn tiny_model_learns_to_copy() {
             ..TrainConfig::new(dir.path().join("run"), 300)
         },
     };
-    let options =
-        TrainOptions { progress: &locus_train::progress::silent, resume: None, should_stop: &|_| false, comm: &SingleProcess };
+    let options = TrainOptions {
+        progress: &locus_train::progress::silent,
+        resume: None,
+        should_stop: &|_| false,
+        comm: &SingleProcess,
+    };
     let summary = train(&config, &Device::Cpu, options).unwrap();
     assert_eq!(summary.steps, 300);
 

@@ -11,8 +11,8 @@ use candle_core::{DType, Device};
 use locus_data::TokenizedPair;
 use locus_model::positional::{Combine, SinusoidalLayout};
 use locus_model::{DropoutRng, ModelConfig, PositionalConfig};
-use locus_train::distributed::SingleProcess;
 use locus_train::batch::{collate, TensorBatch};
+use locus_train::distributed::SingleProcess;
 use locus_train::loss_scale::LossScaler;
 use locus_train::modeling::{build_model, TOKEN_IDS};
 use locus_train::optim::{Adam, AdamParams, OptimizerKind};
@@ -133,8 +133,16 @@ fn a_bf16_update_changes_the_f32_master_weights() {
     let before = weights(&varmap);
     let step_model = Precision::Bf16.step_model(&model, &varmap).unwrap();
     let options = StepOptions { lr: 1e-3, clip_norm: 1.0, label_smoothing: 0.1 };
-    let stats =
-        train_step(&SingleProcess, &step_model, &mut optimizer, &[batch()], options, &mut DropoutRng::new(0), None).unwrap();
+    let stats = train_step(
+        &SingleProcess,
+        &step_model,
+        &mut optimizer,
+        &[batch()],
+        options,
+        &mut DropoutRng::new(0),
+        None,
+    )
+    .unwrap();
     let grad_norm = stats.read_grad_norm().unwrap();
     assert!(!stats.skipped && grad_norm.is_finite() && grad_norm > 0.0, "{stats:?}");
     assert_eq!(optimizer.step_count(), 1);
@@ -174,8 +182,16 @@ fn an_overflowing_f16_update_is_skipped_and_halves_the_scale() {
     let mut scaler = LossScaler::with_scale(2f64.powi(40));
     let step_model = Precision::F16.step_model(&model, &varmap).unwrap();
     let mut rng = DropoutRng::new(0);
-    let stats =
-        train_step(&SingleProcess, &step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler)).unwrap();
+    let stats = train_step(
+        &SingleProcess,
+        &step_model,
+        &mut optimizer,
+        &[batch()],
+        options,
+        &mut rng,
+        Some(&mut scaler),
+    )
+    .unwrap();
     assert!(stats.skipped && !stats.read_grad_norm().unwrap().is_finite(), "{stats:?}");
     assert!(stats.losses.read().unwrap().0.is_finite(), "the forward pass is not scaled: {stats:?}");
     assert_eq!(scaler, LossScaler { scale: 2f64.powi(39), good_updates: 0 });
@@ -185,8 +201,16 @@ fn an_overflowing_f16_update_is_skipped_and_halves_the_scale() {
     // At 2^8 the scaled gradients fit: the update applies, and unscaled its gradient norm is
     // the f32 one up to f16 rounding.
     scaler.scale = 256.0;
-    let stats =
-        train_step(&SingleProcess, &step_model, &mut optimizer, &[batch()], options, &mut rng, Some(&mut scaler)).unwrap();
+    let stats = train_step(
+        &SingleProcess,
+        &step_model,
+        &mut optimizer,
+        &[batch()],
+        options,
+        &mut rng,
+        Some(&mut scaler),
+    )
+    .unwrap();
     assert!(!stats.skipped, "{stats:?}");
     assert_eq!((scaler.scale, scaler.good_updates, optimizer.step_count()), (256.0, 1, 1));
     assert!(weights(&varmap) != before);

@@ -69,8 +69,12 @@ fn config(dir: &Path, run: &str, max_steps: usize) -> RunConfig {
 
 fn run(cfg: &RunConfig, resume: Option<PathBuf>, stop_at: Option<usize>) -> TrainSummary {
     let should_stop = move |step: usize| Some(step) == stop_at;
-    let options =
-        TrainOptions { progress: &locus_train::progress::silent, resume, should_stop: &should_stop, comm: &SingleProcess };
+    let options = TrainOptions {
+        progress: &locus_train::progress::silent,
+        resume,
+        should_stop: &should_stop,
+        comm: &SingleProcess,
+    };
     train(cfg, &Device::Cpu, options).unwrap()
 }
 
@@ -218,8 +222,12 @@ fn a_diverging_run_fails_naming_the_update_before_saving_it() {
     cfg.train.lr = 1e38;
     cfg.train.warmup_steps = 0;
     cfg.train.log_interval = 10;
-    let options =
-        TrainOptions { progress: &locus_train::progress::silent, resume: None, should_stop: &|_| false, comm: &SingleProcess };
+    let options = TrainOptions {
+        progress: &locus_train::progress::silent,
+        resume: None,
+        should_stop: &|_| false,
+        comm: &SingleProcess,
+    };
     let err = train(&cfg, &Device::Cpu, options).unwrap_err().to_string();
     assert!(err.starts_with("training diverged at step 2: loss is NaN"), "{err}");
     assert!(!dir.path().join("run/last").exists(), "a checkpoint was saved: {err}");
@@ -376,5 +384,10 @@ fn a_prepared_dataset_must_match_the_run() {
 }
 
 fn silent_options(resume: Option<PathBuf>) -> TrainOptions<'static> {
-    TrainOptions { progress: &locus_train::progress::silent, resume, should_stop: &|_| false, comm: &SingleProcess }
+    TrainOptions {
+        progress: &locus_train::progress::silent,
+        resume,
+        should_stop: &|_| false,
+        comm: &SingleProcess,
+    }
 }

@@ -18,9 +18,9 @@ use serde_json::json;
 
 use crate::device::parse_device;
 use crate::job::Job;
-use locus_train::Observer;
 use crate::progress::ProgressDisplay;
 use crate::search_args::SearchArgs;
+use locus_train::Observer;
 
 /// Arguments of `locus bench`.
 #[derive(Args)]
@@ -122,7 +122,10 @@ fn train(args: TrainBenchArgs) -> Result<()> {
             .with_context(|| format!("loading config {}", args.config.display()))?;
         let device = parse_device(&args.device)?;
         if job.is_root() {
-            eprintln!("preparing data and model, then {} warm-up and {} timed steps", args.warmup, args.steps);
+            eprintln!(
+                "preparing data and model, then {} warm-up and {} timed steps",
+                args.warmup, args.steps
+            );
         }
         let display = job.is_root().then(ProgressDisplay::new);
         let show: Observer = &|event| display.iter().for_each(|display| display.show(event));

@@ -5,7 +5,10 @@
 //!
 //! Launched by `mpirun` or `srun` (a build with the `mpi` feature), each process is one rank of
 //! a data-parallel job ([`crate::job`]): rank 0 shows the progress and the summary, and a stop
-//! signal received by any rank stops all of them after the same update.
+//! signal received by any rank stops all of them after the same update. A rank may receive two
+//! signals for one Ctrl-C (the terminal's SIGINT, and the SIGTERM `mpirun` forwards), so in a
+//! job of several ranks a second signal does not exit at once: the launcher's own SIGKILL,
+//! after its grace period, is what ends a rank that takes too long.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,8 +21,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::device::parse_device;
 use crate::job::Job;
-use locus_train::Observer;
 use crate::progress::ProgressDisplay;
+use locus_train::Observer;
 
 /// Arguments of `locus train`.
 #[derive(Args)]
@@ -61,11 +64,14 @@ fn resolve(args: &TrainArgs) -> Result<(RunConfig, Option<PathBuf>)> {
     }
 }
 
-/// Records the first SIGINT/SIGTERM in `signal`; a second one terminates the process.
-fn watch_signals(signal: &Arc<AtomicUsize>) -> Result<()> {
+/// Records the first SIGINT/SIGTERM in `signal`; with `second_exits`, a second one terminates
+/// the process.
+fn watch_signals(signal: &Arc<AtomicUsize>, second_exits: bool) -> Result<()> {
     let armed = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&armed))?;
+        if second_exits {
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&armed))?;
+        }
         signal_hook::flag::register(sig, Arc::clone(&armed))?;
         signal_hook::flag::register_usize(sig, Arc::clone(signal), sig as usize)?;
     }
@@ -80,7 +86,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let summary = job.run(|| {
         let (config, resume) = resolve(&args)?;
         let device = parse_device(&args.device)?;
-        watch_signals(&signal).context("installing the SIGINT/SIGTERM handler")?;
+        let second_exits = !job.comm().is_distributed();
+        watch_signals(&signal, second_exits).context("installing the SIGINT/SIGTERM handler")?;
         let should_stop = |_step: usize| signal.load(Ordering::SeqCst) != 0;
         let display = job.is_root().then(ProgressDisplay::new);
         let show: Observer = &|event| display.iter().for_each(|display| display.show(event));

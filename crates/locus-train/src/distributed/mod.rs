@@ -5,8 +5,6 @@
 //!   communicates nothing, and the trainer skips every reduction for it.
 //! - `MpiCommunicator` (feature `mpi`): Open MPI through rsmpi, for CPU ranks on one machine or
 //!   a cluster (`mpirun`, Slurm's `srun`).
-//! - `NcclCommunicator` (feature `nccl`): NCCL between GPUs, one rank per GPU, launched (and its
-//!   unique id exchanged) over MPI.
 //!
 //! Every rank plans the same global batches from (seed, epoch) and trains on its share of each,
 //! split by tokens ([`locus_data::token_share`]); the update's summed gradients, its target
@@ -16,8 +14,6 @@
 mod gradients;
 #[cfg(feature = "mpi")]
 mod mpi;
-#[cfg(feature = "nccl")]
-mod nccl;
 mod single;
 
 use candle_core::{DType, Device, Tensor};
@@ -27,8 +23,6 @@ use serde::Serialize;
 pub use gradients::{reduce_update, BUCKET_FLOATS};
 #[cfg(feature = "mpi")]
 pub use mpi::{abort_mpi_job, launched_by_mpi, MpiCommunicator};
-#[cfg(feature = "nccl")]
-pub use nccl::NcclCommunicator;
 pub use single::SingleProcess;
 
 use crate::error::{Result, TrainError};

@@ -22,8 +22,8 @@ use locus_data::read_lines;
 use locus_data::synthetic::{generate, write_examples, TaskSpec};
 use locus_model::LengthLimits;
 
-use crate::distributed::SingleProcess;
 use crate::checkpoint::load_checkpoint;
+use crate::distributed::SingleProcess;
 use crate::error::{Result, TrainError};
 use crate::progress::{Observer, Progress};
 use crate::trainer::{train, TrainOptions};
@@ -89,7 +89,8 @@ fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device, progress: Observer) -
         | Progress::CellStarted(_)
         | Progress::CellFinished(_) => {}
     };
-    let options = TrainOptions { progress: &lines, resume: None, should_stop: &|_| false, comm: &SingleProcess };
+    let options =
+        TrainOptions { progress: &lines, resume: None, should_stop: &|_| false, comm: &SingleProcess };
     let summary = train(&run, device, options)?;
     let checkpoint = load_checkpoint(&run.train.out_dir.join("best"), device)?;
     let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
