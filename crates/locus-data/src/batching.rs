@@ -574,8 +574,10 @@ mod tests {
         }
     }
 
-    /// Costs 4, 4, 2, 6 (each side's tokens plus 2): a total of 16, cut at 8 into halves, and
-    /// at 4, 8, 12 into quarters where the running counts are 0, 4, 8, 10, 16.
+    /// Costs 4, 4, 2, 6 (each side's tokens plus 2): a total of 16; the running counts before
+    /// each example are 0, 4, 8, 10. Halves cut where 8 is reached, before the third example;
+    /// quarters where 4, 8 and 12 are reached: 12 never is before the end, so the last quarter
+    /// is empty and the third holds the last two examples.
     #[test]
     fn token_shares_by_hand() {
         let lengths: Vec<PairLengths> =
@@ -584,7 +586,7 @@ mod tests {
         assert_eq!(token_share(&lengths, &batch, 0, 2), [0, 1]);
         assert_eq!(token_share(&lengths, &batch, 1, 2), [2, 3]);
         let quarters: Vec<&[u32]> = (0..4).map(|part| token_share(&lengths, &batch, part, 4)).collect();
-        assert_eq!(quarters, [&[0u32][..], &[1], &[2], &[3]]);
+        assert_eq!(quarters, [&[0u32][..], &[1], &[2, 3], &[]]);
         assert_eq!(token_share(&lengths, &batch, 0, 1), batch);
         // One example, two parts: the second is empty.
         assert_eq!(token_share(&lengths, &[3], 0, 2), [3]);
