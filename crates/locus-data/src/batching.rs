@@ -86,6 +86,11 @@ impl PairLengths {
     pub fn get(self) -> (usize, usize) {
         (usize::from(self.src), usize::from(self.tgt))
     }
+
+    /// The example's real tokens once collated: both sides, each with its EOS (or BOS).
+    pub fn real_tokens(self) -> usize {
+        usize::from(self.src) + usize::from(self.tgt) + 2
+    }
 }
 
 /// The length table of `pairs`.
@@ -270,7 +275,7 @@ impl BatchPlanner {
 ///
 /// Indices must be valid for `lengths`; invalid ones count no tokens.
 pub fn token_share<'b>(lengths: &[PairLengths], batch: &'b [u32], part: usize, parts: usize) -> &'b [u32] {
-    let cost = |i: &u32| lengths.get(*i as usize).map_or(0, |l| usize::from(l.src) + usize::from(l.tgt) + 2);
+    let cost = |i: &u32| lengths.get(*i as usize).map_or(0, |l| l.real_tokens());
     let total: usize = batch.iter().map(cost).sum();
     // Cut k falls before the first example at which the running count reaches k / parts of
     // the total; the last cut is the batch's end.

@@ -77,12 +77,8 @@ pub fn load_update<'g>(
     let lengths = split.lengths();
     let (mut batches, mut real_tokens) = (Vec::new(), 0);
     for batch in group {
-        let (src, tgt): (usize, usize) = batch
-            .iter()
-            .filter_map(|&i| lengths.get(i as usize))
-            .map(|l| l.get())
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        real_tokens += src + tgt + 2 * batch.len();
+        real_tokens +=
+            batch.iter().filter_map(|&i| lengths.get(i as usize)).map(|l| l.real_tokens()).sum::<usize>();
         let share = token_share(lengths, batch, comm.rank(), comm.world_size());
         if !share.is_empty() {
             let pairs = split.read_batch(share)?;
