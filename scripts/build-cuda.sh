@@ -15,6 +15,13 @@
 # C++ compiler; as root the script installs the missing Debian packages itself, otherwise it says
 # which to install. It does not need root.
 #
+# With `--features nccl` (data-parallel training on several GPUs, one MPI rank per GPU) it also
+# needs Open MPI and libclang to build (installed as root like the rest), adds NCCL from its
+# wheel (nvidia-nccl-cu13, into the same cache) and ships libnccl.so.2 (about 200 MB) beside the
+# binary. The binary then links the system's Open MPI (libmpi.so.40), which the GPU machine must
+# have (it launches the ranks); its runtime libraries are also copied into dist/cuda/openmpi/ for
+# runs of one rank on a machine without it (scripts/gpu-check.sh puts that on the loader path).
+#
 # Environment: CUDA_COMPUTE_CAP (default 90), CARGO_TARGET_DIR (default target/cuda, so CPU
 # builds in target/ are left alone), LOCUS_CUDA_HOME (toolkit cache). Arguments go to cargo.
 set -euo pipefail
@@ -37,6 +44,11 @@ wheels=(
   nvidia-curand==10.4.0.35
 )
 
+# NCCL, for `--features nccl` only.
+nccl_wheel=nvidia-nccl-cu13==2.32.6
+wants_nccl=false
+[[ " $* " == *nccl* ]] && wants_nccl=true
+
 [ "$(uname -m)" = x86_64 ] || { echo "error: only x86_64 Linux is supported" >&2; exit 1; }
 
 # Prerequisites: command, then the Debian package that provides it.
@@ -49,6 +61,11 @@ need c++ g++
 need strip binutils
 need readelf binutils
 python3 -m pip --version > /dev/null 2>&1 || missing+=(python3-pip)
+if $wants_nccl; then
+  need mpicc libopenmpi-dev
+  need mpirun openmpi-bin
+  ldconfig -p | grep -q 'libclang[-.0-9]*\.so' || missing+=(libclang-dev)
+fi
 command -v cargo > /dev/null || {
   echo "error: cargo not found; install Rust from https://rustup.rs" >&2
   exit 1
@@ -126,6 +143,30 @@ else
   install_toolkit
 fi
 
+# Adds NCCL's library and header to the toolkit cache unless it holds this version already.
+install_nccl() {
+  local downloads="$tk.downloads" staging="$tk.nccl-staging"
+  mkdir -p "$downloads"
+  echo "downloading NCCL ($nccl_wheel) into $downloads"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$downloads" "$nccl_wheel"
+  rm -rf "$staging"
+  unzip -q -o "$downloads/nvidia_nccl_cu13-${nccl_wheel##*==}-"*.whl \
+    'nvidia/nccl/lib/libnccl.so.2' 'nvidia/nccl/include/nccl.h' -d "$staging"
+  mv "$staging/nvidia/nccl/lib/libnccl.so.2" "$tk/lib/"
+  ln -sf libnccl.so.2 "$tk/lib/libnccl.so"
+  mv "$staging/nvidia/nccl/include/nccl.h" "$tk/include/"
+  echo "$nccl_wheel" > "$tk/.locus-nccl"
+  rm -rf "$staging" "$downloads"
+}
+
+if $wants_nccl; then
+  if [ "$(cat "$tk/.locus-nccl" 2> /dev/null)" = "$nccl_wheel" ]; then
+    echo "using NCCL ($nccl_wheel) in $tk"
+  else
+    install_nccl
+  fi
+fi
+
 export CUDA_HOME="$tk" NVCC="$tk/bin/nvcc" CUDARC_CUDA_VERSION=13000
 export PATH="$tk/bin:$tk/nvvm/bin:$PATH"
 echo "building locus (--features cuda, sm_$CUDA_COMPUTE_CAP) in $CARGO_TARGET_DIR"
@@ -151,6 +192,18 @@ while [ ${#queue[@]} -gt 0 ]; do
   done
   queue=("${queue[@]:1}")
 done
+# Open MPI's runtime libraries (everything libmpi needs but the C library), kept off the run
+# path so that a machine's own Open MPI, which its mpirun must match, is preferred.
+if readelf -d "$dist/locus" | grep -q 'NEEDED.*libmpi\.so'; then
+  mkdir -p "$dist/openmpi"
+  libmpi=$(ldconfig -p | sed -n 's/.*libmpi\.so\.40 .*=> \(.*\)/\1/p' | head -1)
+  for lib in "$libmpi" $(ldd "$libmpi" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p'); do
+    case $(basename "$lib") in
+      libc.so.* | libm.so.* | libdl.so.* | libpthread.so.* | librt.so.* | ld-linux*) ;;
+      *) cp -L "$lib" "$dist/openmpi/" ;;
+    esac
+  done
+fi
 if [ -f "$dist/libnvrtc.so.13" ]; then
   cp "$tk"/lib/libnvrtc-builtins.so.13.0 "$dist/"
 fi

@@ -16,7 +16,9 @@
 #   (c) `locus bench train` in bf16 on configs/bench-cpu.toml and on configs/bench-base.toml
 #       (Transformer-base): tokens/s and MFU against this GPU's own bf16 matmul rate;
 #   (d) a short bf16 training of configs/multi30k-de-en.toml, then `locus bench translate` of
-#       test_2016_flickr, greedy and beam 4.
+#       test_2016_flickr, greedy and beam 4;
+#   (e) in a build with `nccl` (scripts/build-cuda.sh --features nccl): `locus bench all-reduce`
+#       on the device, world size 1, through NCCL: every sum exact (marked n/a in other builds).
 #
 # On the GPU machine (no Rust toolchain or network needed) put, in one directory:
 #   dist/cuda/          from scripts/build-cuda.sh: the binary and the CUDA libraries it loads
@@ -81,6 +83,10 @@ if command -v python3 > /dev/null; then
     if [ -d "$dir" ]; then lib_dirs+=("$dir"); fi
   done < <(python3 -c 'import glob, nvidia; [print(d) for p in nvidia.__path__ for d in glob.glob(p + "/*/lib")]' 2> /dev/null || true)
 fi
+# An nccl build links Open MPI; dist/cuda/openmpi/ holds a copy for machines without one.
+if [ -d "$(dirname "$LOCUS")/openmpi" ] && ! ldconfig -p 2> /dev/null | grep -q 'libmpi\.so\.40 '; then
+  lib_dirs+=("$(dirname "$LOCUS")/openmpi")
+fi
 LD_LIBRARY_PATH=$(IFS=:; echo "${lib_dirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export LD_LIBRARY_PATH
 
@@ -102,10 +108,11 @@ started=$EPOCHREALTIME
 rows=()
 failed=0
 
-# row STAGE RESULT LIMIT VERDICT SECONDS: one line of the final table; a FAIL fails the run.
+# row STAGE RESULT LIMIT VERDICT SECONDS: one line of the final table; a FAIL fails the run (n/a:
+# a stage this binary cannot run).
 row() {
   rows+=("| $1 | $2 | $3 | $4 | $5 |")
-  [ "$4" = pass ] || failed=1
+  [ "$4" = pass ] || [ "$4" = n/a ] || failed=1
   echo "== $1: $2 ($3) $4" >&2
 }
 
@@ -269,6 +276,18 @@ for beam in 1 4; do
   search=$([ "$beam" = 1 ] && echo greedy || echo "beam $beam")
   row "bench translate $search" "$(why $rc)${sentences:-0} sentences, ${rate:0:6} sentences/s" "runs" "$ok" "$secs"
 done
+
+# (e) NCCL on one rank: the gradient sum's path through NCCL on the device, each sum exact.
+if grep -q 'libnccl\.so' "$LOCUS"; then
+  stage all-reduce 60 "${locus[@]}" bench all-reduce --device "$DEVICE" --repeats 10 --json
+  log=$LOG_DIR/all-reduce.log
+  engine=$(json engine "$log")
+  bucket_ms=$(awk '$1 == 1048576 { print $3 }' "$log")
+  ok=$(verdict test "$rc" = 0 -a "$engine" = NCCL)
+  row "NCCL sum, world size 1" "$(why $rc)engine ${engine:-none}, 1Mi floats in ${bucket_ms:-?} ms, exact"     "NCCL; every sum exact" "$ok" "$secs"
+else
+  row "NCCL sum, world size 1" "binary built without --features nccl" "nccl build" n/a ""
+fi
 
 total=$(since "$started")
 row total "$total s" "≤ $BUDGET_S s" "$(verdict holds "$total" "<=" "$BUDGET_S")" "$total"

@@ -1,11 +1,15 @@
 //! The job a `locus train` or `locus bench train` process belongs to: alone, or one rank of an
-//! MPI job started by `mpirun` or Slurm's `srun` (in a build with the `mpi` feature).
+//! MPI job started by `mpirun` or Slurm's `srun` (in a build with the `mpi` feature), on the
+//! device the rank trains on (one GPU per rank; NCCL between GPUs in a build with `nccl`).
 //!
 //! A rank that fails must not leave the others waiting for it in a collective: its error, or
 //! its panic, is printed with its rank and then aborts every rank of the job.
 
 use anyhow::Result;
+use candle_core::Device;
 use locus_train::distributed::{Communicator, SingleProcess};
+
+use crate::device::parse_device;
 
 /// This process's place in a training job.
 pub struct Job {
@@ -42,6 +46,33 @@ impl Job {
         Ok(Self { comm: Box::new(SingleProcess) })
     }
 
+    /// Opens the device this rank trains on: `name` as `--device` gives it, except that `cuda`
+    /// (or `auto` on a machine with a GPU) means one GPU per rank, `cuda:L` for the rank's local
+    /// rank L on its machine, in a job of several ranks. In a build with `nccl`, ranks on GPUs
+    /// then sum their gradients with NCCL (connected here, collectively).
+    ///
+    /// # Errors
+    /// The device does not open, or NCCL cannot connect the ranks; in a job of several ranks,
+    /// the error is printed and every rank stopped instead.
+    pub fn open_device(&mut self, name: &str) -> Result<Device> {
+        let device = self.run(|| {
+            let gpu_per_rank = self.comm().is_distributed()
+                && (name == "cuda" || (name == "auto" && candle_core::utils::cuda_is_available()));
+            match local_rank().filter(|_| gpu_per_rank) {
+                Some(local) => parse_device(&format!("cuda:{local}")),
+                None => parse_device(name),
+            }
+        })?;
+        #[cfg(feature = "nccl")]
+        if device.is_cuda() {
+            use locus_train::distributed::{connect_gpus, NcclCommunicator};
+            let link = self.run(|| Ok(connect_gpus(self.comm(), &device)?))?;
+            let host = std::mem::replace(&mut self.comm, Box::new(SingleProcess));
+            self.comm = Box::new(NcclCommunicator::new(host, link));
+        }
+        Ok(device)
+    }
+
     /// The communicator to train with.
     pub fn comm(&self) -> &dyn Communicator {
         self.comm.as_ref()
@@ -74,6 +105,14 @@ impl Job {
 #[cfg(not(feature = "mpi"))]
 fn launcher_world_size() -> Option<usize> {
     ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse().ok())
+}
+
+/// This rank's index among the ranks on its machine, as the launcher (Open MPI, MPICH, Slurm)
+/// tells it.
+fn local_rank() -> Option<usize> {
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"]
         .iter()
         .find_map(|name| std::env::var(name).ok()?.parse().ok())
 }

@@ -11,6 +11,8 @@
 //! - a rank killed with SIGKILL stops the job within 30 s with a message naming it, and the
 //!   last checkpoint resumes; an error on every rank stops the job rather than hanging it.
 //!
+//! - `locus bench all-reduce` on 3 ranks sums buffers of every size exactly.
+//!
 //! Every `mpirun` has a deadline, after which it is killed and the test fails: a hang fails the
 //! test instead of the CI job.
 #![cfg(feature = "mpi")]
@@ -186,6 +188,19 @@ fn two_ranks_match_one_process_on_multi30k() {
             "train.best_metric=nll",
         ],
     );
+}
+
+#[test]
+fn the_all_reduce_benchmark_sums_exactly_on_three_ranks() {
+    let args =
+        ["bench", "all-reduce", "--device", "cpu", "--floats", "1,1000,1048576", "--repeats", "3", "--json"];
+    let output = run_ok(3, &args.map(String::from));
+    let text = text(&output);
+    let record: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!((&record["ranks"], &record["engine"]), (&3.into(), &"MPI".into()), "{text}");
+    let sizes = record["sizes"].as_array().unwrap();
+    assert_eq!(sizes.iter().map(|s| s["floats"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 1000, 1048576]);
+    assert!(sizes.iter().all(|s| s["max_error"] == 0.0), "{text}");
 }
 
 /// The processes whose environment holds `OMPI_COMM_WORLD_RANK=<rank>` and whose command line

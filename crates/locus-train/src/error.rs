@@ -59,6 +59,9 @@ pub enum TrainError {
         /// Its length.
         got: usize,
     },
+    /// The ranks of a distributed job could not set up a collective (NCCL between GPUs).
+    #[error("communication: {0}")]
+    Communication(String),
     /// A data error (corpus, tokenizer, batching).
     #[error(transparent)]
     Data(#[from] locus_data::DataError),

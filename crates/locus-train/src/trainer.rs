@@ -274,7 +274,8 @@ impl<'a> Session<'a> {
         let world = self.comm.world_size();
         if world > 1 {
             progress(Progress::Info(&format!(
-                "data parallel: {world} ranks, each training on its share of every batch"
+                "data parallel: {world} ranks, each training on its share of every batch; gradients summed by {}",
+                self.comm.engine()
             )));
         }
         if resume.is_some() && state.world_size != world {

@@ -2,6 +2,7 @@
 //! that make numbers from shared, noisy machines comparable (model FLOP/s over the matmul FLOP/s
 //! measured in the same process, in the training precision's dtype). `locus bench parity`: the
 //! CPU against a GPU on the same weights and batch, each difference against its limit.
+//! `locus bench all-reduce`: the time and exactness of the ranks' gradient sum on its own.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use locus_train::bench::{
     bench_train, matmul_flops_per_sec, median, peak_rss_bytes, quantile, reference_matmul_shape,
     FLOPS_FORMULA,
 };
+use locus_train::distributed::{bench_all_reduce, BUCKET_FLOATS};
 use locus_train::parity::device_parity;
 use locus_train::{load_checkpoint, RunConfig, Translator};
 use serde_json::json;
@@ -37,6 +39,26 @@ enum Bench {
     Translate(TranslateBenchArgs),
     /// Compare the CPU with a device on a config's first training batch (exits 1 on a failure).
     Parity(ParityBenchArgs),
+    /// Time the sum over the job's ranks of buffers of several sizes and check it is exact
+    /// (run under mpirun; NCCL between GPUs in a build with `nccl`; exits 1 on a wrong sum).
+    AllReduce(AllReduceBenchArgs),
+}
+
+/// Arguments of `locus bench all-reduce`.
+#[derive(Args)]
+pub struct AllReduceBenchArgs {
+    /// Buffer sizes in f32 values (default: 1Ki, 64Ki, the 1Mi of a gradient bucket, 16Mi).
+    #[arg(long, value_delimiter = ',', default_values_t = [1 << 10, 1 << 16, BUCKET_FLOATS, 1 << 24])]
+    floats: Vec<usize>,
+    /// Timed sums of each size.
+    #[arg(long, default_value_t = 20)]
+    repeats: usize,
+    /// auto, cpu, cuda, cuda:N or metal (`cuda`: one GPU per rank).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `locus bench parity`.
@@ -107,7 +129,55 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Bench::Train(args) => train(args),
         Bench::Translate(args) => translate(args),
         Bench::Parity(args) => parity(args),
+        Bench::AllReduce(args) => all_reduce(args),
     }
+}
+
+fn all_reduce(args: AllReduceBenchArgs) -> Result<()> {
+    let mut job = Job::join()?;
+    let device = job.open_device(&args.device)?;
+    let timings = job.run(|| Ok(bench_all_reduce(job.comm(), &device, &args.floats, args.repeats)?))?;
+    if !job.is_root() {
+        return Ok(());
+    }
+    let ranks = job.comm().world_size();
+    let engine = job.comm().engine();
+    println!(
+        "{ranks} rank(s) on {device:?}, summed by {engine}; median of {} sums of each size",
+        args.repeats
+    );
+    println!(
+        "{:>10} {:>10} {:>12} {:>14} {:>14} {:>10}",
+        "floats", "MiB", "median ms", "algbw GB/s", "busbw GB/s", "max error"
+    );
+    for t in &timings {
+        println!(
+            "{:>10} {:>10.3} {:>12.3} {:>14.2} {:>14.2} {:>10}",
+            t.floats,
+            (4 * t.floats) as f64 / (1u64 << 20) as f64,
+            1e3 * t.median_seconds,
+            t.bytes_per_second() / 1e9,
+            t.bus_bytes_per_second(ranks) / 1e9,
+            t.max_error
+        );
+    }
+    if args.json {
+        let sizes: Vec<_> = timings
+            .iter()
+            .map(|t| {
+                json!({"floats": t.floats, "median_s": t.median_seconds, "bytes_per_s": t.bytes_per_second(),
+                       "bus_bytes_per_s": t.bus_bytes_per_second(ranks), "max_error": t.max_error})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"ranks": ranks, "device": format!("{device:?}"), "engine": engine, "sizes": sizes})
+        );
+    }
+    if let Some(wrong) = timings.iter().find(|t| t.max_error != 0.0) {
+        bail!("the sum of {} floats over {ranks} ranks is off by up to {}", wrong.floats, wrong.max_error);
+    }
+    Ok(())
 }
 
 fn gib(bytes: Option<u64>) -> Option<f64> {
@@ -116,11 +186,11 @@ fn gib(bytes: Option<u64>) -> Option<f64> {
 
 fn train(args: TrainBenchArgs) -> Result<()> {
     crate::allocator::tune_for_training();
-    let job = Job::join()?;
-    let (config, device, bench) = job.run(|| {
+    let mut job = Job::join()?;
+    let device = job.open_device(&args.device)?;
+    let (config, bench) = job.run(|| {
         let config = RunConfig::load(&args.config, &args.overrides)
             .with_context(|| format!("loading config {}", args.config.display()))?;
-        let device = parse_device(&args.device)?;
         if job.is_root() {
             eprintln!(
                 "preparing data and model, then {} warm-up and {} timed steps",
@@ -130,7 +200,7 @@ fn train(args: TrainBenchArgs) -> Result<()> {
         let display = job.is_root().then(ProgressDisplay::new);
         let show: Observer = &|event| display.iter().for_each(|display| display.show(event));
         let bench = bench_train(&config, &device, args.steps, args.warmup, show, job.comm())?;
-        Ok((config, device, bench))
+        Ok((config, bench))
     })?;
     if !job.is_root() {
         return Ok(());

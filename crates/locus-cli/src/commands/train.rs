@@ -19,7 +19,6 @@ use clap::Args;
 use locus_train::{resolve_resume, train, RunConfig, StopReason, TrainOptions, TrainSummary};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use crate::device::parse_device;
 use crate::job::Job;
 use crate::progress::ProgressDisplay;
 use locus_train::Observer;
@@ -81,11 +80,11 @@ fn watch_signals(signal: &Arc<AtomicUsize>, second_exits: bool) -> Result<()> {
 /// Trains and prints where the checkpoints went.
 pub fn run(args: TrainArgs) -> Result<()> {
     crate::allocator::tune_for_training();
-    let job = Job::join()?;
+    let mut job = Job::join()?;
+    let device = job.open_device(&args.device)?;
     let signal = Arc::new(AtomicUsize::new(0));
     let summary = job.run(|| {
         let (config, resume) = resolve(&args)?;
-        let device = parse_device(&args.device)?;
         let second_exits = !job.comm().is_distributed();
         watch_signals(&signal, second_exits).context("installing the SIGINT/SIGTERM handler")?;
         let should_stop = |_step: usize| signal.load(Ordering::SeqCst) != 0;

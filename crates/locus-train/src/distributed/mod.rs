@@ -5,24 +5,32 @@
 //!   communicates nothing, and the trainer skips every reduction for it.
 //! - `MpiCommunicator` (feature `mpi`): Open MPI through rsmpi, for CPU ranks on one machine or
 //!   a cluster (`mpirun`, Slurm's `srun`).
+//! - `NcclCommunicator` (feature `nccl`): one rank per GPU; NCCL sums tensors on the GPUs,
+//!   the host communicator (MPI) does the rest and broadcasts NCCL's unique id.
 //!
 //! Every rank plans the same global batches from (seed, epoch) and trains on its share of each,
 //! split by tokens ([`locus_data::token_share`]); the update's summed gradients, its target
 //! tokens and its losses are summed over the ranks, so that N ranks with 1/N of a batch each
 //! apply the update one rank would apply with the whole batch.
 
+mod all_reduce_bench;
 mod gradients;
 #[cfg(feature = "mpi")]
 mod mpi;
+#[cfg(feature = "nccl")]
+mod nccl;
 mod single;
 
 use candle_core::{DType, Device, Tensor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use all_reduce_bench::{bench_all_reduce, AllReduceTiming};
 pub use gradients::{reduce_update, BUCKET_FLOATS};
 #[cfg(feature = "mpi")]
 pub use mpi::{abort_mpi_job, launched_by_mpi, MpiCommunicator};
+#[cfg(feature = "nccl")]
+pub use nccl::{connect_gpus, GpuLink, NcclCommunicator};
 pub use single::SingleProcess;
 
 use crate::error::{Result, TrainError};
@@ -35,6 +43,9 @@ pub trait Communicator {
 
     /// The number of ranks.
     fn world_size(&self) -> usize;
+
+    /// What carries the sums, for messages: `one process`, `MPI`, `NCCL`.
+    fn engine(&self) -> &'static str;
 
     /// The element-wise sum over every rank of `buffer`, a 1-D f32 tensor of the same length
     /// on each; every rank receives it, on `buffer`'s device.

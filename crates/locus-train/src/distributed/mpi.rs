@@ -55,6 +55,10 @@ impl Communicator for MpiCommunicator {
         self.world.size() as usize
     }
 
+    fn engine(&self) -> &'static str {
+        "MPI"
+    }
+
     /// Copies the buffer to the host, sums it there with `MPI_Allreduce`, and copies the sum
     /// back to the buffer's device (a no-op on the CPU).
     fn all_reduce_sum(&self, buffer: &Tensor) -> Result<Tensor> {

@@ -18,6 +18,10 @@ impl Communicator for SingleProcess {
         1
     }
 
+    fn engine(&self) -> &'static str {
+        "one process"
+    }
+
     fn all_reduce_sum(&self, buffer: &Tensor) -> Result<Tensor> {
         Ok(buffer.clone())
     }
