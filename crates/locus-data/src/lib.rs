@@ -20,6 +20,7 @@
 pub mod atomic_dir;
 pub mod batching;
 pub mod buckets;
+pub mod checksum;
 pub mod config;
 pub mod corpus;
 pub mod error;

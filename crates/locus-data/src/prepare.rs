@@ -34,7 +34,7 @@ use crate::prepared::manifest::{
     FORMAT_VERSION, MANIFEST,
 };
 use crate::prepared::shard::{ShardWriter, TokenWidth, WrittenFiles};
-use crate::prepared::{checksum, TOKENIZER};
+use crate::prepared::TOKENIZER;
 use crate::tokenizer::{BatchEncoder, SubwordTokenizer};
 
 /// Pairs read and encoded together: enough for every core to have work, few enough that the
@@ -137,7 +137,7 @@ pub fn prepare(config: &DataConfig, out: &Path, options: PrepareOptions) -> Resu
             let width = TokenWidth::for_vocab(tokenizer.vocab_size());
             let mut files = BTreeMap::new();
             tokenizer.save(&dir.join(TOKENIZER))?;
-            files.insert(TOKENIZER.to_owned(), file_entry(&dir.join(TOKENIZER))?);
+            files.insert(TOKENIZER.to_owned(), FileEntry::of(&dir.join(TOKENIZER))?);
 
             let mut train = ShardWriter::new(dir, "train", width, config.shard_pairs);
             let mut pass = EncodePass {
@@ -393,7 +393,7 @@ fn prepare_valid(
         let path = dir.join(name);
         let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
         write_synced(&path, text.as_bytes())?;
-        files.push(((*name).to_owned(), file_entry(&path)?));
+        files.push(((*name).to_owned(), FileEntry::of(&path)?));
     }
     let dropped = DropCounts {
         too_short: report.too_short,
@@ -411,10 +411,4 @@ fn prepare_valid(
         dropped,
     };
     Ok((stats, index, files))
-}
-
-/// The size and checksum of a file just written.
-fn file_entry(path: &Path) -> Result<FileEntry> {
-    let bytes = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?.len();
-    Ok(FileEntry { bytes, xxh3: checksum(path)? })
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::checksum::FileEntry;
 use crate::config::{DataConfig, DropReason};
 use crate::error::{DataError, Result};
 use crate::tokenizer::SubwordModel;
@@ -188,15 +189,6 @@ pub struct ShardEntry {
     pub pairs: usize,
     /// Token ids in the `.bin` file (both sides).
     pub tokens: u64,
-}
-
-/// The size and checksum of one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    /// Its length in bytes.
-    pub bytes: u64,
-    /// The XXH3-64 hash of its bytes, as 16 lowercase hex digits (what `xxhsum -H3` prints).
-    pub xxh3: String,
 }
 
 impl Manifest {

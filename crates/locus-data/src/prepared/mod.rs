@@ -15,17 +15,14 @@
 pub mod manifest;
 pub mod shard;
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::batching::{PairLengths, TokenizedPair};
 use crate::error::{DataError, Result};
 use crate::prepared::manifest::{Manifest, SplitIndex};
-use crate::prepared::shard::{hex_digest, read_lengths, MappedShard, TokenWidth};
+use crate::prepared::shard::{read_lengths, MappedShard, TokenWidth};
 use crate::tokenizer::SubwordTokenizer;
 
 /// The tokenizer's file name inside a prepared dataset.
@@ -94,36 +91,14 @@ impl PreparedDataset {
 fn verify_files(dir: &Path, manifest: &Manifest) -> Result<()> {
     manifest.files.par_iter().try_for_each(|(name, entry)| {
         let path = dir.join(name);
-        let damaged = |message: String| DataError::Prepared { path: path.clone(), message };
-        let bytes = std::fs::metadata(&path)
-            .map_err(|e| damaged(format!("cannot read it ({e}); the dataset is incomplete")))?
-            .len();
-        if bytes != entry.bytes {
-            return Err(damaged(format!("{bytes} bytes, but the manifest says {}", entry.bytes)));
+        match entry.mismatch(&path) {
+            None => Ok(()),
+            Some(what) => Err(DataError::Prepared {
+                path,
+                message: format!("{what}; the dataset is incomplete or damaged, prepare the data again"),
+            }),
         }
-        let digest = checksum(&path)?;
-        if digest != entry.xxh3 {
-            return Err(damaged(format!(
-                "XXH3 checksum {digest}, but the manifest says {}; the file is damaged, prepare the data again",
-                entry.xxh3
-            )));
-        }
-        Ok(())
     })
-}
-
-/// The XXH3-64 checksum of the file `path`, as the manifest writes it.
-pub(crate) fn checksum(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut hasher = Xxh3::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer).map_err(|e| DataError::io(path, e))?;
-        if read == 0 {
-            return Ok(hex_digest(&hasher));
-        }
-        hasher.update(&buffer[..read]);
-    }
 }
 
 /// One split of a prepared dataset: its shards mapped, its length table in memory.

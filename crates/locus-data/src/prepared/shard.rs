@@ -14,8 +14,9 @@ use memmap2::Mmap;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::batching::{PairLengths, TokenizedPair};
+use crate::checksum::{hex_digest, FileEntry};
 use crate::error::{DataError, Result};
-use crate::prepared::manifest::{FileEntry, ShardEntry, SplitIndex};
+use crate::prepared::manifest::{ShardEntry, SplitIndex};
 
 /// Bytes of one offset in a `.idx` file.
 const OFFSET_BYTES: usize = 8;
@@ -60,11 +61,6 @@ impl TokenWidth {
             Self::U32 => 4,
         }
     }
-}
-
-/// The XXH3-64 digest as it is written in a manifest.
-pub(crate) fn hex_digest(hasher: &Xxh3) -> String {
-    format!("{:016x}", hasher.digest())
 }
 
 /// A file being written, with its running size and checksum.
