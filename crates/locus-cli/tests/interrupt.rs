@@ -2,7 +2,8 @@
 //! checkpoint and exits with 130 (143), and the run resumes from it; SIGKILL at any moment, even
 //! in the middle of writing a checkpoint, leaves `last` and `best` loadable and the run resumable.
 //! SIGKILL in the middle of `locus prepare` leaves no dataset, and the next `prepare` starts
-//! clean.
+//! clean. A second `locus train` on a run directory in use is refused, naming the process that
+//! holds it, until that process dies; the next run then takes the lock over.
 
 mod common;
 
@@ -185,6 +186,33 @@ fn sigkill_while_checkpointing_leaves_last_and_best_loadable() {
         }
     }
     panic!("only {kills_inside_a_save} of 100 kills landed inside a checkpoint save");
+}
+
+#[test]
+fn a_run_directory_in_use_is_refused_until_its_holder_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let config = tiny_config().display().to_string();
+    let mut overrides = data_overrides(dir.path());
+    overrides.extend(["train.max_steps=1000000", "train.save_interval=2"].map(String::from));
+    let run = dir.path().join("run");
+    let log = dir.path().join("train.log");
+    let mut first = spawn(&train_args(&config, &overrides), &log);
+    wait_until(&mut first, &log, || run.join("last").exists());
+
+    let second = locus(&train_args(&config, &overrides));
+    let holder = format!("is in use by another `locus train` (pid {}", first.id());
+    assert!(!second.status.success() && stderr(&second).contains(&holder), "{}", stderr(&second));
+
+    send(&first, "-KILL");
+    wait(&mut first);
+    let step = last_checkpoint_step(&run).as_u64().unwrap();
+    let max_steps = format!("train.max_steps={}", step + 1);
+    let run_arg = run.display().to_string();
+    let resumed = locus(&["train", "--resume", &run_arg, "--set", &max_steps, "--device", "cpu"]);
+    let said = stderr(&resumed);
+    assert!(resumed.status.success(), "{said}");
+    assert!(said.contains("took over the lock") && said.contains(&format!("pid {}", first.id())), "{said}");
 }
 
 #[test]

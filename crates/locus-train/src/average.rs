@@ -12,7 +12,8 @@
 //! checkpoint (and the key or tensor). The output is a complete checkpoint directory that
 //! [`load_checkpoint`](crate::load_checkpoint) accepts: the mean `model.safetensors`,
 //! `config.toml` and `tokenizer.json` of the first input, `state.json` of the newest (by
-//! update), and `average.json` naming the inputs. It has no `optimizer.safetensors`: an average
+//! update), `average.json` naming the inputs and the manifest of them all (the inputs are
+//! verified against theirs first; see [`crate::checkpoint_format`]). It has no `optimizer.safetensors`: an average
 //! is for translating and evaluating, not for resuming. Like a checkpoint, it is written to a
 //! temporary sibling directory, synced and renamed into place, and never overwrites anything.
 
@@ -25,8 +26,10 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::checkpoint::{
-    checkpoint_error, saved_checkpoints, CheckpointName, CHECKPOINTS, CONFIG, STATE, TOKENIZER, WEIGHTS,
+    checkpoint_error, read_config, saved_checkpoints, verify_checkpoint, CheckpointName, CHECKPOINTS, CONFIG,
+    STATE, TOKENIZER, WEIGHTS,
 };
+use crate::checkpoint_format::{read_state, state_json, write_manifest};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::state::TrainerState;
@@ -241,30 +244,20 @@ struct Input {
     canonical: PathBuf,
     config: RunConfig,
     tokenizer: serde_json::Value,
-    step: usize,
+    state: TrainerState,
 }
 
 fn read_input(dir: &Path) -> Result<Input> {
-    if !dir.is_dir() {
-        return Err(checkpoint_error(dir, "does not exist or is not a directory"));
-    }
-    for file in [WEIGHTS, CONFIG, TOKENIZER, STATE] {
-        if !dir.join(file).is_file() {
-            return Err(checkpoint_error(dir, format!("is not a Locus checkpoint: {file} is missing")));
-        }
-    }
-    let read = |file: &str| {
-        let path = dir.join(file);
-        fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))
-    };
-    let config = RunConfig::from_toml(&read(CONFIG)?)
-        .map_err(|e| checkpoint_error(&dir.join(CONFIG), e.to_string()))?;
-    let tokenizer = serde_json::from_str(&read(TOKENIZER)?)
-        .map_err(|e| checkpoint_error(&dir.join(TOKENIZER), e.to_string()))?;
-    let state: TrainerState =
-        serde_json::from_str(&read(STATE)?).map_err(|e| checkpoint_error(&dir.join(STATE), e.to_string()))?;
+    let version = verify_checkpoint(dir)?;
+    let config = read_config(dir)?;
+    let tokenizer_path = dir.join(TOKENIZER);
+    let tokenizer_text =
+        fs::read_to_string(&tokenizer_path).map_err(|e| TrainError::io(&tokenizer_path, e))?;
+    let tokenizer = serde_json::from_str(&tokenizer_text)
+        .map_err(|e| checkpoint_error(&tokenizer_path, e.to_string()))?;
+    let state = read_state(dir, version, config.train.seed)?;
     let canonical = dir.canonicalize().map_err(|e| TrainError::io(dir, e))?;
-    Ok(Input { dir: dir.to_path_buf(), canonical, config, tokenizer, step: state.step })
+    Ok(Input { dir: dir.to_path_buf(), canonical, config, tokenizer, state })
 }
 
 /// Checks that `input` can be averaged with `first`: the same `[model]` and tokenizer.
@@ -350,12 +343,12 @@ pub fn average_checkpoints(inputs: &[PathBuf], out: &Path) -> Result<AverageSumm
 
     let first = &read[0];
     // The newest by update; of equal updates, the later given (`newest_checkpoints` order).
-    let newest = read.iter().max_by_key(|input| input.step).unwrap_or(first);
+    let newest = read.iter().max_by_key(|input| input.state.step).unwrap_or(first);
     let summary = AverageSummary {
         out: out.to_path_buf(),
         checkpoints: read
             .iter()
-            .map(|input| AveragedCheckpoint { path: input.canonical.clone(), step: input.step })
+            .map(|input| AveragedCheckpoint { path: input.canonical.clone(), step: input.state.step })
             .collect(),
         state_from: newest.canonical.clone(),
         tensors: mean.len(),
@@ -370,12 +363,14 @@ pub fn average_checkpoints(inputs: &[PathBuf], out: &Path) -> Result<AverageSumm
             let weights = tmp.join(WEIGHTS);
             candle_core::safetensors::save(&mean, &weights)?;
             sync_path(&weights)?;
-            for (file, from) in [(CONFIG, first), (TOKENIZER, first), (STATE, newest)] {
+            for (file, from) in [(CONFIG, first), (TOKENIZER, first)] {
                 let source = from.dir.join(file);
                 let bytes = fs::read(&source).map_err(|e| TrainError::io(&source, e))?;
                 write_synced(&tmp.join(file), &bytes)?;
             }
-            Ok(write_synced(&tmp.join(AVERAGE_JSON), provenance.as_bytes())?)
+            write_synced(&tmp.join(STATE), state_json(tmp, &newest.state)?.as_bytes())?;
+            write_synced(&tmp.join(AVERAGE_JSON), provenance.as_bytes())?;
+            write_manifest(tmp)
         },
     )?;
     Ok(summary)

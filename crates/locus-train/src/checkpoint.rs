@@ -2,8 +2,10 @@
 //!
 //! A checkpoint is a directory `checkpoints/step-<update>` in the run directory holding
 //! `model.safetensors`, `optimizer.safetensors` (Adam's moments), the resolved `config.toml`,
-//! the `tokenizer.json` and `state.json` (a [`TrainerState`]: update, data position, dropout
-//! stream, best-so-far, f16's loss scale). Weights and moments are f32 whatever
+//! the `tokenizer.json`, `state.json` (a [`TrainerState`]: update, data position, dropout
+//! stream, best-so-far, f16's loss scale) and, written last, `manifest.json`: the format
+//! version and every other file's size and checksum, verified at every load
+//! ([`crate::checkpoint_format`]). Weights and moments are f32 whatever
 //! `train.precision` is. It is written to a temporary directory, synced and renamed into place;
 //! only then are the links `last` (and `best`, when it improved) replaced by an atomic rename,
 //! and old checkpoints pruned to the newest `train.keep_last` plus those the links name. A
@@ -20,6 +22,7 @@ use candle_nn::VarMap;
 use locus_data::SubwordTokenizer;
 use locus_model::Seq2Seq;
 
+use crate::checkpoint_format::{read_state, state_json, verify, write_manifest};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::modeling::build_model;
@@ -32,6 +35,9 @@ const OPTIMIZER: &str = "optimizer.safetensors";
 pub(crate) const CONFIG: &str = "config.toml";
 pub(crate) const TOKENIZER: &str = "tokenizer.json";
 pub(crate) const STATE: &str = "state.json";
+/// The files every checkpoint has (a training checkpoint also has the optimizer's moments; an
+/// averaged one, `average.json`; format 2, `manifest.json`).
+pub(crate) const REQUIRED: [&str; 4] = [WEIGHTS, CONFIG, TOKENIZER, STATE];
 /// The directory of a run that holds the checkpoint directories.
 pub const CHECKPOINTS: &str = "checkpoints";
 /// The link to the newest checkpoint.
@@ -51,8 +57,10 @@ pub struct Checkpoint {
     pub model: Seq2Seq,
     /// The model's variables.
     pub varmap: VarMap,
-    /// The trainer's position when it was written.
+    /// The trainer's position when it was written (migrated from an older format).
     pub state: TrainerState,
+    /// The format version it was written in ([`crate::checkpoint_format`]).
+    pub format_version: u32,
 }
 
 /// Everything one checkpoint holds.
@@ -146,12 +154,31 @@ pub fn save_checkpoint(
     let revision = existing.iter().filter(|n| n.step == step).map(|n| n.revision + 1).max().unwrap_or(0);
     let name = CheckpointName { step, revision };
     let final_dir = versions.join(name.dir_name());
-    write_dir_atomically(&final_dir, || Ok(()), |tmp| write_contents(tmp, contents))?;
+    write_dir_atomically(&final_dir, || Ok(()), |tmp| write_contents(tmp, contents)).map_err(|e| {
+        checkpoint_error(
+            &final_dir,
+            format!(
+                "cannot be written ({}); the earlier checkpoints, `last` and `best` are unchanged",
+                with_causes(&e)
+            ),
+        )
+    })?;
     for link in links {
         point_link(run_dir, link, &Path::new(CHECKPOINTS).join(name.dir_name()))?;
     }
     prune(run_dir, &versions, keep_last)?;
     Ok(final_dir)
+}
+
+/// `error` and its causes, `: `-separated.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
 }
 
 /// Writes every file of a checkpoint into `dir`, each synced.
@@ -165,9 +192,8 @@ fn write_contents(dir: &Path, contents: &CheckpointContents) -> Result<()> {
     write_synced(&dir.join(CONFIG), contents.config.to_toml()?.as_bytes())?;
     contents.tokenizer.save(&dir.join(TOKENIZER))?;
     sync_path(&dir.join(TOKENIZER))?;
-    let state =
-        serde_json::to_string_pretty(contents.state).map_err(|e| checkpoint_error(dir, e.to_string()))?;
-    Ok(write_synced(&dir.join(STATE), state.as_bytes())?)
+    write_synced(&dir.join(STATE), state_json(dir, contents.state)?.as_bytes())?;
+    write_manifest(dir)
 }
 
 /// Atomically makes `run_dir/name` a link to `target` (relative to `run_dir`).
@@ -202,37 +228,51 @@ fn prune(run_dir: &Path, versions: &Path, keep_last: usize) -> Result<()> {
     Ok(())
 }
 
-/// Loads the checkpoint in `dir` (a `checkpoints/step-*` directory or a `last`/`best` link)
-/// onto `device`.
+/// Checks that `dir` is a checkpoint directory (weights, config, tokenizer and state present)
+/// and that every file its manifest lists is intact; returns its format version.
 ///
 /// # Errors
-/// A missing directory or file, a config, tokenizer or state that does not parse, or weights
-/// that do not match the config's architecture, each naming the checkpoint.
-pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
+/// [`TrainError::Checkpoint`] naming the directory or the first damaged file.
+pub(crate) fn verify_checkpoint(dir: &Path) -> Result<u32> {
     if !dir.is_dir() {
         return Err(checkpoint_error(
             dir,
             "does not exist (expected a directory such as <out_dir>/last or <out_dir>/best)",
         ));
     }
-    for file in [WEIGHTS, CONFIG, TOKENIZER, STATE] {
+    for file in REQUIRED {
         if !dir.join(file).is_file() {
             return Err(checkpoint_error(dir, format!("is not a Locus checkpoint: {file} is missing")));
         }
     }
-    let config_path = dir.join(CONFIG);
-    let text = fs::read_to_string(&config_path).map_err(|e| TrainError::io(&config_path, e))?;
-    let config = RunConfig::from_toml(&text).map_err(|e| checkpoint_error(&config_path, e.to_string()))?;
+    verify(dir)
+}
+
+/// The run config a checkpoint was trained with.
+pub(crate) fn read_config(dir: &Path) -> Result<RunConfig> {
+    let path = dir.join(CONFIG);
+    let text = fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    RunConfig::from_toml(&text).map_err(|e| checkpoint_error(&path, e.to_string()))
+}
+
+/// Loads the checkpoint in `dir` (a `checkpoints/step-*` directory or a `last`/`best` link)
+/// onto `device`, once its files are verified against its manifest; an older format's state
+/// is migrated ([`crate::checkpoint_format`]).
+///
+/// # Errors
+/// A missing directory or file, a file that differs from the manifest, a newer format, a
+/// config, tokenizer or state that does not parse, or weights that do not match the config's
+/// architecture, each naming the checkpoint or the file.
+pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
+    let format_version = verify_checkpoint(dir)?;
+    let config = read_config(dir)?;
     let tokenizer = SubwordTokenizer::load(&dir.join(TOKENIZER))?;
-    let state_path = dir.join(STATE);
-    let state_text = fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
-    let state: TrainerState =
-        serde_json::from_str(&state_text).map_err(|e| checkpoint_error(&state_path, e.to_string()))?;
+    let state = read_state(dir, format_version, config.train.seed)?;
     let (model, mut varmap) = build_model(&config.model, tokenizer.vocab_size(), 0, device)?;
     varmap
         .load(dir.join(WEIGHTS))
         .map_err(|e| checkpoint_error(dir, format!("weights do not match its config.toml: {e}")))?;
-    Ok(Checkpoint { dir: dir.to_path_buf(), config, tokenizer, model, varmap, state })
+    Ok(Checkpoint { dir: dir.to_path_buf(), config, tokenizer, model, varmap, state, format_version })
 }
 
 /// Loads the optimizer moments of the checkpoint in `dir` onto `device`.

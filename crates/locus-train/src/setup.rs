@@ -12,7 +12,7 @@ use locus_data::prepared::manifest::{DropCounts, FilterSettings, Manifest};
 use locus_data::{
     prepare, BatchPlan, BatchPlanner, FilterReport, PrepareOptions, PreparedDataset, SubwordTokenizer,
 };
-use locus_model::{DropoutRng, Seq2Seq};
+use locus_model::Seq2Seq;
 
 use crate::checkpoint::{load_checkpoint, load_optimizer_state};
 use crate::config::RunConfig;
@@ -154,7 +154,7 @@ fn start_afresh(cfg: &RunConfig, tokenizer: &SubwordTokenizer, device: &Device) 
         epoch: 1,
         epoch_batches_done: 0,
         lr: 0.0,
-        dropout_rng: DropoutRng::new(cfg.train.seed.wrapping_add(1)).state(),
+        dropout_rng: TrainerState::first_dropout_rng(cfg.train.seed),
         world_size: 1,
         rank_dropout_rngs: Vec::new(),
         best: BestTracker::default(),
@@ -170,6 +170,15 @@ fn start_afresh(cfg: &RunConfig, tokenizer: &SubwordTokenizer, device: &Device) 
 /// section of `cfg` must match the checkpoint's; the rest may change (e.g. `max_steps`).
 fn resume_from(cfg: &RunConfig, dir: &Path, device: &Device) -> Result<Start> {
     let checkpoint = load_checkpoint(dir, device)?;
+    if checkpoint.format_version == 0 {
+        return Err(TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            message: "format version 0 (from the first trainer) does not record where in the data and the \
+                      dropout stream it stopped, so training cannot resume from it; it still translates and \
+                      evaluates"
+                .into(),
+        });
+    }
     if checkpoint.config.model != cfg.model {
         return Err(TrainError::Checkpoint {
             path: dir.to_path_buf(),

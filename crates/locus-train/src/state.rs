@@ -2,7 +2,7 @@
 //! stopped: the update count, the position in the data order, the dropout stream and the
 //! best-checkpoint bookkeeping, and f16's loss scale. Saved as `state.json` in every checkpoint.
 
-use locus_model::DropoutRngState;
+use locus_model::{DropoutRng, DropoutRngState};
 use serde::{Deserialize, Serialize};
 
 use crate::early_stopping::{BestMetric, BestTracker};
@@ -70,6 +70,13 @@ pub struct TrainerState {
     /// The dynamic loss scale of an f16 run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<LossScaler>,
+}
+
+impl TrainerState {
+    /// The dropout stream of a new run with `seed` (`train.seed`), at its start.
+    pub fn first_dropout_rng(seed: u64) -> DropoutRngState {
+        DropoutRng::new(seed.wrapping_add(1)).state()
+    }
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -30,6 +30,7 @@ use crate::loss::sum_loss_rows;
 use crate::periodic::{Cadence, Outcome, StopReason};
 use crate::precision::Precision;
 use crate::progress::{Observer, Progress};
+use crate::run_lock::RunLock;
 use crate::setup::{valid_report, RunSetup};
 use crate::state::{TrainerState, ValidScores};
 use crate::step::{train_step, StepOptions, StepStats};
@@ -77,11 +78,22 @@ pub fn train(cfg: &RunConfig, device: &Device, options: TrainOptions) -> Result<
     let train_cfg = &cfg.train;
     let out_dir = train_cfg.out_dir.clone();
     let (progress, comm) = (options.progress, options.comm);
+    // Rank 0 writes the run directory, and holds its lock until training ends.
+    let _lock = if comm.is_root() {
+        fs::create_dir_all(&out_dir).map_err(|e| TrainError::io(&out_dir, e))?;
+        let (lock, stale) = RunLock::acquire(&out_dir)?;
+        if let Some(holder) = stale {
+            progress(Progress::Info(&format!(
+                "took over the lock of {}: its holder ({holder}) stopped without releasing it",
+                out_dir.display()
+            )));
+        }
+        Some(lock)
+    } else {
+        None
+    };
     if options.resume.is_none() {
         refuse_a_second_run(&out_dir)?;
-    }
-    if comm.is_root() {
-        fs::create_dir_all(&out_dir).map_err(|e| TrainError::io(&out_dir, e))?;
     }
 
     // Set-up: the data, the model (new, or where the checkpoint left it), the log.

@@ -6,6 +6,8 @@
 //! - `patience` stops a run whose validation score no longer improves;
 //! - `max_epochs` stops a run after that many passes, before `max_steps`;
 //! - a diverging run fails naming the update, before a checkpoint of it is saved;
+//! - a checkpoint that cannot be written stops the run with an error naming the path, and
+//!   leaves the previous `last` and `best` loadable;
 //! - in mixed precision (`bf16`, `f16`) a run learns, saves f32 weights, and resumes exactly,
 //!   f16's loss scale included;
 //! - training from a prepared dataset (`data.prepared`) is bit-identical to training from the
@@ -231,6 +233,38 @@ fn a_diverging_run_fails_naming_the_update_before_saving_it() {
     let err = train(&cfg, &Device::Cpu, options).unwrap_err().to_string();
     assert!(err.starts_with("training diverged at step 2: loss is NaN"), "{err}");
     assert!(!dir.path().join("run/last").exists(), "a checkpoint was saved: {err}");
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let mut cfg = config(dir.path(), "run", 20);
+    (cfg.train.save_interval, cfg.train.valid_interval) = (4, 4);
+    // After the save at update 4, a file where the save at update 8 puts its temporary
+    // directory (as a full disk or an I/O error would, the write fails).
+    let blocker = dir.path().join(format!("run/checkpoints/.tmp-step-00000008-{}", std::process::id()));
+    let block = |step: usize| {
+        if step == 5 {
+            std::fs::write(&blocker, b"in the way").unwrap();
+        }
+        false
+    };
+    let options = TrainOptions {
+        progress: &locus_train::progress::silent,
+        resume: None,
+        should_stop: &block,
+        comm: &SingleProcess,
+    };
+    let err = train(&cfg, &Device::Cpu, options).unwrap_err().to_string();
+    let path = dir.path().join("run/checkpoints/step-00000008");
+    assert!(err.starts_with(&format!("checkpoint {}: cannot be written", path.display())), "{err}");
+    assert!(err.contains(&blocker.display().to_string()) && err.contains("Not a directory"), "{err}");
+    for link in ["last", "best"] {
+        let checkpoint = load_checkpoint(&dir.path().join("run").join(link), &Device::Cpu).unwrap();
+        assert_eq!(checkpoint.state.step, 4, "{link}");
+    }
+    assert_eq!(std::fs::read(&blocker).unwrap(), b"in the way", "the file in the way is left alone");
 }
 
 #[test]
