@@ -12,7 +12,6 @@ mod device;
 mod job;
 mod plot;
 mod progress;
-mod run_history;
 mod search_args;
 
 use std::process::ExitCode;

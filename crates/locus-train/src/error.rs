@@ -59,6 +59,9 @@ pub enum TrainError {
         /// Its length.
         got: usize,
     },
+    /// A run's `metrics.jsonl` is missing or malformed (the message names the file and line).
+    #[error("{0}")]
+    Metrics(String),
     /// The ranks of a distributed job could not set up a collective (NCCL between GPUs).
     #[error("communication: {0}")]
     Communication(String),

@@ -48,6 +48,7 @@ pub mod parity;
 pub mod periodic;
 pub mod precision;
 pub mod progress;
+pub mod run_history;
 pub mod run_lock;
 pub mod schedule;
 pub mod setup;

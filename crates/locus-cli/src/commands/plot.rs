@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::plot::colormap::Rgb;
 use crate::plot::{draw_line_charts, LinePanel, Series};
-use crate::run_history::{RunHistory, TrainPoint, ValidPoint};
+use locus_train::run_history::{RunHistory, TrainPoint, ValidPoint};
 
 /// Arguments of `locus plot`.
 #[derive(Args)]

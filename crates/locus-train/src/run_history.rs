@@ -1,7 +1,7 @@
 //! A training run's history, read from its `metrics.jsonl`: the training and validation records of
 //! the timeline that ends the file, one per step, in step order.
 //!
-//! Each line is a [`locus_train::Event`], the type the trainer writes. A resumed run appends a
+//! Each line is an [`Event`], the type the trainer writes. A resumed run appends a
 //! `resume` record with the step of the checkpoint it restarted from; the records that the
 //! interrupted run logged after that checkpoint (earlier in the file, with a larger step) belong to
 //! an abandoned timeline and are dropped. When two records of one kind share a step, the later one
@@ -12,13 +12,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use locus_train::log::{TrainRecord, ValidRecord};
-use locus_train::Event;
+use crate::error::{Result, TrainError};
+use crate::log::{Event, TrainRecord, ValidRecord};
 use serde_json::error::Category;
 use serde_json::Value;
 
-/// What `locus plot` draws of a `train` record: averages over a log window, and the learning
+/// What a plot draws of a `train` record: averages over a log window, and the learning
 /// rate at its end.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainPoint {
@@ -32,7 +31,7 @@ pub struct TrainPoint {
     pub lr: Option<f64>,
 }
 
-/// What `locus plot` draws of a `valid` record: scores on the validation set.
+/// What a plot draws of a `valid` record: scores on the validation set.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ValidPoint {
     /// The update count.
@@ -95,9 +94,13 @@ impl RunHistory {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
         if !path.is_file() {
-            bail!("{} does not exist; is {} a run directory (train.out_dir)?", path.display(), dir.display());
+            return Err(TrainError::Metrics(format!(
+                "{} does not exist; is {} a run directory (train.out_dir)?",
+                path.display(),
+                dir.display()
+            )));
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -117,9 +120,9 @@ impl RunHistory {
             let value: Value = match serde_json::from_str(line) {
                 Ok(value) => value,
                 Err(e) if n == last && !text.ends_with('\n') && e.classify() == Category::Eof => break,
-                Err(e) => bail!("{name} line {n}: {}", json_error(&e)),
+                Err(e) => return Err(TrainError::Metrics(format!("{name} line {n}: {}", json_error(&e)))),
             };
-            let event = event(value).map_err(|msg| anyhow::anyhow!("{name} line {n}: {msg}"))?;
+            let event = event(value).map_err(|msg| TrainError::Metrics(format!("{name} line {n}: {msg}")))?;
             match event {
                 Event::Train(record) => {
                     train.insert(record.step, TrainPoint::from(&record));
@@ -135,7 +138,9 @@ impl RunHistory {
             }
         }
         if train.is_empty() && valid.is_empty() {
-            bail!("{name} has no train or valid records (has the run logged its first step yet?)");
+            return Err(TrainError::Metrics(format!(
+                "{name} has no train or valid records (has the run logged its first step yet?)"
+            )));
         }
         Ok(RunHistory { train: train.into_values().collect(), valid: valid.into_values().collect() })
     }
@@ -153,7 +158,7 @@ fn json_error(e: &serde_json::Error) -> String {
 /// The event a line holds, or what is wrong with it: not an object, no string `"event"` (checked
 /// first, so that a tag of another type never passes for a variant's index), or a record that
 /// is not what its event says.
-fn event(value: Value) -> Result<Event, String> {
+fn event(value: Value) -> std::result::Result<Event, String> {
     let Some(obj) = value.as_object() else {
         return Err("expected a JSON object (one record per line)".to_string());
     };
