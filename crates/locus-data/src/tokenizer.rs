@@ -132,10 +132,14 @@ impl SubwordTokenizer {
     /// or its special tokens do not have the fixed ids.
     pub fn load(path: &Path) -> Result<Self> {
         let json = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let inner: Tokenizer = json.parse().map_err(|e| DataError::Tokenizer {
+        let invalid = |e: serde_json::Error| DataError::Tokenizer {
             path: Some(path.to_path_buf()),
             message: format!("not a valid tokenizer.json: {e}"),
-        })?;
+        };
+        // Parsed as JSON first: `tokenizers` 0.22 panics (an `expect` in its decoder's
+        // deserializer) on some malformed JSON, never on a well-formed document.
+        let document: serde_json::Value = serde_json::from_str(&json).map_err(invalid)?;
+        let inner: Tokenizer = serde_json::from_value(document).map_err(invalid)?;
         Self::from_tokenizer(inner, Some(path))
     }
 
