@@ -1,13 +1,48 @@
-//! Batched beam search in the manner of fairseq's `SequenceGenerator`.
+//! Batched beam search in the manner of fairseq's `SequenceGenerator`, with a stopping rule that
+//! keeps searching while a live hypothesis can still beat the returned ones.
 //!
 //! Every sentence keeps `beam` live hypotheses. At each step its candidates are all one-token
 //! extensions of them, scored by their summed log-probability; the best `2 × beam` are taken in
 //! order. EOS candidates among the first `beam` finish a hypothesis, scored by
 //! `log_prob / lp(length)` with GNMT's length penalty `lp(n) = ((5 + n) / 6)^alpha` (`n` counts
-//! EOS); the best `beam` others live on. A sentence is done once `beam` hypotheses have
-//! finished, or at its length limit, where only EOS is allowed. Done sentences leave the batch
-//! (their rows are dropped from the model's cache), so the work shrinks as sentences finish.
-//! Ties are broken by lower beam, then lower token id, so that beam size 1 is greedy search.
+//! EOS); the best `beam` others live on. At its length limit a sentence may only take EOS.
+//! Done sentences leave the batch (their rows are dropped from the model's cache), so the work
+//! shrinks as sentences finish. Ties are broken by lower beam, then lower token id, and among
+//! finished hypotheses by the earlier finished.
+//!
+//! # When a sentence is done
+//!
+//! A sentence is done when no live hypothesis can still beat the `nbest`-th best finished one,
+//! so that its n-best list can no longer change; or at its length limit; or when it has no
+//! live hypothesis left. Log-probabilities are at most 0, so a live hypothesis of `t` tokens
+//! and summed log-probability `L` can at best finish with the score `L / lp(n)` for some
+//! length `n` it can still reach, from `max(t, min_len) + 1` to `max_len + 1`. `L / lp(n)` is
+//! monotone in `n`, so that best is at one end: the longest output for `alpha > 0`, the
+//! shortest for `alpha < 0`, either for `alpha = 0` (where it is `L`). The sentence is done
+//! once it has `nbest` finished hypotheses and no live hypothesis's best exceeds the `nbest`-th
+//! best score (one that can only equal it does not displace it, since ties go to the earlier
+//! finished). The search then returns the best `nbest` outputs of all that it would ever
+//! finish: only its pruning to `beam` candidates can hide better ones, and a beam that holds
+//! every candidate at every step makes it exhaustive search.
+//!
+//! This is the rule of fairseq's old `--no-early-stop` ("continue searching even after
+//! finalizing k=beam hypotheses; this is more correct", dropped from later versions) and of
+//! Hugging Face transformers' `early_stopping="never"`. Both wait for `beam` finished
+//! hypotheses and compare the worst of them with the best live summed log-probability divided
+//! by the penalty of the maximum length (Hugging Face: of the current length when `alpha <=
+//! 0`), with `length^alpha` as the penalty rather than GNMT's. Here the comparison is with the
+//! `nbest`-th best, which is all the returned list needs. Today's fairseq (and Hugging Face's
+//! `early_stopping=True`) instead stops as soon as `beam` hypotheses have finished, which can
+//! miss a longer output that scores better, with a length penalty or without one; Hugging
+//! Face's default (`early_stopping=False`) divides by the penalty of the current length,
+//! which is not a bound when `alpha > 0`.
+//!
+//! The cost: with `alpha > 0` the bound divides by the penalty of the longest reachable
+//! output, so a sentence often runs many steps past its best output's EOS, until its live
+//! hypotheses' log-probabilities have fallen far enough (fairseq's help put `--no-early-stop`
+//! at 50% more generation time). With `alpha = 0` the bound is `L` itself, and beam size 1 is
+//! greedy search (the first EOS it takes ends it); with `alpha != 0` beam size 1 may go on past
+//! that EOS to a better-scoring output.
 //!
 //! The log-probabilities stay where the model computed them: each step brings back only every
 //! hypothesis's best `2 × beam + 1` tokens ([`super::top_k`]), which hold its best `2 × beam`
@@ -41,6 +76,16 @@ fn length_penalty(len: usize, alpha: f64) -> f64 {
     ((5.0 + len as f64) / 6.0).powf(alpha)
 }
 
+/// The best score a live hypothesis of `len` tokens and summed log-probability `log_prob` can
+/// still finish with, given that later tokens' log-probabilities are at most 0: `log_prob /
+/// lp(n)` at the better end of its reachable lengths `n` (EOS included), from `max(len,
+/// min_len) + 1` to `max_len + 1` (`lp` is monotone in `n`).
+fn best_final_score(log_prob: f64, len: usize, min_len: usize, max_len: usize, alpha: f64) -> f64 {
+    let shortest = len.max(min_len).min(max_len) + 1;
+    let longest = max_len + 1;
+    (log_prob / length_penalty(shortest, alpha)).max(log_prob / length_penalty(longest, alpha))
+}
+
 /// A hypothesis still being extended.
 #[derive(Debug, Clone)]
 struct Live {
@@ -51,8 +96,30 @@ struct Live {
 /// One sentence's search.
 struct Sentence {
     live: Vec<Live>,
+    /// The best `nbest` finished hypotheses so far, best first; ties in finishing order.
     finished: Vec<Hypothesis>,
     max_len: usize,
+}
+
+impl Sentence {
+    /// Adds a finished hypothesis to the n-best list (of at most `nbest`), after those that
+    /// score as well.
+    fn finish(&mut self, hypothesis: Hypothesis, nbest: usize) {
+        let at = self.finished.partition_point(|kept| kept.score.total_cmp(&hypothesis.score).is_ge());
+        if at < nbest {
+            self.finished.insert(at, hypothesis);
+            self.finished.truncate(nbest);
+        }
+    }
+
+    /// Whether the n-best list is full and none of `live` (hypotheses of `len` tokens) can
+    /// still finish with a better score than its last.
+    fn settled(&self, live: &[Live], len: usize, nbest: usize, min_len: usize, alpha: f64) -> bool {
+        let Some(last) = self.finished.get(nbest - 1) else {
+            return false;
+        };
+        live.iter().all(|hyp| best_final_score(hyp.log_prob, len, min_len, self.max_len, alpha) <= last.score)
+    }
 }
 
 /// A scored one-token extension: `(summed log-prob, beam, token)`.
@@ -82,7 +149,9 @@ fn best_candidates(live: &[Live], options: impl Fn(usize) -> Vec<(u32, f32)>, n:
 }
 
 /// Beam search from `scorer`, whose rows start as one per sentence; `max_lens[i]` is sentence
-/// `i`'s length limit. Returns up to `nbest` hypotheses per sentence, best first.
+/// `i`'s length limit. Returns up to `nbest` hypotheses per sentence, best first. A sentence
+/// searches until no live hypothesis can beat its `nbest`-th best finished one (see the
+/// [module documentation](self)); the scorer's log-probabilities must be at most 0.
 ///
 /// # Errors
 /// `beam` or `nbest` of 0, `nbest > beam`, and errors of the scorer.
@@ -141,10 +210,10 @@ pub fn beam_search(
                 best_candidates(&sentence.live, options, 2 * beam).into_iter().enumerate()
             {
                 if token == eos {
-                    if rank < beam && sentence.finished.len() < beam {
+                    if rank < beam {
                         let tokens = sentence.live[b].tokens.clone();
                         let score = log_prob / length_penalty(tokens.len() + 1, alpha);
-                        sentence.finished.push(Hypothesis { tokens, log_prob, score });
+                        sentence.finish(Hypothesis { tokens, log_prob, score }, nbest);
                     }
                 } else if next_live.len() < beam {
                     let mut tokens = sentence.live[b].tokens.clone();
@@ -155,7 +224,10 @@ pub fn beam_search(
                 }
             }
             row_start += rows;
-            if sentence.finished.len() >= beam || at_limit || next_live.is_empty() {
+            if at_limit
+                || next_live.is_empty()
+                || sentence.settled(&next_live, step + 1, nbest, limits.min_len, alpha)
+            {
                 // Done: its rows do not continue.
                 next_rows.truncate(next_rows.len() - next_live.len());
                 next_tokens.truncate(next_tokens.len() - next_live.len());
@@ -172,20 +244,16 @@ pub fn beam_search(
         step_tokens = next_tokens;
         step += 1;
     }
-    Ok(sentences
-        .into_iter()
-        .map(|mut sentence| {
-            sentence.finished.sort_by(|a, b| b.score.total_cmp(&a.score));
-            sentence.finished.truncate(nbest);
-            sentence.finished
-        })
-        .collect())
+    Ok(sentences.into_iter().map(|sentence| sentence.finished).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use std::collections::HashMap;
 
     /// A toy "model" over the vocabulary {EOS = 0, BOS = 1, a = 2, b = 3} whose next-token
     /// distribution depends only on the prefix, given as a table.
@@ -263,10 +331,226 @@ mod tests {
         assert!(hyps.iter().all(|h| (2..=3).contains(&h.tokens.len())), "{hyps:?}");
     }
 
+    /// A more probable output that finishes after `beam` others: after BOS, a 0.5, b 0.3 and
+    /// EOS 0.2 (outside a beam of 2); then "b" EOS 0.27 and "a a" 0.45; then "b a" EOS 0.03
+    /// and "a a a" 0.4275, which can only end: "a a a" EOS 0.4275 is the best output. Stopping
+    /// once 2 hypotheses have finished ("b" and "b a", at the third step) returns "b", even
+    /// without a length penalty.
+    fn late_best(prefix: &[u32]) -> [f32; 4] {
+        match prefix {
+            [] => [0.2, 1e-9, 0.5, 0.3],
+            [2] => [0.1, 1e-9, 0.9, 1e-9],
+            [3] => [0.9, 1e-9, 0.1, 1e-9],
+            [2, 2] => [0.05, 1e-9, 0.95, 1e-9],
+            _ => [1.0, 1e-9, 1e-9, 1e-9],
+        }
+    }
+
+    #[test]
+    fn search_goes_on_while_a_live_hypothesis_can_beat_the_finished_ones() {
+        for alpha in [0.0, 1.0] {
+            let mut toy = Toy { rows: vec![Vec::new()], table: late_best };
+            let limits = LengthLimits { max_len_a: 0.0, max_len_b: 3, min_len: 0 };
+            let options = BeamOptions { beam: 2, nbest: 1, length_penalty: alpha };
+            let best = beam_search(&mut toy, &[3], 0, 1, &limits, &options).unwrap().remove(0);
+            assert_eq!(best[0].tokens, [2, 2, 2], "alpha {alpha}: {best:?}");
+            assert!((best[0].log_prob - (0.5f64 * 0.9 * 0.95).ln()).abs() < 1e-6, "alpha {alpha}");
+        }
+    }
+
+    #[test]
+    fn the_bound_is_the_best_reachable_score_for_every_sign_of_alpha() {
+        let l = -2.0;
+        // Alpha > 0: the longest output (max_len 6 tokens and EOS) divides most.
+        assert_eq!(best_final_score(l, 2, 0, 6, 1.0), l / length_penalty(7, 1.0));
+        // Alpha < 0: the shortest, here the min_len of 4 tokens and EOS.
+        assert_eq!(best_final_score(l, 2, 4, 6, -1.0), l / length_penalty(5, -1.0));
+        assert_eq!(best_final_score(l, 2, 0, 6, 0.0), l);
+        // The bound is never below what any reachable length gives.
+        for alpha in [-1.0, -0.3, 0.0, 0.6, 2.0] {
+            let bound = best_final_score(l, 1, 2, 5, alpha);
+            assert!((3..=6).all(|n| l / length_penalty(n, alpha) <= bound), "alpha {alpha}");
+        }
+    }
+
     #[test]
     fn length_penalty_matches_gnmt() {
         // ((5 + 7) / 6)^0.6 = 2^0.6.
         assert!((length_penalty(7, 0.6) - 2f64.powf(0.6)).abs() < 1e-12);
         assert_eq!(length_penalty(3, 0.0), 1.0);
+    }
+
+    /// A seeded random "model" over {EOS = 0, BOS = 1, a = 2, b = 3, c = 4}: each prefix of
+    /// at most `max_len` tokens has its own next-token log-probabilities. EOS is always
+    /// possible; each of a, b and c is, at random, impossible (`-inf`) or given a random
+    /// weight, so that the tree of possible outputs is sparse and small.
+    struct RandomTree {
+        log_probs: HashMap<Vec<u32>, [f32; 5]>,
+        max_len: usize,
+    }
+
+    const TREE_VOCAB: usize = 5;
+    const TREE_EOS: u32 = 0;
+    const TREE_BOS: u32 = 1;
+
+    impl RandomTree {
+        fn new(seed: u64, max_len: usize) -> Self {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut log_probs = HashMap::new();
+            let mut prefixes = vec![Vec::new()];
+            while let Some(prefix) = prefixes.pop() {
+                let mut weights = [0f32; TREE_VOCAB];
+                weights[TREE_EOS as usize] = rng.random_range(0.05..1.0);
+                // a, b and c; BOS stays impossible.
+                for (token, weight) in weights.iter_mut().enumerate().skip(2) {
+                    if rng.random_bool(0.45) {
+                        *weight = rng.random_range(0.05..1.0);
+                        if prefix.len() < max_len {
+                            prefixes.push([prefix.as_slice(), &[token as u32]].concat());
+                        }
+                    }
+                }
+                let total: f32 = weights.iter().sum();
+                log_probs.insert(prefix, weights.map(|w| (w / total).ln()));
+            }
+            Self { log_probs, max_len }
+        }
+
+        /// Every output the tree allows under `min_len` and its `max_len`, with its summed
+        /// log-probability (EOS included), added in the order beam search adds them.
+        fn outputs(&self, min_len: usize) -> Vec<(Vec<u32>, f64)> {
+            let mut outputs = Vec::new();
+            let mut stack = vec![(Vec::new(), 0f64)];
+            while let Some((prefix, log_prob)) = stack.pop() {
+                let next = &self.log_probs[&prefix];
+                if prefix.len() >= min_len || prefix.len() == self.max_len {
+                    outputs.push((prefix.clone(), log_prob + next[TREE_EOS as usize] as f64));
+                }
+                if prefix.len() < self.max_len {
+                    for token in 2..TREE_VOCAB as u32 {
+                        if next[token as usize] > f32::NEG_INFINITY {
+                            let tokens = [prefix.as_slice(), &[token]].concat();
+                            stack.push((tokens, log_prob + next[token as usize] as f64));
+                        }
+                    }
+                }
+            }
+            outputs
+        }
+
+        /// Whether a beam of `beam` holds every candidate at every step: then beam search
+        /// prunes nothing and explores the whole tree, and only its stopping rule can make it
+        /// miss the best outputs.
+        fn fits(&self, beam: usize, min_len: usize) -> bool {
+            let mut live: Vec<Vec<u32>> = vec![Vec::new()];
+            for step in 0..=self.max_len {
+                let mut candidates = 0;
+                let mut next_live = Vec::new();
+                for prefix in &live {
+                    let next = &self.log_probs[prefix];
+                    if step >= min_len || step == self.max_len {
+                        candidates += 1;
+                    }
+                    if step < self.max_len {
+                        for token in 2..TREE_VOCAB as u32 {
+                            if next[token as usize] > f32::NEG_INFINITY {
+                                candidates += 1;
+                                next_live.push([prefix.as_slice(), &[token]].concat());
+                            }
+                        }
+                    }
+                }
+                if candidates > beam {
+                    return false;
+                }
+                live = next_live;
+            }
+            true
+        }
+    }
+
+    /// Rows decoding prefixes of a [`RandomTree`].
+    struct TreeScorer<'a> {
+        tree: &'a RandomTree,
+        rows: Vec<Vec<u32>>,
+    }
+
+    impl Scorer for TreeScorer<'_> {
+        fn vocab_size(&self) -> usize {
+            TREE_VOCAB
+        }
+        fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+            let mut out = Vec::new();
+            for (row, &token) in self.rows.iter_mut().zip(tokens) {
+                if token != TREE_BOS {
+                    row.push(token);
+                }
+                out.extend(self.tree.log_probs[row.as_slice()]);
+            }
+            Ok(Tensor::from_vec(out, (tokens.len(), TREE_VOCAB), &Device::Cpu)?)
+        }
+        fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+            self.rows = rows.iter().map(|&r| self.rows[r as usize].clone()).collect();
+            Ok(())
+        }
+    }
+
+    /// The issue 19 test: with a beam as wide as the vocabulary, on trees whose every step
+    /// fits in it, beam search explores every output, so it must return exactly the best ones
+    /// that exhaustive search finds, under every length penalty (negative ones too) and with
+    /// or without a minimum length. (A beam as wide as the vocabulary alone does not make beam
+    /// search exhaustive: past the first step the candidates outnumber it and are pruned; the
+    /// trees here are those that keep them within it.) Stopping once `beam` hypotheses have
+    /// finished, as fairseq does, misses outputs that finish later and score better.
+    #[test]
+    fn beam_search_equals_exhaustive_search_when_the_beam_holds_every_candidate() {
+        let (beam, max_len) = (TREE_VOCAB, 4);
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for seed in 0..200 {
+            let tree = RandomTree::new(seed, max_len);
+            for min_len in [0, 2] {
+                if !tree.fits(beam, min_len) {
+                    continue;
+                }
+                checked += 1;
+                for alpha in [0.0, 0.6, 1.0, 2.0, -0.5] {
+                    let mut exhaustive: Vec<(Vec<u32>, f64)> = tree
+                        .outputs(min_len)
+                        .into_iter()
+                        .map(|(tokens, log_prob)| {
+                            let score = log_prob / length_penalty(tokens.len() + 1, alpha);
+                            (tokens, score)
+                        })
+                        .collect();
+                    exhaustive.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    for nbest in [1, 3] {
+                        let mut scorer = TreeScorer { tree: &tree, rows: vec![Vec::new()] };
+                        let limits = LengthLimits { max_len_a: 0.0, max_len_b: max_len, min_len };
+                        let options = BeamOptions { beam, nbest, length_penalty: alpha };
+                        let found =
+                            beam_search(&mut scorer, &[max_len], TREE_EOS, TREE_BOS, &limits, &options)
+                                .unwrap();
+                        let found: Vec<(Vec<u32>, f64)> =
+                            found[0].iter().map(|h| (h.tokens.clone(), h.score)).collect();
+                        let expected = &exhaustive[..nbest.min(exhaustive.len())];
+                        if found != expected {
+                            failures.push(format!(
+                                "seed {seed}, min_len {min_len}, alpha {alpha}, nbest {nbest}: \
+                                 beam {found:?}, exhaustive {expected:?}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked >= 30, "only {checked} trees fit the beam");
+        assert!(
+            failures.is_empty(),
+            "{} of {} searches missed:\n{}",
+            failures.len(),
+            checked * 10,
+            failures.join("\n")
+        );
     }
 }
