@@ -115,11 +115,21 @@ impl PreparedSplit {
     fn open(dir: &Path, name: &str, index: &SplitIndex, width: TokenWidth) -> Result<Self> {
         let mut shards = Vec::with_capacity(index.shards.len());
         let mut starts = Vec::with_capacity(index.shards.len());
-        let mut lengths = Vec::with_capacity(index.pairs);
+        let mut lengths = Vec::new();
         for entry in &index.shards {
             starts.push(lengths.len());
             shards.push(MappedShard::open(dir, entry, width)?);
             lengths.extend(read_lengths(&dir.join(&entry.idx), entry.pairs)?);
+        }
+        if lengths.len() != index.pairs {
+            return Err(DataError::Prepared {
+                path: dir.join(manifest::MANIFEST),
+                message: format!(
+                    "{name} has {} pairs in its shards but {} in total",
+                    lengths.len(),
+                    index.pairs
+                ),
+            });
         }
         Ok(Self { path: dir.join(name), shards, starts, lengths })
     }

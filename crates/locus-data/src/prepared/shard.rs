@@ -250,7 +250,13 @@ impl MappedShard {
         let bin = map(&bin_path)?;
         let idx = map(&idx_path)?;
         let expected_bin = entry.tokens.saturating_mul(u64::from(width.bytes()));
-        let expected_idx = ((entry.pairs + 1) * OFFSET_BYTES + entry.pairs * LENGTHS_BYTES) as u64;
+        // Checked: the counts come from a manifest, which may have been edited.
+        let expected_idx = entry
+            .pairs
+            .checked_add(1)
+            .and_then(|offsets| offsets.checked_mul(OFFSET_BYTES))
+            .and_then(|offsets| offsets.checked_add(entry.pairs.checked_mul(LENGTHS_BYTES)?))
+            .map_or(u64::MAX, |bytes| bytes as u64);
         for (path, actual, expected) in
             [(&bin_path, bin.len(), expected_bin), (&idx_path, idx.len(), expected_idx)]
         {
