@@ -11,8 +11,13 @@
 //! The four special tokens always have the same ids: `<pad>` = 0, `<s>` = 1,
 //! `</s>` = 2 and `<unk>` = 3. Characters never seen in training map to
 //! `<unk>`. [`SubwordTokenizer::encode`] adds no BOS/EOS; the model does.
-//! A literal `<pad>`, `<s>`, `</s>` or `<unk>` in the input text is matched
-//! as that special token (as in HuggingFace tokenizers generally).
+//!
+//! Only code adds control ids. A literal `<pad>`, `<s>`, `</s>` or `<unk>` in
+//! the input text is ordinary text (unlike in HuggingFace tokenizers
+//! generally): it encodes to at least two ordinary subwords and decodes back
+//! unchanged, so the round trip above holds for it too (see [`literal`]). Text
+//! holding none of those strings encodes exactly as `tokenizers`' own pipeline
+//! encodes it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,7 +28,7 @@ use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::unigram::{Unigram, UnigramTrainerBuilder};
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::{AddedToken, AddedVocabulary, Model, OffsetType, PreTokenizer, Tokenizer, Trainer};
 
 use crate::batching::TokenizedPair;
 use crate::corpus::ParallelCorpus;
@@ -44,6 +49,7 @@ pub const SPECIAL_TOKENS: [&str; 4] = ["<pad>", "<s>", "</s>", "<unk>"];
 /// The SentencePiece meta symbol that stands for a space.
 const META: char = '▁';
 
+pub mod literal;
 mod word_cache;
 pub use word_cache::BatchEncoder;
 
@@ -65,6 +71,8 @@ pub enum SubwordModel {
 #[derive(Debug, Clone)]
 pub struct SubwordTokenizer {
     inner: Tokenizer,
+    /// `inner`'s added tokens, with the special ones left to the model (see [`literal`]).
+    added: AddedVocabulary,
     vocab_size: usize,
 }
 
@@ -93,11 +101,15 @@ impl SubwordTokenizer {
         S: AsRef<str> + Send,
     {
         check_vocab_size(vocab_size)?;
+        let failed = |e: tokenizers::Error| DataError::tokenizer(format!("training failed: {e}"));
         let mut inner = untrained(model)?;
         let mut trainer = trainer(model, vocab_size)?;
-        inner
-            .train(&mut trainer, texts.into_iter())
-            .map_err(|e| DataError::tokenizer(format!("training failed: {e}")))?;
+        // `Tokenizer::train`, with the words cut as encoding cuts them (see `literal`).
+        trainer.feed(texts.into_iter(), |text| literal::training_words(&inner, text)).map_err(failed)?;
+        let mut trained_model = inner.get_model().clone();
+        let special_tokens = trainer.train(&mut trained_model).map_err(failed)?;
+        inner.with_model(trained_model);
+        inner.add_special_tokens(&special_tokens);
         let trained = Self::from_tokenizer(inner, None)?;
         if trained.vocab_size > vocab_size {
             return Err(DataError::tokenizer(format!(
@@ -143,16 +155,32 @@ impl SubwordTokenizer {
         Self::from_tokenizer(inner, Some(path))
     }
 
-    /// Subword ids of `text`, without BOS/EOS.
+    /// Subword ids of `text`, without BOS/EOS. Literal special tokens in
+    /// `text` are text (see [`literal`]): the ids hold no `<pad>`, `<s>` or
+    /// `</s>`, and `<unk>` only for characters outside the vocabulary.
+    ///
+    /// This is `tokenizers`' own pipeline (added tokens, normalizer,
+    /// pre-tokenizer, model, then the file's truncation and padding, if any),
+    /// with the special tokens not extracted from the text and their strings
+    /// cut before the model.
     ///
     /// # Errors
     ///
-    /// [`DataError::Tokenizer`] if the underlying tokenizer fails.
+    /// [`DataError::Tokenizer`] if the underlying tokenizer fails, or if its
+    /// model (neither BPE nor Unigram) still turns some text into a control
+    /// token.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(|e| DataError::tokenizer(format!("cannot encode {text:?}: {e}")))?;
+        let failed = |e: tokenizers::Error| DataError::tokenizer(format!("cannot encode {text:?}: {e}"));
+        let inner = &self.inner;
+        let mut pretokenized = self.added.extract_and_normalize(inner.get_normalizer(), text);
+        if let Some(pre_tokenizer) = inner.get_pre_tokenizer() {
+            pre_tokenizer.pre_tokenize(&mut pretokenized).map_err(failed)?;
+        }
+        pretokenized.split(|_, split| Ok(literal::split_normalized(split))).map_err(failed)?;
+        pretokenized.tokenize(|split| inner.get_model().tokenize(split.get())).map_err(failed)?;
+        let encoding = pretokenized.into_encoding(None, 0, OffsetType::None).map_err(failed)?;
+        literal::check_no_control(encoding.get_ids(), text)?;
+        let encoding = inner.post_process(encoding, None, false).map_err(failed)?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -178,7 +206,8 @@ impl SubwordTokenizer {
     }
 
     /// The text of `ids`, skipping special tokens (`<pad>`, `<s>`, `</s>`,
-    /// `<unk>`).
+    /// `<unk>`); the subwords of a literal special token in the text come
+    /// back as that text.
     ///
     /// # Errors
     ///
@@ -243,7 +272,9 @@ impl SubwordTokenizer {
         check_special_ids(&vocab)
             .map_err(|message| DataError::Tokenizer { path: path.map(Path::to_path_buf), message })?;
         let vocab_size = vocab.values().max().map_or(0, |&max| max as usize + 1);
-        Ok(SubwordTokenizer { inner, vocab_size })
+        let mut added = inner.get_added_vocabulary().clone();
+        added.set_encode_special_tokens(true);
+        Ok(SubwordTokenizer { inner, added, vocab_size })
     }
 }
 
