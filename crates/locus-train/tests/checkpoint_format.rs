@@ -7,31 +7,17 @@
 //! - a format-2 checkpoint with a flipped bit in any file, a truncated file or a missing file
 //!   is refused with an error naming the file and what differs; a newer format is refused.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use candle_core::Device;
+use common::{copy_dir, fixture, fixture_checkpoint, save_as_today};
 use locus_model::BeamOptions;
-use locus_train::checkpoint::{save_checkpoint, CheckpointContents};
 use locus_train::checkpoint_format::FORMAT_VERSION;
 use locus_train::distributed::SingleProcess;
-use locus_train::optim::Adam;
-use locus_train::setup::adam_params;
 use locus_train::translate::Search;
 use locus_train::{load_checkpoint, train, Checkpoint, TrainOptions, Translator};
-
-/// The committed fixture: `checkpoint/`, the first lines of test_2016_flickr.de and their
-/// translations when it was written (README.md there says how it was made).
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint-format-1")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
 
 /// `(score, translation)` of every fixture source line, as `locus translate --scores` prints
 /// them (score to 4 decimals).
@@ -67,22 +53,9 @@ fn assert_translates_as_when_written(checkpoint: &Checkpoint) {
     }
 }
 
-/// Saves `checkpoint` as a training checkpoint of today's format in `run_dir`; returns it.
-fn save_as_today(checkpoint: &Checkpoint, run_dir: &Path) -> PathBuf {
-    let optimizer = Adam::for_varmap(&checkpoint.varmap, adam_params(&checkpoint.config)).unwrap();
-    let contents = CheckpointContents {
-        varmap: &checkpoint.varmap,
-        optimizer: &optimizer,
-        state: &checkpoint.state,
-        config: &checkpoint.config,
-        tokenizer: &checkpoint.tokenizer,
-    };
-    save_checkpoint(run_dir, &contents, &["last"], 1).unwrap()
-}
-
 #[test]
 fn the_format_1_fixture_loads_and_translates_as_when_it_was_written() {
-    let checkpoint = load_checkpoint(&fixture().join("checkpoint"), &Device::Cpu).unwrap();
+    let checkpoint = load_checkpoint(&fixture_checkpoint(), &Device::Cpu).unwrap();
     assert_eq!((checkpoint.format_version, checkpoint.state.step), (1, 200));
     assert_translates_as_when_written(&checkpoint);
 
@@ -98,7 +71,7 @@ fn the_format_1_fixture_loads_and_translates_as_when_it_was_written() {
 fn a_format_0_state_is_migrated_and_cannot_be_resumed_from() {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old");
-    copy_dir(&fixture().join("checkpoint"), &old);
+    copy_dir(&fixture_checkpoint(), &old);
     std::fs::remove_file(old.join("optimizer.safetensors")).unwrap();
     std::fs::write(old.join("state.json"), r#"{"step": 200, "valid_nll": 4.153}"#).unwrap();
     let checkpoint = load_checkpoint(&old, &Device::Cpu).unwrap();
@@ -129,7 +102,7 @@ fn refusal(dir: &Path, file: &str) -> String {
 #[test]
 fn damaged_missing_or_newer_files_are_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = load_checkpoint(&fixture().join("checkpoint"), &Device::Cpu).unwrap();
+    let fixture = load_checkpoint(&fixture_checkpoint(), &Device::Cpu).unwrap();
     let saved = save_as_today(&fixture, &dir.path().join("run"));
     let manifest = std::fs::read_to_string(saved.join("manifest.json")).unwrap();
     let files = ["model.safetensors", "optimizer.safetensors", "config.toml", "tokenizer.json", "state.json"];

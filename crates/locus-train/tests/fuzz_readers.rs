@@ -20,16 +20,16 @@
 //! Each reader gets `FUZZ_CASES` inputs (256 unless set; `scripts/fuzz.sh` sets 100,000) and
 //! prints how many it read and how many it refused.
 
+mod common;
+
 use std::cell::Cell;
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Device;
+use common::{copy_dir, fixture_checkpoint, save_as_today};
 use locus_data::{DataConfig, PairReader, ParallelCorpus, PrepareOptions, PreparedDataset, SubwordTokenizer};
-use locus_train::checkpoint::{save_checkpoint, CheckpointContents};
-use locus_train::optim::Adam;
 use locus_train::run_history::RunHistory;
-use locus_train::setup::adam_params;
 use locus_train::{load_checkpoint, RunConfig, Translator};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -62,20 +62,6 @@ where
         read.get(),
         refused.get()
     );
-}
-
-fn fixture_checkpoint() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint-format-1/checkpoint")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.path().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 // ---- Damage to bytes ----
@@ -429,15 +415,7 @@ fn checkpoints() {
     });
 
     let checkpoint = load_checkpoint(&format_1, &Device::Cpu).unwrap();
-    let optimizer = Adam::for_varmap(&checkpoint.varmap, adam_params(&checkpoint.config)).unwrap();
-    let contents = CheckpointContents {
-        varmap: &checkpoint.varmap,
-        optimizer: &optimizer,
-        state: &checkpoint.state,
-        config: &checkpoint.config,
-        tokenizer: &checkpoint.tokenizer,
-    };
-    let format_2 = save_checkpoint(&work.path().join("run"), &contents, &[], 1).unwrap();
+    let format_2 = save_as_today(&checkpoint, &work.path().join("run"));
     let originals: Vec<Vec<u8>> =
         CHECKPOINT_FILES.iter().map(|f| std::fs::read(format_2.join(f)).unwrap()).collect();
     let refused = Cell::new(true);
