@@ -1,9 +1,11 @@
-//! The decoding options `translate` and `evaluate` share, with fairseq-generate's names.
+//! The decoding options `translate` and `evaluate` share, with fairseq-generate's names
+//! (`--max-source-len` is CTranslate2's `max_input_length`).
 
 use anyhow::{bail, Result};
 use clap::Args;
 use locus_model::{BeamOptions, LengthLimits, SamplingOptions};
-use locus_train::translate::Search;
+use locus_train::translate::{Search, DEFAULT_MAX_SOURCE_LEN};
+use locus_train::Translator;
 
 /// How to search for translations.
 #[derive(Args, Debug, Clone)]
@@ -25,6 +27,15 @@ pub struct SearchArgs {
     /// Constant part of the output length limit.
     #[arg(long, default_value_t = 10)]
     max_len_b: usize,
+    /// A fixed cap on output tokens, below the relative limit of --max-len-a and --max-len-b
+    /// (default: that limit alone).
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Sources longer than this many tokens are cropped to their first N tokens, with a
+    /// warning naming the line (a model with a `learned` position table crops at its size if
+    /// that is smaller).
+    #[arg(long, default_value_t = DEFAULT_MAX_SOURCE_LEN)]
+    max_source_len: usize,
     /// End of sentence is not allowed before this many tokens.
     #[arg(long, default_value_t = 0)]
     min_len: usize,
@@ -57,6 +68,9 @@ impl SearchArgs {
         if self.beam == 0 || self.nbest == 0 {
             bail!("--beam ({}) and --nbest ({}) must be at least 1", self.beam, self.nbest);
         }
+        if self.max_len == Some(0) || self.max_source_len == 0 {
+            bail!("--max-len and --max-source-len must be at least 1");
+        }
         if self.sample {
             if self.beam > 1 {
                 bail!("--sample draws --nbest samples per line; it does not take --beam ({})", self.beam);
@@ -78,6 +92,17 @@ impl SearchArgs {
         }
         let options = BeamOptions { beam: self.beam, nbest: self.nbest, length_penalty: self.length_penalty };
         Ok((Search::Beam(options), limits))
+    }
+
+    /// Sets `translator`'s search and limits from these options.
+    ///
+    /// # Errors
+    /// Those of [`resolve`](Self::resolve).
+    pub fn configure(&self, translator: &mut Translator) -> Result<()> {
+        (translator.search, translator.limits) = self.resolve()?;
+        translator.max_len = self.max_len;
+        translator.max_source_len = self.max_source_len;
+        Ok(())
     }
 
     /// Translations per input line.

@@ -5,7 +5,8 @@
 //! (so Windows line endings are fine), a final newline does not produce an
 //! extra empty line, and a UTF-8 byte-order mark at the start of the file is
 //! dropped. Each line is checked for valid UTF-8 separately, so an error
-//! names the exact 1-based line.
+//! names the exact 1-based line; a [lossy](LineReader::lossy) reader replaces
+//! invalid bytes with U+FFFD instead.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -69,6 +70,10 @@ pub struct LineReader {
     buffer: Vec<u8>,
     /// The line last read, checked and without its ending.
     text: String,
+    /// Replace invalid UTF-8 with U+FFFD instead of failing.
+    lossy: bool,
+    /// Whether the line last read had invalid UTF-8 (replaced, as the reader is lossy).
+    replaced: bool,
 }
 
 impl LineReader {
@@ -87,9 +92,30 @@ impl LineReader {
         Ok(Self::from_reader(path, inner))
     }
 
+    /// Reads the lines of standard input, named `<stdin>` in errors. Each line is returned as
+    /// soon as its end arrives.
+    pub fn stdin() -> Self {
+        Self::from_reader(Path::new("<stdin>"), Box::new(BufReader::new(std::io::stdin())))
+    }
+
     /// Reads the lines of `inner`, naming `path` in errors.
-    fn from_reader(path: &Path, inner: Box<dyn BufRead + Send>) -> Self {
-        Self { path: path.to_path_buf(), inner, line: 0, buffer: Vec::new(), text: String::new() }
+    pub fn from_reader(path: &Path, inner: Box<dyn BufRead + Send>) -> Self {
+        let (buffer, text) = (Vec::new(), String::new());
+        Self { path: path.to_path_buf(), inner, line: 0, buffer, text, lossy: false, replaced: false }
+    }
+
+    /// With `lossy`, bytes that are not UTF-8 are replaced with U+FFFD (as
+    /// [`String::from_utf8_lossy`]) instead of being an error;
+    /// [`replaced_invalid_utf8`](Self::replaced_invalid_utf8) tells which lines had them.
+    pub fn lossy(mut self, lossy: bool) -> Self {
+        self.lossy = lossy;
+        self
+    }
+
+    /// Whether the line last read had bytes that are not UTF-8, replaced with U+FFFD (only a
+    /// [`lossy`](Self::lossy) reader returns such a line).
+    pub fn replaced_invalid_utf8(&self) -> bool {
+        self.replaced
     }
 
     /// The file read.
@@ -106,8 +132,8 @@ impl LineReader {
     ///
     /// # Errors
     ///
-    /// [`DataError::Io`] if the file cannot be read or decompressed, and
-    /// [`DataError::InvalidUtf8`] naming the file and the line.
+    /// [`DataError::Io`] if the file cannot be read or decompressed, and unless the reader is
+    /// [`lossy`](Self::lossy), [`DataError::InvalidUtf8`] naming the file and the line.
     pub fn next_line(&mut self) -> Result<Option<&str>> {
         Ok(if self.advance()? { Some(self.current()) } else { None })
     }
@@ -127,9 +153,18 @@ impl LineReader {
         self.line += 1;
         let raw = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let text = std::str::from_utf8(raw)
-            .map_err(|_| DataError::InvalidUtf8 { path: self.path.clone(), line: self.line })?;
-        let text = if self.line == 1 { text.strip_prefix(BOM).unwrap_or(text) } else { text };
+        let text = match std::str::from_utf8(raw) {
+            Ok(text) => {
+                self.replaced = false;
+                std::borrow::Cow::Borrowed(text)
+            }
+            Err(_) if self.lossy => {
+                self.replaced = true;
+                String::from_utf8_lossy(raw)
+            }
+            Err(_) => return Err(DataError::InvalidUtf8 { path: self.path.clone(), line: self.line }),
+        };
+        let text = if self.line == 1 { text.strip_prefix(BOM).unwrap_or(&text) } else { &text };
         self.text.clear();
         self.text.push_str(text);
         Ok(true)
@@ -331,6 +366,18 @@ mod tests {
         let err = read_lines_allow_empty(&path).unwrap_err();
         assert!(matches!(err, DataError::InvalidUtf8 { line: 3, .. }), "{err:?}");
         assert_eq!(err.to_string(), format!("{}:3: invalid UTF-8", path.display()));
+    }
+
+    #[test]
+    fn a_lossy_reader_replaces_invalid_utf8_and_says_where() {
+        let bytes: &'static [u8] = b"gut\nschlecht \xff\xfe!\nauch gut\n";
+        let mut reader = LineReader::from_reader(Path::new("x"), Box::new(bytes)).lossy(true);
+        let mut lines = Vec::new();
+        while let Some(line) = reader.next_line().unwrap() {
+            lines.push((line.to_owned(), reader.replaced_invalid_utf8()));
+        }
+        let expected = [("gut", false), ("schlecht \u{fffd}\u{fffd}!", true), ("auch gut", false)];
+        assert_eq!(lines, expected.map(|(line, replaced)| (line.to_owned(), replaced)));
     }
 
     #[test]

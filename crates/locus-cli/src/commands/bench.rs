@@ -270,7 +270,7 @@ fn train(args: TrainBenchArgs) -> Result<()> {
 }
 
 fn translate(args: TranslateBenchArgs) -> Result<()> {
-    let (search, limits) = args.search.resolve()?;
+    args.search.resolve()?;
     let device = parse_device(&args.device)?;
     let checkpoint = load_checkpoint(&args.checkpoint, &device)?;
     let lines: Vec<String> = locus_data::read_lines_allow_empty(&args.input)?
@@ -278,8 +278,7 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
         .filter(|l| !l.trim().is_empty())
         .collect();
     let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
-    translator.search = search;
-    translator.limits = limits;
+    args.search.configure(&mut translator)?;
     translator.batch_size = args.batch_size;
     // Batches of similar length, as `translate` makes them; each is timed on its own.
     let mut order: Vec<(usize, &String)> = lines

@@ -80,14 +80,13 @@ fn hypotheses_path(args: &EvaluateArgs, index: usize, step: usize) -> Result<Opt
 }
 
 fn evaluate_one(args: &EvaluateArgs, index: usize, sources: &[String], references: &[String]) -> Result<Row> {
-    let (search, limits) = args.search.resolve()?;
+    args.search.resolve()?;
     let device = parse_device(&args.device)?;
     let path = &args.checkpoint[index];
     let checkpoint = load_checkpoint(path, &device)?;
     let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
-    translator.search = search;
-    translator.limits = limits;
+    args.search.configure(&mut translator)?;
     let max_tokens = checkpoint.config.data.max_tokens;
     let started = std::time::Instant::now();
     let result =

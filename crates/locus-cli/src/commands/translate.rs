@@ -3,15 +3,31 @@
 //! Reads stdin as it arrives (so `locus translate` works in a pipe, answering each line as
 //! soon as it can while batching whatever input is waiting), or a file with a progress bar.
 //! Output keeps input order, one line per input line; see [`Format`] for the formats.
+//!
+//! Input of any kind and size translates in bounded memory:
+//!
+//! - lines are read [`CHUNK_LINES`] at a time, translated (sorted by length within the chunk)
+//!   and written before the next chunk is read, so memory follows the chunk, not the input;
+//! - a file is first read once to count its lines (for the progress bar) and, unless
+//!   `--lossy`, to check that it is UTF-8: a bad line is an error naming the file and line
+//!   before the model is loaded or anything written. From stdin, the lines before a bad line
+//!   are translated and written, then the error names the line; either way the exit status is
+//!   non-zero. `--lossy` replaces invalid bytes with U+FFFD and warns naming each line;
+//! - sources longer than `--max-source-len` tokens are cropped, with a warning naming the line
+//!   (see [`locus_train::translate`] for every limit);
+//! - a translation never spans lines: line breaks the model might write become spaces in the
+//!   text format.
 
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use locus_train::translate::Translation;
+use locus_data::{DataError, LineReader};
+use locus_train::translate::{LineTranslation, Translation, DEFAULT_MAX_TOKENS};
 use locus_train::{load_checkpoint, Translator};
 use serde_json::json;
 
@@ -19,8 +35,11 @@ use crate::device::parse_device;
 use crate::search_args::SearchArgs;
 
 /// Most lines translated together from a file, or from stdin when that much is waiting: long
-/// enough for batches of similar lengths, short enough for steady output.
-const CHUNK_LINES: usize = 1024;
+/// enough for batches of similar lengths, short enough for steady output and bounded memory.
+pub const CHUNK_LINES: usize = 1024;
+
+/// Warnings of one kind printed line by line; the rest are counted in a summary at the end.
+const WARNINGS_PER_KIND: usize = 10;
 
 /// How translations are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,9 +70,17 @@ pub struct TranslateArgs {
     /// Print each translation's model score (natural log; length-normalised with --beam).
     #[arg(long)]
     scores: bool,
-    /// Sentences decoded together.
+    /// Replace bytes that are not UTF-8 with U+FFFD (with a warning naming the line) instead of
+    /// stopping with an error naming the line.
+    #[arg(long)]
+    lossy: bool,
+    /// Most sentences decoded together.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Most source tokens decoded together: sentences × (longest source + 1), so that a batch
+    /// of long lines stays small.
+    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
+    max_tokens: usize,
     #[command(flatten)]
     search: SearchArgs,
     /// auto, cpu, cuda, cuda:N or metal.
@@ -61,49 +88,71 @@ pub struct TranslateArgs {
     device: String,
 }
 
+/// One input line: its text, and whether a `--lossy` reader replaced invalid bytes in it.
+struct Line {
+    text: String,
+    replaced: bool,
+}
+
 /// Input lines, delivered in chunks: a file's in fixed chunks, stdin's as they arrive.
 enum LineSource {
-    File(std::vec::IntoIter<String>),
-    Stdin(mpsc::Receiver<Result<String>>),
+    File(LineReader),
+    Stdin(mpsc::Receiver<Result<Line, DataError>>),
 }
 
 impl LineSource {
-    /// The next chunk, or `None` at the end. From stdin, waits for one line, then takes
-    /// whatever else is already waiting.
-    fn next_chunk(&mut self) -> Option<Result<Vec<String>>> {
+    /// The next chunk, empty at the end, with the error that ended it early, if any (the lines
+    /// before the error are in the chunk). From stdin, waits for one line, then takes whatever
+    /// else is already waiting.
+    fn next_chunk(&mut self) -> (Vec<Line>, Option<DataError>) {
+        let mut chunk = Vec::new();
         match self {
-            Self::File(lines) => {
-                let chunk: Vec<String> = lines.take(CHUNK_LINES).collect();
-                (!chunk.is_empty()).then_some(Ok(chunk))
+            Self::File(reader) => {
+                while chunk.len() < CHUNK_LINES {
+                    match reader.next_line() {
+                        Ok(Some(text)) => {
+                            let text = text.to_owned();
+                            chunk.push(Line { text, replaced: reader.replaced_invalid_utf8() });
+                        }
+                        Ok(None) => break,
+                        Err(err) => return (chunk, Some(err)),
+                    }
+                }
             }
             Self::Stdin(receiver) => {
-                let first = match receiver.recv() {
-                    Ok(line) => line,
-                    Err(_) => return None,
-                };
-                let mut chunk = match first {
-                    Ok(line) => vec![line],
-                    Err(err) => return Some(Err(err)),
-                };
+                match receiver.recv() {
+                    Ok(Ok(line)) => chunk.push(line),
+                    Ok(Err(err)) => return (chunk, Some(err)),
+                    Err(_) => return (chunk, None),
+                }
                 while chunk.len() < CHUNK_LINES {
                     match receiver.try_recv() {
                         Ok(Ok(line)) => chunk.push(line),
-                        Ok(Err(err)) => return Some(Err(err)),
+                        Ok(Err(err)) => return (chunk, Some(err)),
                         Err(_) => break,
                     }
                 }
-                Some(Ok(chunk))
             }
         }
+        (chunk, None)
     }
 }
 
 /// Reads stdin on a thread, one line at a time, so that translation can start before the end.
-fn stdin_lines() -> mpsc::Receiver<Result<String>> {
-    let (sender, receiver) = mpsc::channel();
+/// The queue holds at most two chunks: a fast producer waits for the translation instead of
+/// filling memory.
+fn stdin_lines(lossy: bool) -> mpsc::Receiver<Result<Line, DataError>> {
+    let (sender, receiver) = mpsc::sync_channel(2 * CHUNK_LINES);
     std::thread::spawn(move || {
-        for (i, line) in std::io::stdin().lock().lines().enumerate() {
-            let line = line.with_context(|| format!("reading stdin line {}", i + 1));
+        let mut reader = LineReader::stdin().lossy(lossy);
+        loop {
+            let line = match reader.next_line() {
+                Ok(Some(text)) => {
+                    Ok(Line { text: text.to_owned(), replaced: reader.replaced_invalid_utf8() })
+                }
+                Ok(None) => break,
+                Err(err) => Err(err),
+            };
             let failed = line.is_err();
             if sender.send(line).is_err() || failed {
                 break;
@@ -111,6 +160,76 @@ fn stdin_lines() -> mpsc::Receiver<Result<String>> {
         }
     });
     receiver
+}
+
+/// The lines of `path`, read once before translating: checks every line is UTF-8 (unless
+/// `lossy`), so that a bad file fails before anything is written.
+fn count_lines(path: &Path, lossy: bool) -> Result<usize> {
+    LineReader::open(path)?.lossy(lossy).count_to_end().map_err(with_lossy_hint)
+}
+
+/// An invalid UTF-8 error says how to translate the file anyway.
+fn with_lossy_hint(err: DataError) -> anyhow::Error {
+    match err {
+        DataError::InvalidUtf8 { .. } => {
+            anyhow!("{err} (--lossy translates it with the invalid bytes replaced by U+FFFD)")
+        }
+        other => other.into(),
+    }
+}
+
+/// Warnings about input lines, on stderr (above the progress bar): the first
+/// [`WARNINGS_PER_KIND`] of each kind one by one, then a count at the end.
+struct Warnings<'a> {
+    /// The input's name in messages.
+    input: &'a str,
+    bar: &'a ProgressBar,
+    /// Lines cropped, and lines with invalid UTF-8 replaced.
+    cropped: usize,
+    replaced: usize,
+}
+
+impl Warnings<'_> {
+    fn warn(&self, count: usize, message: impl FnOnce() -> String) {
+        if count <= WARNINGS_PER_KIND {
+            let message = message();
+            self.bar.suspend(|| eprintln!("warning: {message}"));
+        }
+    }
+
+    /// Warns about line `line` (from 1) of the input, as read and as translated.
+    fn check(&mut self, line: usize, input: &Line, translated: &LineTranslation, source_limit: usize) {
+        if input.replaced {
+            self.replaced += 1;
+            self.warn(self.replaced, || {
+                format!("{}:{line}: invalid UTF-8 replaced by U+FFFD (--lossy)", self.input)
+            });
+        }
+        if translated.cropped {
+            self.cropped += 1;
+            self.warn(self.cropped, || {
+                format!(
+                    "{}:{line}: the source is longer than {source_limit} tokens; translating its first \
+                     {source_limit} (--max-source-len)",
+                    self.input
+                )
+            });
+        }
+    }
+
+    /// The counts of the warnings not printed one by one.
+    fn finish(&self, source_limit: usize) {
+        if self.replaced > WARNINGS_PER_KIND {
+            let n = self.replaced;
+            self.bar.suspend(|| eprintln!("warning: {n} lines of {} had invalid UTF-8 replaced", self.input));
+        }
+        if self.cropped > WARNINGS_PER_KIND {
+            let n = self.cropped;
+            self.bar.suspend(|| {
+                eprintln!("warning: {n} lines of {} were cropped to {source_limit} tokens", self.input)
+            });
+        }
+    }
 }
 
 fn progress_bar(lines: usize) -> ProgressBar {
@@ -147,48 +266,75 @@ fn write_translations(
         }
         Format::Text if args.search.nbest() > 1 => {
             for translation in list {
-                writeln!(sink, "{line}\t{:.4}\t{}", translation.score, translation.text)?;
+                writeln!(sink, "{line}\t{:.4}\t{}", translation.score, one_line(&translation.text))?;
             }
         }
-        Format::Text if args.scores => writeln!(sink, "{:.4}\t{}", best.score, best.text)?,
-        Format::Text => writeln!(sink, "{}", best.text)?,
+        Format::Text if args.scores => writeln!(sink, "{:.4}\t{}", best.score, one_line(&best.text))?,
+        Format::Text => writeln!(sink, "{}", one_line(&best.text))?,
     }
     Ok(())
 }
 
-/// Translates every input line, in order.
+/// `text` on one line: line breaks (`\n`, `\r`) become spaces, so that output lines stay
+/// aligned with input lines.
+fn one_line(text: &str) -> Cow<'_, str> {
+    if text.contains(['\n', '\r']) {
+        Cow::Owned(text.replace(['\n', '\r'], " "))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// Translates every input line, in order, one chunk at a time.
 pub fn run(args: TranslateArgs) -> Result<()> {
-    let (search, limits) = args.search.resolve()?;
+    args.search.resolve()?;
+    let (mut source, bar, input) = match &args.input {
+        Some(path) => {
+            let lines = count_lines(path, args.lossy)?;
+            let reader = LineReader::open(path)?.lossy(args.lossy);
+            (LineSource::File(reader), progress_bar(lines), path.display().to_string())
+        }
+        None => (LineSource::Stdin(stdin_lines(args.lossy)), ProgressBar::hidden(), "<stdin>".to_owned()),
+    };
     let device = parse_device(&args.device)?;
     let checkpoint = load_checkpoint(&args.checkpoint, &device)?;
-    let (mut source, bar) = match &args.input {
-        Some(path) => {
-            let lines = locus_data::read_lines_allow_empty(path)?;
-            let bar = progress_bar(lines.len());
-            (LineSource::File(lines.into_iter()), bar)
-        }
-        None => (LineSource::Stdin(stdin_lines()), ProgressBar::hidden()),
-    };
     let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
-    translator.search = search;
-    translator.limits = limits;
+    translator.max_tokens = args.max_tokens;
+    args.search.configure(&mut translator)?;
+    let source_limit = translator.source_limit();
     let mut sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    let mut warnings = Warnings { input: &input, bar: &bar, cropped: 0, replaced: 0 };
     let mut done = 0;
-    while let Some(chunk) = source.next_chunk() {
-        let chunk = chunk?;
-        for (i, list) in translator.translate_nbest(&chunk, done)?.iter().enumerate() {
-            write_translations(sink.as_mut(), done + i + 1, list, &args)?;
+    loop {
+        let (chunk, error) = source.next_chunk();
+        if !chunk.is_empty() {
+            let texts: Vec<&str> = chunk.iter().map(|line| line.text.as_str()).collect();
+            let translated = translator.translate_lines(&texts, done).with_context(|| {
+                format!("translating lines {}-{} of {input}", done + 1, done + chunk.len())
+            })?;
+            for (i, (line, translated)) in chunk.iter().zip(&translated).enumerate() {
+                warnings.check(done + i + 1, line, translated, source_limit);
+                write_translations(sink.as_mut(), done + i + 1, &translated.translations, &args)?;
+            }
+            sink.flush()?;
+            done += chunk.len();
+            bar.set_position(done as u64);
         }
-        sink.flush()?;
-        done += chunk.len();
-        bar.set_position(done as u64);
+        if let Some(err) = error {
+            bar.finish_and_clear();
+            return Err(with_lossy_hint(err));
+        }
+        if chunk.is_empty() {
+            break;
+        }
     }
     bar.finish_and_clear();
+    warnings.finish(source_limit);
     Ok(())
 }

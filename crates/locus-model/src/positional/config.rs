@@ -170,6 +170,20 @@ impl PositionalConfig {
         }
     }
 
+    /// The most positions a sequence may have under this encoding: a `learned` table's
+    /// `max_len`; `None` (no limit) for the other kinds, which compute any position.
+    pub fn max_positions(&self) -> Option<usize> {
+        match *self {
+            Self::Learned { max_len, .. } => Some(max_len),
+            Self::None {}
+            | Self::Sinusoidal { .. }
+            | Self::Relative { .. }
+            | Self::T5 { .. }
+            | Self::Rope { .. }
+            | Self::Alibi {} => None,
+        }
+    }
+
     /// Width of the token embeddings of a stack of width `d_model` using this encoding.
     pub fn token_width(&self, d_model: usize) -> usize {
         self.absolute(d_model).map_or(d_model, |absolute| absolute.token_width(d_model))

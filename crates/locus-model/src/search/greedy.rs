@@ -36,20 +36,37 @@ pub fn greedy_decode(
     source_lens: &[usize],
     limits: &LengthLimits,
 ) -> Result<Vec<Hypothesis>> {
-    decode_checking_every(model, src, source_lens, limits, stop_check_interval(src.device()))
+    let max_lens: Vec<usize> = source_lens.iter().map(|&len| limits.max_len(len)).collect();
+    greedy_decode_to(model, src, &max_lens, limits.min_len)
 }
 
-/// [`greedy_decode`], looking whether every sentence has ended every `check_every` steps.
+/// [`greedy_decode`] with each sentence's output length limit given: row `i` stops after
+/// `max_lens[i]` tokens (EOS excluded) if it has not ended; EOS is not allowed before `min_len`
+/// tokens. For limits that are not only [`LengthLimits`]' (a fixed cap, the decoder's position
+/// table).
+///
+/// # Shapes
+/// `src`: `(b_sz, src_len)` `u32` ids, each row ending in EOS before its padding;
+/// `max_lens`: `b_sz` limits.
+pub fn greedy_decode_to(
+    model: &Seq2Seq,
+    src: &Tensor,
+    max_lens: &[usize],
+    min_len: usize,
+) -> Result<Vec<Hypothesis>> {
+    decode_checking_every(model, src, max_lens, min_len, stop_check_interval(src.device()))
+}
+
+/// [`greedy_decode_to`], looking whether every sentence has ended every `check_every` steps.
 fn decode_checking_every(
     model: &Seq2Seq,
     src: &Tensor,
-    source_lens: &[usize],
-    limits: &LengthLimits,
+    max_lens: &[usize],
+    min_len: usize,
     check_every: usize,
 ) -> Result<Vec<Hypothesis>> {
     let device = src.device();
     let eos = model.tokens().eos;
-    let max_lens: Vec<usize> = source_lens.iter().map(|&len| limits.max_len(len)).collect();
     let longest = max_lens.iter().copied().max().unwrap_or(0);
     let memory = model.encode(src, None)?.detach();
     let mut cache = model.new_cache();
@@ -68,7 +85,7 @@ fn decode_checking_every(
         }
         let logits = model.decode_step(&step_input, &memory, &mut cache)?;
         let mut log_probs = log_softmax_last_dim(&logits)?;
-        if step < limits.min_len {
+        if step < min_len {
             log_probs = log_probs.broadcast_add(&no_eos)?;
         }
         let next = log_probs.argmax_keepdim(D::Minus1)?;
@@ -88,7 +105,7 @@ fn decode_checking_every(
     Ok(tokens
         .iter()
         .zip(&log_probs)
-        .zip(&max_lens)
+        .zip(max_lens)
         .map(|((tokens, log_probs), &max_len)| read_out(tokens, log_probs, eos, max_len))
         .collect())
 }
@@ -123,14 +140,15 @@ mod tests {
         let src = Tensor::new(&[[3u32, 4, 5, 3, 4, 2], [5, 5, 2, 0, 0, 0], [4, 2, 0, 0, 0, 0]], &Device::Cpu)
             .unwrap();
         let limits = LengthLimits { max_len_a: 2.0, max_len_b: 3, min_len: 0 };
+        let max_lens: Vec<usize> = [5, 2, 1].iter().map(|&len| limits.max_len(len)).collect();
         let mut ended_early = 0;
         for seed in 0..12 {
             let varmap = VarMap::new();
             let vb = SeededVarMap::var_builder(&varmap, seed, DType::F32, &Device::Cpu);
             let model = Seq2Seq::new(&ModelConfig::tiny(), 6, tokens, vb).unwrap();
-            let every_step = decode_checking_every(&model, &src, &[5, 2, 1], &limits, 1).unwrap();
+            let every_step = decode_checking_every(&model, &src, &max_lens, 0, 1).unwrap();
             for check_every in [3, 8] {
-                let sparse = decode_checking_every(&model, &src, &[5, 2, 1], &limits, check_every).unwrap();
+                let sparse = decode_checking_every(&model, &src, &max_lens, 0, check_every).unwrap();
                 assert_eq!(sparse, every_step, "seed {seed}, checking every {check_every} steps");
             }
             ended_early +=

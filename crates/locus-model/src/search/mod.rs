@@ -21,7 +21,10 @@ use crate::decoder::DecoderCache;
 use crate::error::Result;
 use crate::transformer::{Memory, Seq2Seq};
 
-/// How long outputs may be, as fairseq's `--max-len-a`, `--max-len-b` and `--min-len`.
+/// How long outputs may be, as fairseq's `--max-len-a`, `--max-len-b` and `--min-len`: a limit
+/// relative to the source length. A caller may cap it lower per sentence (a fixed `--max-len`,
+/// a `learned` decoder table) by passing its own limits, e.g. to
+/// [`greedy_decode_to`](greedy::greedy_decode_to).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LengthLimits {
     /// Output length limit per source token.
