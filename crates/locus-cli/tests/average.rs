@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use common::{copy_checkpoint, data_overrides, locus, stderr, tiny_config, train_args, write_corpus};
+use common::{copy_checkpoint, data_overrides, locus, reseal, stderr, tiny_config, train_args, write_corpus};
 use serde_json::Value;
 
 /// Trains the tiny config for 3 updates in `dir/run`, checkpointing after each; returns the run.
@@ -161,6 +161,7 @@ fn mismatched_inputs_are_named() {
         Tensor::zeros((rows + 1, cols), candle_core::DType::F32, &Device::Cpu).unwrap(),
     );
     candle_core::safetensors::save(&tensors, reshaped.join("model.safetensors")).unwrap();
+    reseal(&reshaped);
     let err = refused(&reshaped);
     let expected = format!("tensor `{name}` has shape [{}, {cols}], but [{rows}, {cols}]", rows + 1);
     assert!(err.contains(&expected), "{err}");
@@ -171,6 +172,7 @@ fn mismatched_inputs_are_named() {
     let config = std::fs::read_to_string(wider.join("config.toml")).unwrap();
     assert!(config.contains("d_ff = 64"), "{config}");
     std::fs::write(wider.join("config.toml"), config.replace("d_ff = 64", "d_ff = 128")).unwrap();
+    reseal(&wider);
     let err = refused(&wider);
     assert!(err.contains("[model]") && err.contains("model.d_ff is 128, not 64"), "{err}");
 
@@ -183,6 +185,7 @@ fn mismatched_inputs_are_named() {
     let size = vocab.len();
     vocab.insert("zzz".into(), Value::from(size));
     std::fs::write(retokenized.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    reseal(&retokenized);
     let err = refused(&retokenized);
     assert!(
         err.contains("tokenizer.json") && err.contains(&format!("{} entries, not {size}", size + 1)),

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{copy_checkpoint, data_overrides, locus, stderr, tiny_config, train_args, write_corpus};
+use common::{copy_checkpoint, data_overrides, locus, reseal, stderr, tiny_config, train_args, write_corpus};
 use serde_json::Value;
 
 /// Trains the tiny config on the generated corpus; returns the run directory.
@@ -118,6 +118,7 @@ fn contradictory_options_and_incompatible_checkpoints_are_explained() {
     copy_checkpoint(&run.join("best"), &edited);
     let config = std::fs::read_to_string(edited.join("config.toml")).unwrap();
     std::fs::write(edited.join("config.toml"), config.replace("d_ff = 64", "d_ff = 96")).unwrap();
+    reseal(&edited);
     let edited_arg = edited.display().to_string();
     let out = locus(&["translate", "--device", "cpu", "--checkpoint", &edited_arg, "--input", &input_arg]);
     assert!(!out.status.success());

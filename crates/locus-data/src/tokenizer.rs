@@ -46,6 +46,25 @@ pub const UNK_ID: u32 = 3;
 /// The special tokens, in id order (`SPECIAL_TOKENS[i]` has id `i`).
 pub const SPECIAL_TOKENS: [&str; 4] = ["<pad>", "<s>", "</s>", "<unk>"];
 
+/// Refuses a BPE model whose merges `tokenizers` 0.22 would panic on: with a
+/// `continuing_subword_prefix`, it slices each merge's right side after the prefix.
+fn check_bpe_merges(document: &serde_json::Value) -> std::result::Result<(), String> {
+    let model = &document["model"];
+    let Some(prefix) = model["continuing_subword_prefix"].as_str() else { return Ok(()) };
+    let merges = model["merges"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for merge in merges {
+        let right = match merge {
+            serde_json::Value::String(pair) => pair.split_once(' ').map(|(_, right)| right),
+            serde_json::Value::Array(pair) => pair.get(1).and_then(serde_json::Value::as_str),
+            _ => None,
+        };
+        if right.is_some_and(|right| !right.starts_with(prefix)) {
+            return Err(format!("merge {merge} does not continue with the prefix {prefix:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// The SentencePiece meta symbol that stands for a space.
 const META: char = '▁';
 
@@ -151,6 +170,10 @@ impl SubwordTokenizer {
         // Parsed as JSON first: `tokenizers` 0.22 panics (an `expect` in its decoder's
         // deserializer) on some malformed JSON, never on a well-formed document.
         let document: serde_json::Value = serde_json::from_str(&json).map_err(invalid)?;
+        check_bpe_merges(&document).map_err(|message| DataError::Tokenizer {
+            path: Some(path.to_path_buf()),
+            message: format!("not a valid tokenizer.json: {message}"),
+        })?;
         let inner: Tokenizer = serde_json::from_value(document).map_err(invalid)?;
         Self::from_tokenizer(inner, Some(path))
     }

@@ -69,3 +69,16 @@ pub fn copy_checkpoint(from: &Path, to: &Path) {
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
+
+/// Rewrites the manifest of the checkpoint in `dir` after a test edited its files on purpose,
+/// so that the edit, not the checksums, is what `locus` reacts to.
+pub fn reseal(dir: &Path) {
+    let path = dir.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let files = manifest["files"].as_object_mut().unwrap();
+    for (name, entry) in files.iter_mut() {
+        let now = locus_data::checksum::FileEntry::of(&dir.join(name)).unwrap();
+        *entry = serde_json::to_value(now).unwrap();
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+}
