@@ -17,7 +17,7 @@ use locus_train::loss_scale::LossScaler;
 use locus_train::modeling::{build_model, TOKEN_IDS};
 use locus_train::optim::{Adam, AdamParams, OptimizerKind};
 use locus_train::precision::Precision;
-use locus_train::step::{accumulate_gradients, train_step, StepOptions};
+use locus_train::step::{accumulate_gradients, train_step, StepOptions, StepStats};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -90,6 +90,17 @@ fn loss_and_gradient(cfg: &ModelConfig, precision: Precision) -> (f64, Vec<f64>)
     (losses.read().unwrap().0 / tokens, gradient)
 }
 
+/// One update of `model` on [`batch`] in a single process.
+fn step_on_batch(
+    model: &locus_model::Seq2Seq,
+    optimizer: &mut Adam,
+    options: StepOptions,
+    rng: &mut DropoutRng,
+    scaler: Option<&mut LossScaler>,
+) -> StepStats {
+    train_step(&SingleProcess, model, optimizer, &[batch()], options, rng, scaler).unwrap()
+}
+
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -133,16 +144,7 @@ fn a_bf16_update_changes_the_f32_master_weights() {
     let before = weights(&varmap);
     let step_model = Precision::Bf16.step_model(&model, &varmap).unwrap();
     let options = StepOptions { lr: 1e-3, clip_norm: 1.0, label_smoothing: 0.1 };
-    let stats = train_step(
-        &SingleProcess,
-        &step_model,
-        &mut optimizer,
-        &[batch()],
-        options,
-        &mut DropoutRng::new(0),
-        None,
-    )
-    .unwrap();
+    let stats = step_on_batch(&step_model, &mut optimizer, options, &mut DropoutRng::new(0), None);
     let grad_norm = stats.read_grad_norm().unwrap();
     assert!(!stats.skipped && grad_norm.is_finite() && grad_norm > 0.0, "{stats:?}");
     assert_eq!(optimizer.step_count(), 1);
@@ -182,16 +184,7 @@ fn an_overflowing_f16_update_is_skipped_and_halves_the_scale() {
     let mut scaler = LossScaler::with_scale(2f64.powi(40));
     let step_model = Precision::F16.step_model(&model, &varmap).unwrap();
     let mut rng = DropoutRng::new(0);
-    let stats = train_step(
-        &SingleProcess,
-        &step_model,
-        &mut optimizer,
-        &[batch()],
-        options,
-        &mut rng,
-        Some(&mut scaler),
-    )
-    .unwrap();
+    let stats = step_on_batch(&step_model, &mut optimizer, options, &mut rng, Some(&mut scaler));
     assert!(stats.skipped && !stats.read_grad_norm().unwrap().is_finite(), "{stats:?}");
     assert!(stats.losses.read().unwrap().0.is_finite(), "the forward pass is not scaled: {stats:?}");
     assert_eq!(scaler, LossScaler { scale: 2f64.powi(39), good_updates: 0 });
@@ -201,16 +194,7 @@ fn an_overflowing_f16_update_is_skipped_and_halves_the_scale() {
     // At 2^8 the scaled gradients fit: the update applies, and unscaled its gradient norm is
     // the f32 one up to f16 rounding.
     scaler.scale = 256.0;
-    let stats = train_step(
-        &SingleProcess,
-        &step_model,
-        &mut optimizer,
-        &[batch()],
-        options,
-        &mut rng,
-        Some(&mut scaler),
-    )
-    .unwrap();
+    let stats = step_on_batch(&step_model, &mut optimizer, options, &mut rng, Some(&mut scaler));
     assert!(!stats.skipped, "{stats:?}");
     assert_eq!((scaler.scale, scaler.good_updates, optimizer.step_count()), (256.0, 1, 1));
     assert!(weights(&varmap) != before);
