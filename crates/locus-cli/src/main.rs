@@ -13,6 +13,7 @@ mod job;
 mod plot;
 mod progress;
 mod search_args;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,8 @@ enum Command {
     Average(commands::average::AverageArgs),
     /// Measure training or translation throughput on this machine.
     Bench(commands::bench::BenchArgs),
+    /// Serve translations over HTTP (JSON), batching concurrent requests.
+    Serve(commands::serve::ServeArgs),
 }
 
 /// Sizes the thread pools before any of them starts: candle's own pool and the size it gives
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => commands::plot::run(args),
         Command::Average(args) => commands::average::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

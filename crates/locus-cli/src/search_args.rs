@@ -1,14 +1,18 @@
-//! The decoding options `translate` and `evaluate` share, with fairseq-generate's names
-//! (`--max-source-len` is CTranslate2's `max_input_length`).
+//! The decoding options `translate`, `evaluate`, `bench translate` and `serve` share, with
+//! fairseq-generate's names (`--max-source-len` is CTranslate2's `max_input_length`). `serve`
+//! takes them as its defaults and lets each request override them by the same names in JSON
+//! (serde), within the server's [`SearchBounds`].
 
 use anyhow::{bail, Result};
 use clap::Args;
 use locus_model::{BeamOptions, LengthLimits, SamplingOptions};
 use locus_train::translate::{Search, DEFAULT_MAX_SOURCE_LEN};
 use locus_train::Translator;
+use serde::{Deserialize, Serialize};
 
 /// How to search for translations.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SearchArgs {
     /// Beam size; 1 is greedy search.
     #[arg(long, default_value_t = 1)]
@@ -109,4 +113,44 @@ impl SearchArgs {
     pub fn nbest(&self) -> usize {
         self.nbest
     }
+
+    /// Source tokens translated of a line; longer ones are cropped.
+    pub fn max_source_len(&self) -> usize {
+        self.max_source_len
+    }
+
+    /// Whether these options sample (each line's samples are seeded by its index in the input).
+    pub fn samples(&self) -> bool {
+        self.sample
+    }
+
+    /// These options within `bounds`: the output cap and the source crop lowered to the
+    /// server's, if they are higher.
+    ///
+    /// # Errors
+    /// A beam or n-best list larger than `bounds.max_beam`.
+    pub fn bounded(mut self, bounds: &SearchBounds) -> Result<Self> {
+        if self.beam > bounds.max_beam || self.nbest > bounds.max_beam {
+            bail!(
+                "beam ({}) and nbest ({}) may be at most {} on this server (--max-beam)",
+                self.beam,
+                self.nbest,
+                bounds.max_beam
+            );
+        }
+        self.max_len = Some(self.max_len.map_or(bounds.max_output_len, |len| len.min(bounds.max_output_len)));
+        self.max_source_len = self.max_source_len.min(bounds.max_source_len);
+        Ok(self)
+    }
+}
+
+/// Upper bounds a service puts on the search options of every request.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchBounds {
+    /// Largest beam, and largest n-best list or number of samples.
+    pub max_beam: usize,
+    /// Most output tokens (EOS excluded) of any translation.
+    pub max_output_len: usize,
+    /// Most source tokens translated of a sentence (longer ones are cropped).
+    pub max_source_len: usize,
 }

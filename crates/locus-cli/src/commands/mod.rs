@@ -7,5 +7,6 @@ pub mod lab;
 pub mod pe;
 pub mod plot;
 pub mod prepare;
+pub mod serve;
 pub mod train;
 pub mod translate;
