@@ -50,6 +50,8 @@ enum Command {
     Average(commands::average::AverageArgs),
     /// Measure training or translation throughput on this machine.
     Bench(commands::bench::BenchArgs),
+    /// Export a checkpoint to another inference engine (`locus export ctranslate2`).
+    Export(commands::export::ExportArgs),
 }
 
 /// Sizes the thread pools before any of them starts: candle's own pool and the size it gives
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => commands::plot::run(args),
         Command::Average(args) => commands::average::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
