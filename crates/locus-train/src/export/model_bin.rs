@@ -218,7 +218,7 @@ impl ModelBin {
             let Some(array) = self.variables.get(&name) else { continue };
             let Data::F32(values) = &array.data else { continue };
             let rows = array.shape[0];
-            let cols = if rows == 0 { 0 } else { values.len() / rows };
+            let cols = values.len().checked_div(rows).unwrap_or(0);
             let mut quantized = Vec::with_capacity(values.len());
             let mut scales = Vec::with_capacity(rows);
             for row in values.chunks(cols.max(1)).take(rows) {
