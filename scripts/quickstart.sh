@@ -4,14 +4,18 @@
 # test_2016_flickr. Extra arguments go to `locus train` (e.g. --set train.max_steps=200).
 #
 # Environment: LOCUS_RUN_DIR, the run directory (default runs/multi30k-de-en; it becomes the
-# config's train.out_dir). CI runs a smoke version into a temporary directory:
-#   LOCUS_RUN_DIR=$(mktemp -d)/run scripts/quickstart.sh --set train.max_steps=20
+# config's train.out_dir); LOCUS_BIN, a `locus` binary to use instead of building the release
+# one. CI runs a smoke version into a temporary directory with the binary its tests already
+# built (a release build of the workspace would cost CI about 5 minutes more):
+#   LOCUS_BIN=target/debug/locus LOCUS_RUN_DIR=$(mktemp -d)/run scripts/quickstart.sh --set train.max_steps=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/get-multi30k.sh
-cargo build --release -p locus-cli
-locus=target/release/locus
+locus=${LOCUS_BIN:-target/release/locus}
+if [[ -z ${LOCUS_BIN:-} ]]; then
+  cargo build --release -p locus-cli
+fi
 run=${LOCUS_RUN_DIR:-runs/multi30k-de-en}
 test_de=data/multi30k/test_2016_flickr.de.gz
 test_en=data/multi30k/test_2016_flickr.en.gz

@@ -53,6 +53,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Serve translations over HTTP (JSON), batching concurrent requests.
     Serve(commands::serve::ServeArgs),
+    /// Export a checkpoint to another inference engine (`locus export ctranslate2`).
+    Export(commands::export::ExportArgs),
 }
 
 /// Sizes the thread pools before any of them starts: candle's own pool and the size it gives
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Average(args) => commands::average::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,6 +65,9 @@ pub enum TrainError {
     /// The ranks of a distributed job could not set up a collective (NCCL between GPUs).
     #[error("communication: {0}")]
     Communication(String),
+    /// A model cannot be exported as asked (the message names the setting and why).
+    #[error("export: {0}")]
+    Export(String),
     /// A data error (corpus, tokenizer, batching).
     #[error(transparent)]
     Data(#[from] locus_data::DataError),

@@ -38,6 +38,7 @@ pub mod distributed;
 pub mod early_stopping;
 pub mod error;
 pub mod evaluate;
+pub mod export;
 pub mod lab;
 pub mod log;
 pub mod loss;

@@ -3,6 +3,7 @@
 pub mod average;
 pub mod bench;
 pub mod evaluate;
+pub mod export;
 pub mod lab;
 pub mod pe;
 pub mod plot;

@@ -3,8 +3,9 @@
 //!
 //! The whole loop stays on the model's device: the chosen tokens feed the next step directly,
 //! and which sentences are still going is tracked there too. The host looks only every
-//! [`stop_check_interval`] steps, to stop once every sentence has ended, and at the end it
-//! reads all the steps' tokens and log-probabilities in one copy.
+//! [`stop_check_interval`] steps, to stop once every sentence has ended and to drop ended
+//! sentences from the batch; it reads the steps' tokens and log-probabilities in one copy each
+//! time it drops some, and at the end.
 
 use candle_core::{DType, Device, Tensor, D};
 
@@ -58,6 +59,13 @@ pub fn greedy_decode_to(
 }
 
 /// [`greedy_decode_to`], looking whether every sentence has ended every `check_every` steps.
+///
+/// Each look also drops the sentences that have ended from the batch once they are at least a
+/// quarter of the rows still decoded (so a batch is narrowed a few times, not at every end):
+/// their steps' tokens are read out then, and the encoder memory, the cache and the per-row
+/// state keep the other rows only. A batch of mixed lengths (a server's, not sorted by length)
+/// then stops paying for sentences that have ended. Rows do not interact, so which rows share a
+/// step changes nothing but the float rounding of batched products.
 fn decode_checking_every(
     model: &Seq2Seq,
     src: &Tensor,
@@ -68,20 +76,40 @@ fn decode_checking_every(
     let device = src.device();
     let eos = model.tokens().eos;
     let longest = max_lens.iter().copied().max().unwrap_or(0);
-    let memory = model.encode(src, None)?.detach();
+    let mut memory = model.encode(src, None)?.detach();
     let mut cache = model.new_cache();
     // Before `min_len` tokens, EOS is masked out.
     let mut no_eos = vec![0f32; model.vocab_size()];
     no_eos[eos as usize] = f32::NEG_INFINITY;
     let no_eos = Tensor::new(no_eos, device)?.to_dtype(model.dtype())?;
-    // On the device: each sentence's length limit, and 1 while it is still going.
-    let max_lens_on_device = Tensor::new(max_lens.iter().map(|&len| len as u32).collect::<Vec<_>>(), device)?;
+    // On the device: each row's length limit, and 1 while it is still going.
+    let mut max_lens_on_device =
+        Tensor::new(max_lens.iter().map(|&len| len as u32).collect::<Vec<_>>(), device)?;
     let mut going = max_lens_on_device.gt(0u32)?;
     let mut step_input = Tensor::full(model.tokens().bos, (src.dim(0)?, 1), device)?;
-    let (mut steps_tokens, mut steps_log_probs) = (Vec::new(), Vec::new());
+    // The sentence each row decodes, and every sentence's tokens and log-probabilities so far.
+    let mut rows: Vec<usize> = (0..max_lens.len()).collect();
+    let mut outputs = vec![(Vec::new(), Vec::new()); max_lens.len()];
+    // The steps since the batch was last narrowed, on the device.
+    let mut pending = PendingSteps::default();
     for step in 0..longest {
-        if step % check_every == 0 && going.max(0)?.to_scalar::<u8>()? == 0 {
-            break;
+        if step % check_every == 0 {
+            let going_rows = going.to_vec1::<u8>()?;
+            let still_going: Vec<u32> =
+                (0..rows.len() as u32).filter(|&r| going_rows[r as usize] != 0).collect();
+            if still_going.is_empty() {
+                break;
+            }
+            if 4 * (rows.len() - still_going.len()) >= rows.len() {
+                pending.read_into(&rows, &mut outputs)?;
+                let keep = Tensor::new(still_going.as_slice(), device)?;
+                memory = memory.select_rows(&keep)?;
+                cache.select_rows(&keep)?;
+                max_lens_on_device = max_lens_on_device.index_select(&keep, 0)?;
+                going = going.index_select(&keep, 0)?;
+                step_input = step_input.index_select(&keep, 0)?;
+                rows = still_going.iter().map(|&r| rows[r as usize]).collect();
+            }
         }
         let logits = model.decode_step(&step_input, &memory, &mut cache)?;
         let mut log_probs = log_softmax_last_dim(&logits)?;
@@ -89,25 +117,46 @@ fn decode_checking_every(
             log_probs = log_probs.broadcast_add(&no_eos)?;
         }
         let next = log_probs.argmax_keepdim(D::Minus1)?;
-        // Detached: kept until the end, it must not keep the step's graph alive with it.
-        steps_log_probs.push(log_probs.gather(&next, 1)?.to_dtype(DType::F32)?.detach());
+        // Detached: kept until read, it must not keep the step's graph alive with it.
+        pending.log_probs.push(log_probs.gather(&next, 1)?.to_dtype(DType::F32)?.detach());
         // A sentence goes on unless it chose EOS or has reached its limit with this token.
         let within_limit = max_lens_on_device.gt((step + 1) as f64)?;
         going = going.mul(&next.squeeze(1)?.ne(eos)?)?.mul(&within_limit)?;
-        steps_tokens.push(next.clone());
+        pending.tokens.push(next.clone());
         step_input = next;
     }
-    if steps_tokens.is_empty() {
-        return Ok(vec![Hypothesis { tokens: Vec::new(), log_prob: 0.0, score: 0.0 }; max_lens.len()]);
-    }
-    let tokens = Tensor::cat(&steps_tokens, 1)?.to_vec2::<u32>()?;
-    let log_probs = Tensor::cat(&steps_log_probs, 1)?.to_vec2::<f32>()?;
-    Ok(tokens
+    pending.read_into(&rows, &mut outputs)?;
+    Ok(outputs
         .iter()
-        .zip(&log_probs)
         .zip(max_lens)
         .map(|((tokens, log_probs), &max_len)| read_out(tokens, log_probs, eos, max_len))
         .collect())
+}
+
+/// The chosen tokens and their log-probabilities of the steps not yet read, each `(rows, 1)`.
+#[derive(Default)]
+struct PendingSteps {
+    tokens: Vec<Tensor>,
+    log_probs: Vec<Tensor>,
+}
+
+impl PendingSteps {
+    /// Appends the steps to the outputs of the sentences `rows` decode (in one copy from the
+    /// device) and forgets them.
+    fn read_into(&mut self, rows: &[usize], outputs: &mut [(Vec<u32>, Vec<f32>)]) -> Result<()> {
+        if self.tokens.is_empty() {
+            return Ok(());
+        }
+        let tokens = Tensor::cat(&self.tokens, 1)?.to_vec2::<u32>()?;
+        let log_probs = Tensor::cat(&self.log_probs, 1)?.to_vec2::<f32>()?;
+        for ((&sentence, tokens), log_probs) in rows.iter().zip(tokens).zip(log_probs) {
+            outputs[sentence].0.extend(tokens);
+            outputs[sentence].1.extend(log_probs);
+        }
+        self.tokens.clear();
+        self.log_probs.clear();
+        Ok(())
+    }
 }
 
 /// One sentence's hypothesis from its token and log-probability at every step: the tokens up
@@ -130,6 +179,34 @@ mod tests {
     use super::*;
     use crate::{ModelConfig, SeededVarMap, TokenIds};
     use candle_nn::VarMap;
+
+    /// Sentences that end leave the batch (here two of four at the first look, by their length
+    /// limits of 1 and 2 tokens, and others when they choose EOS); every sentence must still
+    /// get the hypothesis it gets decoded alone (its log-probability up to rounding).
+    #[test]
+    fn dropping_ended_sentences_from_the_batch_changes_no_hypothesis() {
+        let tokens = TokenIds { pad: 0, bos: 1, eos: 2 };
+        let rows = [[3u32, 4, 5, 3, 4, 2], [5, 5, 2, 0, 0, 0], [4, 2, 0, 0, 0, 0], [3, 3, 3, 5, 2, 0]];
+        let src = Tensor::new(&rows, &Device::Cpu).unwrap();
+        let max_lens = [13, 1, 2, 9];
+        for seed in 0..12 {
+            let varmap = VarMap::new();
+            let vb = SeededVarMap::var_builder(&varmap, seed, DType::F32, &Device::Cpu);
+            let model = Seq2Seq::new(&ModelConfig::tiny(), 6, tokens, vb).unwrap();
+            for check_every in [1, 3] {
+                let batched = decode_checking_every(&model, &src, &max_lens, 0, check_every).unwrap();
+                for (row, hypothesis) in batched.iter().enumerate() {
+                    let alone = Tensor::new(&[rows[row]], &Device::Cpu).unwrap();
+                    let expected =
+                        decode_checking_every(&model, &alone, &max_lens[row..row + 1], 0, 1).unwrap();
+                    let case = format!("seed {seed}, row {row}, checking every {check_every}");
+                    assert_eq!(hypothesis.tokens, expected[0].tokens, "{case}");
+                    // Batched products round differently from a row's alone.
+                    assert!((hypothesis.log_prob - expected[0].log_prob).abs() < 1e-4, "{case}");
+                }
+            }
+        }
+    }
 
     /// Looking for the end only every few steps, as on a GPU, decodes steps past some
     /// sentences' ends (and past all of them before the next look) but reads out the same
