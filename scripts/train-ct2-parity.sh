@@ -3,7 +3,7 @@
 # small German→English Multi30k model per positional encoding CTranslate2 can represent
 # (configs/multi30k-de-en.toml made smaller with --set: width 128, 2+2 layers, a 4,000-token
 # vocabulary, STEPS updates, default 500), each a few minutes on 2 CPU cores. Runs go to runs/ct2-parity/<name>;
-# finished ones are skipped. Pass names to train a subset, e.g. `scripts/train-ct2-parity.sh rope`.
+# finished ones are skipped, stopped ones resumed. Pass names to train a subset, e.g. `scripts/train-ct2-parity.sh rope`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 locus=${LOCUS:-target/release/locus}
@@ -31,7 +31,9 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(sinusoidal learned none relative t5 rope rope-alibi)
 for name in "${names[@]}"; do
   run="$out/$name"
-  [ -e "$run/last" ] && continue
+  # Validation (and so `best`) comes only at the end here: a run stopped before has `last`
+  # only, and `locus train` resumes it.
+  [ -e "$run/best" ] && continue
   settings=("${common[@]}" --set "data.prepared=$out/prepared" --set "train.out_dir=$run")
   for s in ${encodings[$name]}; do settings+=(--set "$s"); done
   "$locus" train --config configs/multi30k-de-en.toml "${settings[@]}"
