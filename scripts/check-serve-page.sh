@@ -8,6 +8,7 @@
 # Needs chromium (Debian: apt-get install chromium) and curl. Not part of `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/start-serve.sh
 
 checkpoint="" text="Ein Hund läuft über die Wiese." screenshot=${TMPDIR:-/tmp}/locus-serve-page.png
 while [ $# -gt 0 ]; do
@@ -26,16 +27,7 @@ chromium=$(command -v chromium || command -v chromium-browser || true)
 
 log=$(mktemp) server="" profile=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$log" "$profile"' EXIT
-"$locus" serve --checkpoint "$checkpoint" --host 127.0.0.1 --port 0 --device cpu 2>"$log" &
-server=$!
-address=""
-for _ in $(seq 600); do
-  address=$(sed -n 's|^locus serve: listening on http://||p' "$log")
-  [ -n "$address" ] && break
-  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$address" ] || { echo "locus serve did not start" >&2; exit 1; }
+start_serve "$locus" "$log" "$checkpoint"
 
 body=$(python3 -c 'import json, sys; print(json.dumps({"text": [sys.argv[1]]}))' "$text")
 expected=$(curl -sf -X POST -H 'Content-Type: application/json' -d "$body" "http://$address/translate" |

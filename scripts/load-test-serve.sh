@@ -14,6 +14,7 @@
 # The binary: $LOCUS (default: target/release/locus under $CARGO_TARGET_DIR or ./target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/start-serve.sh
 
 checkpoint="" clients=16 seconds=60 max_requests=100000 per_request=1
 input=data/multi30k/test_2016_flickr.de.gz
@@ -36,16 +37,7 @@ locus=${LOCUS:-${CARGO_TARGET_DIR:-target}/release/locus}
 
 log=$(mktemp) server=""
 trap 'kill "$server" 2>/dev/null || true; rm -f "$log"' EXIT
-"$locus" serve --checkpoint "$checkpoint" --host 127.0.0.1 --port 0 --device cpu "${search[@]}" 2>"$log" &
-server=$!
-address=""
-for _ in $(seq 600); do
-  address=$(sed -n 's|^locus serve: listening on http://||p' "$log")
-  [ -n "$address" ] && break
-  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$address" ] || { echo "locus serve did not start" >&2; cat "$log" >&2; exit 1; }
+start_serve "$locus" "$log" "$checkpoint" "${search[@]}"
 rss() { awk '/^VmRSS/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$server/status"; }
 echo "server $address (pid $server), search: ${search[*]:-defaults}"
 echo "RSS before: $(rss)"

@@ -154,3 +154,16 @@ pub struct SearchBounds {
     /// Most source tokens translated of a sentence (longer ones are cropped).
     pub max_source_len: usize,
 }
+
+/// Search options parsed from command-line arguments, as `locus serve ARGS` would take them.
+#[cfg(test)]
+pub fn parse_search_args(args: &[&str]) -> SearchArgs {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        search: SearchArgs,
+    }
+    Cli::parse_from(std::iter::once("serve").chain(args.iter().copied())).search
+}

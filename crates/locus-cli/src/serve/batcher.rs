@@ -243,22 +243,15 @@ fn translate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        search: SearchArgs,
-    }
-
-    fn search(args: &[&str]) -> SearchArgs {
-        Cli::parse_from(std::iter::once("serve").chain(args.iter().copied())).search
-    }
+    use crate::search_args::parse_search_args;
 
     fn entry(sentences: usize, tokens: usize, args: &[&str]) -> (Entry, oneshot::Receiver<Reply>) {
         let (reply, receiver) = oneshot::channel();
         let sentences = (0..sentences).map(|i| format!("s{i}")).collect();
-        (Entry { sentences, tokens, search: search(args), reply, queued: Instant::now() }, receiver)
+        (
+            Entry { sentences, tokens, search: parse_search_args(args), reply, queued: Instant::now() },
+            receiver,
+        )
     }
 
     fn limits(max_tokens: usize, max_sentences: usize, max_wait_ms: u64) -> BatchLimits {

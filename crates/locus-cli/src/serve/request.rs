@@ -115,13 +115,7 @@ fn deserialize<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, ServeErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        search: SearchArgs,
-    }
+    use crate::search_args::parse_search_args;
 
     fn limits() -> RequestLimits {
         let search = SearchBounds { max_beam: 4, max_output_len: 50, max_source_len: 100 };
@@ -129,7 +123,7 @@ mod tests {
     }
 
     fn parse(body: &str) -> Result<TranslateRequest, ServeError> {
-        parse_request(body.as_bytes(), &Cli::parse_from(["serve"]).search, &limits())
+        parse_request(body.as_bytes(), &parse_search_args(&[]), &limits())
     }
 
     fn bad(body: &str) -> String {
@@ -144,12 +138,11 @@ mod tests {
         let request = parse(r#"{"text": ["a", "b"], "beam": 3, "scores": true}"#).unwrap();
         assert_eq!(request.text, ["a", "b"]);
         assert!(request.scores);
-        let expected =
-            Cli::parse_from(["serve", "--beam", "3", "--max-len", "50", "--max-source-len", "100"]);
-        assert_eq!(request.search, expected.search);
+        let expected = parse_search_args(&["--beam", "3", "--max-len", "50", "--max-source-len", "100"]);
+        assert_eq!(request.search, expected);
         let request = parse(r#"{"text": [], "max_len": 7, "max_source_len": 1000}"#).unwrap();
-        let expected = Cli::parse_from(["serve", "--max-len", "7", "--max-source-len", "100"]);
-        assert_eq!(request.search, expected.search);
+        let expected = parse_search_args(&["--max-len", "7", "--max-source-len", "100"]);
+        assert_eq!(request.search, expected);
     }
 
     #[test]
@@ -163,8 +156,7 @@ mod tests {
         assert!(bad(r#"{"text": [], "bream": 2}"#).contains("unknown field `bream`"));
         assert!(bad(r#"{"text": [], "beam": 8}"#).contains("at most 4"));
         assert!(bad(r#"{"text": [], "nbest": 2}"#).contains("--nbest (2) needs --beam"));
-        let not_utf8 =
-            parse_request(b"{\"text\": [\"\xff\"]}", &Cli::parse_from(["serve"]).search, &limits());
+        let not_utf8 = parse_request(b"{\"text\": [\"\xff\"]}", &parse_search_args(&[]), &limits());
         assert!(matches!(not_utf8, Err(ServeError::BadRequest(m)) if m.contains("not UTF-8")));
     }
 
