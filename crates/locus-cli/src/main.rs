@@ -11,6 +11,7 @@ mod commands;
 mod device;
 mod job;
 mod plot;
+mod pool;
 mod progress;
 mod search_args;
 mod serve;
@@ -74,8 +75,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Prepare(args) => commands::prepare::run(args),
         Command::Train(args) => commands::train::run(args),
-        Command::Translate(args) => commands::translate::run(args),
-        Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Translate(args) => pool::on_a_pool_thread(|| commands::translate::run(args)),
+        Command::Evaluate(args) => pool::on_a_pool_thread(|| commands::evaluate::run(args)),
         Command::Lab(args) => commands::lab::run(args),
         Command::Pe(args) => commands::pe::run(args),
         Command::Plot(args) => commands::plot::run(args),

@@ -127,7 +127,7 @@ pub struct TranslateBenchArgs {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         Bench::Train(args) => train(args),
-        Bench::Translate(args) => translate(args),
+        Bench::Translate(args) => crate::pool::on_a_pool_thread(|| translate(args)),
         Bench::Parity(args) => parity(args),
         Bench::AllReduce(args) => all_reduce(args),
     }

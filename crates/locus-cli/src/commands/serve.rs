@@ -109,10 +109,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let worker_queue = queue.clone();
     let worker = std::thread::Builder::new().name("translate".into()).spawn(move || {
-        let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
-        translator.batch_size = limits.max_sentences;
-        translator.max_tokens = limits.max_tokens;
-        run_worker(&worker_queue, &mut translator, &limits, &metrics);
+        crate::pool::on_a_pool_thread(|| {
+            let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
+            translator.batch_size = limits.max_sentences;
+            translator.max_tokens = limits.max_tokens;
+            run_worker(&worker_queue, &mut translator, &limits, &metrics);
+        })
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
