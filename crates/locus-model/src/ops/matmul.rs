@@ -67,46 +67,6 @@ pub(crate) fn matmul<T: super::rows::Real>(
     accumulate: bool,
     threads: Threads,
 ) {
-    let few_rows_by_transposed = (1..=FEW_ROWS).contains(&dst_m.rows)
-        && dst_m.col_stride == 1
-        && rhs_m.row_stride == 1
-        && rhs_m.col_stride != 1;
-    if !few_rows_by_transposed {
-        return gemm_checked(dst, dst_m, lhs, lhs_m, rhs, rhs_m, beta, accumulate, threads);
-    }
-    let (rows, cols) = (dst_m.rows, dst_m.cols);
-    let column_major = Strided { rows, cols, row_stride: 1, col_stride: rows };
-    let mut buffer = vec![T::zero(); rows * cols];
-    // Column by column: the buffer is read or written in order, and the `rows` (at most
-    // FEW_ROWS) cache lines of `dst` that one column touches stay in the cache.
-    if accumulate {
-        for (c, column) in buffer.chunks_exact_mut(rows).enumerate() {
-            for (r, value) in column.iter_mut().enumerate() {
-                *value = dst[r * dst_m.row_stride + c];
-            }
-        }
-    }
-    gemm_checked(&mut buffer, column_major, lhs, lhs_m, rhs, rhs_m, beta, accumulate, threads);
-    for (c, column) in buffer.chunks_exact(rows).enumerate() {
-        for (r, &value) in column.iter().enumerate() {
-            dst[r * dst_m.row_stride + c] = value;
-        }
-    }
-}
-
-/// [`matmul`] as `gemm` computes it, whatever the layouts.
-#[allow(clippy::too_many_arguments)]
-fn gemm_checked<T: super::rows::Real>(
-    dst: &mut [T],
-    dst_m: Strided,
-    lhs: &[T],
-    lhs_m: Strided,
-    rhs: &[T],
-    rhs_m: Strided,
-    beta: T,
-    accumulate: bool,
-    threads: Threads,
-) {
     assert!(
         lhs_m.cols == rhs_m.rows && dst_m.rows == lhs_m.rows && dst_m.cols == rhs_m.cols,
         "matmul shapes"
@@ -115,16 +75,39 @@ fn gemm_checked<T: super::rows::Real>(
         dst.len() >= dst_m.span() && lhs.len() >= lhs_m.span() && rhs.len() >= rhs_m.span(),
         "matmul bounds"
     );
+    let (rows, cols) = (dst_m.rows, dst_m.cols);
+    let through_column_major = (1..=FEW_ROWS).contains(&rows)
+        && dst_m.col_stride == 1
+        && rhs_m.row_stride == 1
+        && rhs_m.col_stride != 1;
+    // Where gemm writes: `dst` itself, or a column-major buffer copied back below. Column by
+    // column, the buffer is read or written in order, and the `rows` (at most FEW_ROWS) cache
+    // lines of `dst` that one column touches stay in the cache.
+    let mut buffer = Vec::new();
+    let (target, target_m) = if through_column_major {
+        buffer = vec![T::zero(); rows * cols];
+        if accumulate {
+            for (c, column) in buffer.chunks_exact_mut(rows).enumerate() {
+                for (r, value) in column.iter_mut().enumerate() {
+                    *value = dst[r * dst_m.row_stride + c];
+                }
+            }
+        }
+        (buffer.as_mut_slice(), Strided { rows, cols, row_stride: 1, col_stride: rows })
+    } else {
+        (&mut *dst, dst_m)
+    };
     // SAFETY: every index gemm touches lies within the span of its matrix, checked against
-    // the slice lengths above; `dst` is borrowed mutably, so it does not alias `lhs` or `rhs`.
+    // the slice lengths above (the buffer holds exactly its matrix); `target` is borrowed
+    // mutably, so it does not alias `lhs` or `rhs`.
     unsafe {
         gemm::gemm(
-            dst_m.rows,
-            dst_m.cols,
+            target_m.rows,
+            target_m.cols,
             lhs_m.cols,
-            dst.as_mut_ptr(),
-            dst_m.col_stride as isize,
-            dst_m.row_stride as isize,
+            target.as_mut_ptr(),
+            target_m.col_stride as isize,
+            target_m.row_stride as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_m.col_stride as isize,
@@ -142,6 +125,13 @@ fn gemm_checked<T: super::rows::Real>(
                 Threads::All => gemm::Parallelism::Rayon(candle_core::utils::get_num_threads()),
             },
         )
+    }
+    if through_column_major {
+        for (c, column) in buffer.chunks_exact(rows).enumerate() {
+            for (r, &value) in column.iter().enumerate() {
+                dst[r * dst_m.row_stride + c] = value;
+            }
+        }
     }
 }
 
