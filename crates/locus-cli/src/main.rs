@@ -67,9 +67,27 @@ fn set_thread_count(threads: u16) {
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
 }
 
+impl Command {
+    /// The `--workers` of a command that decodes.
+    fn workers_mut(&mut self) -> Option<&mut pool::WorkerArgs> {
+        match self {
+            Command::Translate(args) => Some(&mut args.workers),
+            Command::Evaluate(args) => Some(&mut args.workers),
+            Command::Bench(args) => args.workers_mut(),
+            Command::Serve(args) => Some(&mut args.workers),
+            _ => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(threads) = cli.threads.or_else(job::threads_per_local_rank) {
+    let mut cli = Cli::parse();
+    let threads = cli.threads.or_else(job::threads_per_local_rank);
+    if let Some(workers) = cli.command.workers_mut() {
+        // Each worker's pool, and the global one it is started from, get its share.
+        let all = threads.map_or_else(candle_core::utils::get_num_threads, usize::from);
+        set_thread_count(u16::try_from(workers.resolve(all)).unwrap_or(u16::MAX));
+    } else if let Some(threads) = threads {
         set_thread_count(threads);
     }
     let result = match cli.command {

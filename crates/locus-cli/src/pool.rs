@@ -15,3 +15,34 @@ pub fn on_a_pool_thread<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     // From outside the pool, `join` runs its closures in the pool and waits for them.
     rayon::join(work, || ()).0
 }
+
+/// `--workers`: how many batches decoding works on at once.
+#[derive(clap::Args, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerArgs {
+    /// Batches decoded at once, each on a thread of its own with an equal share of the
+    /// --threads threads (CTranslate2's inter_threads; see `locus_train::workers`). Default:
+    /// one per thread: small batches of small models use one thread best. One on a GPU
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+impl WorkerArgs {
+    /// Settles the number of workers for `threads` threads in all (as asked, or one per
+    /// thread) and returns each one's share of the threads, at least 1: the thread count to
+    /// set before any pool starts.
+    pub fn resolve(&mut self, threads: usize) -> usize {
+        let workers = self.workers.unwrap_or(threads).max(1);
+        self.workers = Some(workers);
+        (threads / workers).max(1)
+    }
+
+    /// The number of workers on `device` ([`resolve`](Self::resolve) settles it; 1 before):
+    /// one on a GPU, which runs a batch's operations in order on its own.
+    pub fn count_on(&self, device: &candle_core::Device) -> usize {
+        if device.is_cpu() {
+            self.workers.unwrap_or(1).max(1)
+        } else {
+            1
+        }
+    }
+}

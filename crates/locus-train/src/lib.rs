@@ -57,6 +57,7 @@ pub mod state;
 pub mod step;
 pub mod trainer;
 pub mod translate;
+pub mod workers;
 
 pub use average::{average_checkpoints, newest_checkpoints, AverageSummary};
 pub use checkpoint::{load_checkpoint, resolve_resume, Checkpoint};

@@ -30,6 +30,7 @@ use locus_model::{
 
 use crate::batch::pad_rows;
 use crate::error::Result;
+use crate::workers::map_on_workers;
 
 /// Default of [`Translator::max_source_len`]: source tokens kept of a longer line (CTranslate2's
 /// default `max_input_length`; far beyond the sentences models are trained on).
@@ -100,6 +101,10 @@ pub struct Translator<'a> {
     /// Most source tokens in a batch, counted as sentences × (longest source + EOS); a batch
     /// always takes at least one sentence.
     pub max_tokens: usize,
+    /// Batches decoded at once, each on a thread of its own with a pool as large as the calling
+    /// thread's (see [`crate::workers`]); 1 decodes them one after the other on the calling
+    /// thread.
+    pub workers: usize,
 }
 
 impl<'a> Translator<'a> {
@@ -118,6 +123,7 @@ impl<'a> Translator<'a> {
             max_source_len: DEFAULT_MAX_SOURCE_LEN,
             batch_size: 64,
             max_tokens: DEFAULT_MAX_TOKENS,
+            workers: 1,
         }
     }
 
@@ -193,29 +199,31 @@ impl<'a> Translator<'a> {
         let mut order: Vec<usize> = (0..lines.len()).filter(|&i| !encoded[i].is_empty()).collect();
         order.sort_by_key(|&i| encoded[i].len());
         let sorted_lens: Vec<usize> = order.iter().map(|&i| encoded[i].len()).collect();
-        for range in batch_ranges(&sorted_lens, self.batch_size, self.max_tokens) {
-            let chunk = &order[range];
+        let ranges = batch_ranges(&sorted_lens, self.batch_size, self.max_tokens);
+        let translated = map_on_workers(ranges.len(), self.workers, |batch| {
+            let chunk = &order[ranges[batch].clone()];
             let rows: Vec<Vec<u32>> =
                 chunk.iter().map(|&i| encoded[i].iter().copied().chain([eos]).collect()).collect();
             let src: Tensor = pad_rows(&rows, self.model.tokens().pad, self.model.device())?;
             let lens: Vec<usize> = chunk.iter().map(|&i| encoded[i].len()).collect();
             let ids: Vec<usize> = chunk.iter().map(|&i| first_line + i).collect();
-            for (&i, hyps) in chunk.iter().zip(self.search_batch(&src, &lens, &ids)?) {
-                outputs[i].translations = hyps
-                    .into_iter()
-                    .map(|hyp| {
-                        let text = self.tokenizer.decode(&hyp.tokens)?;
-                        Ok(Translation {
-                            text,
-                            score: hyp.score,
-                            log_prob: hyp.log_prob,
-                            length: hyp.tokens.len(),
-                        })
-                    })
-                    .collect::<Result<_>>()?;
+            self.search_batch(&src, &lens, &ids)?
+                .into_iter()
+                .map(|hyps| hyps.into_iter().map(|hyp| self.to_translation(hyp)).collect::<Result<Vec<_>>>())
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (range, batch) in ranges.into_iter().zip(translated) {
+            for (&i, translations) in order[range].iter().zip(batch) {
+                outputs[i].translations = translations;
             }
         }
         Ok(outputs)
+    }
+
+    /// `hyp` detokenized.
+    fn to_translation(&self, hyp: Hypothesis) -> Result<Translation> {
+        let text = self.tokenizer.decode(&hyp.tokens)?;
+        Ok(Translation { text, score: hyp.score, log_prob: hyp.log_prob, length: hyp.tokens.len() })
     }
 
     /// Runs the search on one padded batch of the input lines `ids`.
@@ -288,6 +296,31 @@ mod tests {
         // and one of 99 is over the budget alone.
         assert_eq!(batch_ranges(&[9, 9, 9, 19, 99], 64, 30), vec![0..3, 3..4, 4..5]);
         assert_eq!(batch_ranges(&[5; 7], 0, 1000), (0..7).map(|i| i..i + 1).collect::<Vec<_>>());
+    }
+
+    /// Batches decoded by several workers at once give exactly what one worker gives, in input
+    /// order, for greedy search and beam search.
+    #[test]
+    fn workers_translate_as_one_does() {
+        let texts = ["ein hund läuft über die wiese", "zwei kinder spielen ball", "ein mann", "die wiese"];
+        let tokenizer = SubwordTokenizer::train(SubwordModel::Bpe, 60, texts).unwrap();
+        let cfg = ModelConfig::tiny_with(PositionalConfig::default());
+        let (model, _) = crate::modeling::build_model(&cfg, tokenizer.vocab_size(), 3, &Device::Cpu).unwrap();
+        let lines: Vec<String> =
+            (0..23).map(|i| texts[i % 4].split(' ').take(1 + i % 5).collect::<Vec<_>>().join(" ")).collect();
+        let mut translator = Translator::new(&model, &tokenizer);
+        translator.batch_size = 2;
+        for search in [Search::Greedy, Search::Beam(BeamOptions { beam: 3, nbest: 2, length_penalty: 1.0 })] {
+            translator.search = search;
+            translator.workers = 1;
+            let alone = translator.translate_lines(&lines, 0).unwrap();
+            let distinct: std::collections::HashSet<&str> =
+                alone.iter().map(|line| line.translations[0].text.as_str()).collect();
+            // Different lines translate differently, so a line given another's output shows.
+            assert!(distinct.len() > 3, "{distinct:?}");
+            translator.workers = 3;
+            assert_eq!(translator.translate_lines(&lines, 0).unwrap(), alone, "{search:?}");
+        }
     }
 
     /// A model whose stacks have a `learned` table of 12 positions takes a line of hundreds of

@@ -15,11 +15,13 @@ use locus_train::bench::{
 };
 use locus_train::distributed::{bench_all_reduce, BUCKET_FLOATS};
 use locus_train::parity::device_parity;
+use locus_train::workers::map_on_workers;
 use locus_train::{load_checkpoint, RunConfig, Translator};
 use serde_json::json;
 
 use crate::device::parse_device;
 use crate::job::Job;
+use crate::pool::WorkerArgs;
 use crate::progress::ProgressDisplay;
 use crate::search_args::SearchArgs;
 use locus_train::Observer;
@@ -29,6 +31,16 @@ use locus_train::Observer;
 pub struct BenchArgs {
     #[command(subcommand)]
     what: Bench,
+}
+
+impl BenchArgs {
+    /// The `--workers` of `bench translate`.
+    pub fn workers_mut(&mut self) -> Option<&mut WorkerArgs> {
+        match &mut self.what {
+            Bench::Translate(args) => Some(&mut args.workers),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -113,6 +125,8 @@ pub struct TranslateBenchArgs {
     /// Sentences decoded together.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    #[command(flatten)]
+    workers: WorkerArgs,
     #[command(flatten)]
     search: SearchArgs,
     /// Print one JSON object as the last line.
@@ -287,24 +301,31 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
         .collect::<Result<_, locus_data::DataError>>()?;
     order.sort_by_key(|&(len, _)| len);
     let sorted: Vec<&String> = order.into_iter().map(|(_, line)| line).collect();
-    let (mut latencies, mut generated) = (Vec::with_capacity(lines.len()), 0usize);
+    let batches: Vec<&[&String]> = sorted.chunks(args.batch_size.max(1)).collect();
     let started = Instant::now();
-    for batch in sorted.chunks(args.batch_size.max(1)) {
+    // Each batch timed on its own, on whichever worker decodes it.
+    let workers = args.workers.count_on(&device);
+    let timed = map_on_workers(batches.len(), workers, |b| {
         let batch_started = Instant::now();
-        let translations = translator.translate_nbest(batch, 0)?;
-        let seconds = batch_started.elapsed().as_secs_f64();
-        generated += translations.iter().map(|list| list[0].length + 1).sum::<usize>();
-        latencies.extend(std::iter::repeat_n(seconds, batch.len()));
-    }
+        let translations = translator.translate_nbest(batches[b], 0)?;
+        let generated = translations.iter().map(|list| list[0].length + 1).sum::<usize>();
+        Ok((batch_started.elapsed().as_secs_f64(), generated))
+    })?;
     let seconds = started.elapsed().as_secs_f64();
+    let generated: usize = timed.iter().map(|&(_, generated)| generated).sum();
+    let latencies: Vec<f64> = batches
+        .iter()
+        .zip(&timed)
+        .flat_map(|(batch, &(seconds, _))| std::iter::repeat_n(seconds, batch.len()))
+        .collect();
     let record = json!({
         "sentences": lines.len(), "seconds": seconds, "sentences_per_s": lines.len() as f64 / seconds,
         "generated_tokens_per_s": generated as f64 / seconds,
         "latency_p50_s": quantile(&latencies, 0.5), "latency_p95_s": quantile(&latencies, 0.95),
-        "batch_size": args.batch_size, "peak_rss_gib": gib(peak_rss_bytes()),
+        "batch_size": args.batch_size, "workers": workers, "peak_rss_gib": gib(peak_rss_bytes()),
     });
     println!(
-        "{} sentences in {seconds:.2} s: {:.1} sentences/s, {:.0} generated tokens/s (EOS included)",
+        "{} sentences in {seconds:.2} s ({workers} worker(s)): {:.1} sentences/s, {:.0} generated tokens/s (EOS included)",
         lines.len(),
         lines.len() as f64 / seconds,
         generated as f64 / seconds

@@ -18,6 +18,7 @@ use locus_train::{evaluate, load_checkpoint, Evaluation, Translator};
 use serde_json::json;
 
 use crate::device::parse_device;
+use crate::pool::WorkerArgs;
 use crate::search_args::SearchArgs;
 
 /// Arguments of `locus evaluate`.
@@ -49,6 +50,8 @@ pub struct EvaluateArgs {
     /// Sentences decoded together.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    #[command(flatten)]
+    pub(crate) workers: WorkerArgs,
     #[command(flatten)]
     search: SearchArgs,
     /// auto, cpu, cuda, cuda:N or metal.
@@ -86,6 +89,7 @@ fn evaluate_one(args: &EvaluateArgs, index: usize, sources: &[String], reference
     let checkpoint = load_checkpoint(path, &device)?;
     let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
+    translator.workers = args.workers.count_on(&device);
     args.search.configure(&mut translator)?;
     let max_tokens = checkpoint.config.data.max_tokens;
     let started = std::time::Instant::now();

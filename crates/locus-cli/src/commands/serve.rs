@@ -1,8 +1,8 @@
 //! `locus serve --checkpoint DIR [--host 127.0.0.1] [--port 8080] [search options]`: translation
 //! as an HTTP JSON service (see [`crate::serve`]).
 //!
-//! The model is loaded once, on the worker thread that alone runs it; the async runtime only
-//! parses, queues and answers. SIGTERM or SIGINT stops accepting connections, lets the requests
+//! The model is loaded once and run only by the worker threads (`--workers`, each taking its own
+//! batches from the queue); the async runtime only parses, queues and answers. SIGTERM or SIGINT stops accepting connections, lets the requests
 //! in flight finish, drains the queue and exits with status 0.
 
 use std::net::SocketAddr;
@@ -13,9 +13,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use locus_train::translate::DEFAULT_MAX_TOKENS;
+use locus_train::workers::map_on_workers;
 use locus_train::{load_checkpoint, Translator};
 
 use crate::device::parse_device;
+use crate::pool::WorkerArgs;
 use crate::search_args::{SearchArgs, SearchBounds};
 use crate::serve::batcher::{run_worker, BatchLimits, Queue};
 use crate::serve::http::{router, AppState};
@@ -46,6 +48,8 @@ pub struct ServeArgs {
     /// Most sentences decoded together.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    #[command(flatten)]
+    pub(crate) workers: WorkerArgs,
     /// Most source tokens (EOS included) decoded together: a batch is due when the waiting
     /// requests hold this many, or when the oldest has waited --max-wait-ms.
     #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
@@ -107,27 +111,36 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_sentences: args.batch_size,
         max_wait: Duration::from_millis(args.max_wait_ms),
     };
-    let worker_queue = queue.clone();
-    let worker = std::thread::Builder::new().name("translate".into()).spawn(move || {
-        crate::pool::on_a_pool_thread(|| {
-            let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
-            translator.batch_size = limits.max_sentences;
-            translator.max_tokens = limits.max_tokens;
-            run_worker(&worker_queue, &mut translator, &limits, &metrics);
-        })
-    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let served = runtime.block_on(serve(&args.host, args.port, router(state)));
-    // No request can reach the queue any more: the worker answers those waiting, then stops.
-    queue.close();
-    if worker.join().is_err() {
-        bail!("the translation worker panicked");
-    }
-    served
+    let workers = args.workers.count_on(&device);
+    let checkpoint = &checkpoint;
+    std::thread::scope(|scope| {
+        // Each worker takes its own batches from the queue and translates them with its own
+        // translator over the one loaded model.
+        let worker = std::thread::Builder::new().name("translate".into()).spawn_scoped(scope, || {
+            crate::pool::on_a_pool_thread(|| {
+                map_on_workers(workers, workers, |_| {
+                    let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
+                    translator.batch_size = limits.max_sentences;
+                    translator.max_tokens = limits.max_tokens;
+                    run_worker(&queue, &mut translator, &limits, &metrics);
+                    Ok(())
+                })
+            })
+        })?;
+        let served = runtime.block_on(serve(&args.host, args.port, router(state)));
+        // No request can reach the queue any more: the workers answer those waiting, then stop.
+        queue.close();
+        match worker.join() {
+            Ok(workers) => workers.context("starting the translation workers")?,
+            Err(_) => bail!("the translation worker panicked"),
+        };
+        served
+    })
 }
 
 /// Listens on `host:port` until a signal, then waits for the requests in flight.

@@ -32,6 +32,7 @@ use locus_train::{load_checkpoint, Translator};
 use serde_json::json;
 
 use crate::device::parse_device;
+use crate::pool::WorkerArgs;
 use crate::search_args::SearchArgs;
 
 /// Most lines translated together from a file, or from stdin when that much is waiting: long
@@ -77,6 +78,8 @@ pub struct TranslateArgs {
     /// Most sentences decoded together.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    #[command(flatten)]
+    pub(crate) workers: WorkerArgs,
     /// Most source tokens decoded together: sentences × (longest source + 1), so that a batch
     /// of long lines stays small.
     #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
@@ -300,6 +303,7 @@ pub fn run(args: TranslateArgs) -> Result<()> {
     let checkpoint = load_checkpoint(&args.checkpoint, &device)?;
     let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
+    translator.workers = args.workers.count_on(&device);
     translator.max_tokens = args.max_tokens;
     args.search.configure(&mut translator)?;
     let source_limit = translator.source_limit();

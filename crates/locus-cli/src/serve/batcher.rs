@@ -68,6 +68,8 @@ struct State {
     sentences: usize,
     tokens: usize,
     closed: bool,
+    /// Workers waiting in [`Queue::next_batch`].
+    idle_workers: usize,
 }
 
 /// The requests waiting for the worker, at most `capacity` sentences in all.
@@ -119,14 +121,17 @@ impl Queue {
     }
 
     /// Waits until a batch is due and takes it: entries from the front (at least one) while
-    /// they fit `limits`. Entries whose client stopped waiting are dropped. `None` once the
-    /// queue is closed and empty.
+    /// they fit `limits` and this worker's share of the waiting sentences (an equal part for
+    /// each idle worker, so that a few requests at once keep every worker busy). Entries whose
+    /// client stopped waiting are dropped. `None` once the queue is closed and empty.
     pub fn next_batch(&self, limits: &BatchLimits) -> Option<Vec<Entry>> {
         let mut state = self.lock();
+        state.idle_workers += 1;
         loop {
             self.drop_abandoned(&mut state);
             let Some(oldest) = state.entries.front() else {
                 if state.closed {
+                    state.idle_workers -= 1;
                     return None;
                 }
                 state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -140,10 +145,12 @@ impl Queue {
             let timeout = limits.max_wait - waited;
             state = self.changed.wait_timeout(state, timeout).unwrap_or_else(|p| p.into_inner()).0;
         }
+        let share = state.sentences.div_ceil(state.idle_workers.max(1));
+        state.idle_workers -= 1;
         let mut batch: Vec<Entry> = Vec::new();
         let (mut sentences, mut tokens) = (0, 0);
         while let Some(next) = state.entries.front() {
-            let fits = sentences + next.sentences.len() <= limits.max_sentences
+            let fits = sentences + next.sentences.len() <= limits.max_sentences.min(share)
                 && tokens + next.tokens <= limits.max_tokens;
             if !batch.is_empty() && !fits {
                 break;
@@ -155,6 +162,10 @@ impl Queue {
         state.sentences -= sentences;
         state.tokens -= tokens;
         self.metrics.queue_depth.set(state.sentences as i64);
+        if !state.entries.is_empty() {
+            // The rest is due for the other idle workers now, not at their own timeouts.
+            self.changed.notify_all();
+        }
         Some(batch)
     }
 
@@ -305,6 +316,33 @@ mod tests {
         queue.push(e).unwrap();
         assert_eq!(queue.next_batch(&limits(8, 100, 60_000)).unwrap().len(), 1);
         assert_eq!(queue.next_batch(&limits(8, 1, 60_000)).unwrap().len(), 1);
+    }
+
+    /// Sixteen one-sentence requests arriving while two workers wait are split eight and
+    /// eight, not all taken by the first worker, although a batch may hold 64.
+    #[test]
+    fn idle_workers_share_the_waiting_requests() {
+        let queue = Queue::new(100, Metrics::new());
+        // The wait is long enough for all 16 to arrive, even on a busy machine.
+        let limits = limits(1000, 64, 300);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> =
+                (0..2).map(|_| scope.spawn(|| queue.next_batch(&limits).unwrap().len())).collect();
+            while queue.lock().idle_workers < 2 {
+                std::thread::yield_now();
+            }
+            let receivers: Vec<_> = (0..16)
+                .map(|_| {
+                    let (e, r) = entry(1, 3, &[]);
+                    queue.push(e).unwrap();
+                    r
+                })
+                .collect();
+            let sizes: Vec<usize> = workers.into_iter().map(|worker| worker.join().unwrap()).collect();
+            assert_eq!(sizes, [8, 8]);
+            drop(receivers);
+        });
+        assert_eq!(queue.lock().idle_workers, 0);
     }
 
     #[test]

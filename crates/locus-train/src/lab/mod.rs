@@ -14,7 +14,6 @@ pub mod results;
 pub mod score;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use candle_core::Device;
@@ -140,7 +139,7 @@ fn finished(cfg: &LabConfig, cell: &Cell) -> Result<Option<CellResult>> {
 }
 
 /// Trains `cells[i]` for every `i` in `todo`, `cfg.jobs` at a time, reporting each cell's
-/// start and end to `progress`; returns `(i, result)` pairs in the order the cells finished.
+/// start and end to `progress`; returns `(i, result)` pairs in the order of `todo`.
 fn train_cells(
     cfg: &LabConfig,
     cells: &[Cell],
@@ -155,42 +154,7 @@ fn train_cells(
         progress(Progress::CellFinished(&name));
         Ok((index, result))
     };
-    if cfg.jobs <= 1 {
-        return todo.iter().map(|&index| run_one(index)).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let worker = || -> Result<Vec<(usize, CellResult)>> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(candle_core::utils::get_num_threads())
-            .build()
-            .map_err(|e| TrainError::Config(format!("lab: cannot start a thread pool: {e}")))?;
-        let mut done = Vec::new();
-        while !failed.load(Ordering::Relaxed) {
-            let Some(&index) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-            match pool.install(|| run_one(index)) {
-                Ok(pair) => done.push(pair),
-                Err(err) => {
-                    failed.store(true, Ordering::Relaxed);
-                    return Err(err);
-                }
-            }
-        }
-        Ok(done)
-    };
-    let outcomes: Vec<Result<Vec<(usize, CellResult)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..cfg.jobs.min(todo.len())).map(|_| scope.spawn(worker)).collect();
-        // A worker's panic is a bug, not a cell's failure: re-raise it as it was.
-        handles
-            .into_iter()
-            .map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    });
-    let mut done = Vec::with_capacity(todo.len());
-    for outcome in outcomes {
-        done.extend(outcome?);
-    }
-    Ok(done)
+    crate::workers::map_on_workers(todo.len(), cfg.jobs, |k| run_one(todo[k]))
 }
 
 /// What [`run_lab`] did.
