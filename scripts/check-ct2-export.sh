@@ -3,7 +3,10 @@
 # test_2016_flickr (German→English) with CTranslate2 (Python API, tokenized with the
 # checkpoint's tokenizer.json through the `tokenizers` package) and with Locus, greedy and with
 # beam 4, on the same number of threads, and prints the share of identical output lines, BLEU of
-# each (sacreBLEU) and sentences/s of each; then BLEU of the int8 export (greedy).
+# each (sacreBLEU) and sentences/s of each; then BLEU of the int8 export (greedy). Locus runs with
+# its default workers (one per thread); CTranslate2 is timed both ways it splits threads: one
+# translator on all of them (inter_threads 1, intra_threads THREADS) and one translator per thread
+# (inter_threads THREADS, intra_threads 1, the batches submitted at once).
 #
 #   scripts/check-ct2-export.sh CHECKPOINT            e.g. runs/ct2-parity/rope/last
 #
@@ -51,16 +54,20 @@ lines = open(f"{work}/src.txt", encoding="utf-8").read().split("\n")[:-1]
 refs = open(f"{work}/ref.txt", encoding="utf-8").read().split("\n")[:-1]
 
 
-def translate(model_dir, beam):
+def translate(model_dir, beam, inter_threads=1):
     start = time.perf_counter()
-    translator = ctranslate2.Translator(model_dir, device="cpu", intra_threads=threads, inter_threads=1)
+    translator = ctranslate2.Translator(
+        model_dir, device="cpu", intra_threads=threads // inter_threads, inter_threads=inter_threads
+    )
     sources = [tok.encode(line, add_special_tokens=False).tokens if line.strip() else [] for line in lines]
     by_length = collections.defaultdict(list)
     for i, tokens in enumerate(sources):
         if tokens:
             by_length[len(tokens)].append(i)
     out = [""] * len(lines)
+    pending = []
     for length, ids in sorted(by_length.items()):
+        # Asynchronous: the translator's inter_threads workers take the batches as they come.
         results = translator.translate_batch(
             [sources[i] for i in ids],
             beam_size=beam,
@@ -68,9 +75,12 @@ def translate(model_dir, beam):
             min_decoding_length=0,
             length_penalty=1.0,
             max_batch_size=64,
+            asynchronous=True,
         )
+        pending.append((ids, results))
+    for ids, results in pending:
         for i, result in zip(ids, results):
-            out[i] = tok.decode([tok.token_to_id(t) for t in result.hypotheses[0]])
+            out[i] = tok.decode([tok.token_to_id(t) for t in result.result().hypotheses[0]])
     return out, time.perf_counter() - start
 
 
@@ -79,16 +89,20 @@ def bleu(hyps):
 
 
 print(f"checkpoint {checkpoint}: {len(lines)} sentences, {threads} threads, CTranslate2 {ctranslate2.__version__}")
-print("| search | identical lines | BLEU Locus | BLEU CTranslate2 | sent/s Locus | sent/s CTranslate2 |")
-print("| --- | ---: | ---: | ---: | ---: | ---: |")
+print(f"| search | identical lines | BLEU Locus | BLEU CTranslate2 | sent/s Locus | sent/s CTranslate2 1×{threads} | sent/s CTranslate2 {threads}×1 |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for beam in (1, 4):
     locus = open(f"{work}/locus.beam{beam}.txt", encoding="utf-8").read().split("\n")[: len(lines)]
     locus_s = float(open(f"{work}/locus.beam{beam}.seconds").read())
     ct2, ct2_s = translate(f"{work}/ct2", beam)
+    ct2_workers, ct2_workers_s = translate(f"{work}/ct2", beam, inter_threads=threads)
+    assert ct2_workers == ct2, "CTranslate2's output depends on its threads"
     same = sum(a == b for a, b in zip(locus, ct2)) / len(lines)
     name = "greedy" if beam == 1 else f"beam {beam}"
     print(f"| {name} | {100 * same:.1f}% | {bleu(locus):.2f} | {bleu(ct2):.2f} | "
-          f"{len(lines) / locus_s:.1f} | {len(lines) / ct2_s:.1f} |")
+          f"{len(lines) / locus_s:.1f} | {len(lines) / ct2_s:.1f} | {len(lines) / ct2_workers_s:.1f} |")
 int8, int8_s = translate(f"{work}/ct2-int8", 1)
-print(f"int8 (greedy): BLEU {bleu(int8):.2f}, {len(lines) / int8_s:.1f} sent/s")
+_, int8_workers_s = translate(f"{work}/ct2-int8", 1, inter_threads=threads)
+print(f"int8 (greedy): BLEU {bleu(int8):.2f}, {len(lines) / int8_s:.1f} sent/s 1×{threads}, "
+      f"{len(lines) / int8_workers_s:.1f} sent/s {threads}×1")
 PY
