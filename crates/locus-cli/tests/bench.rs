@@ -66,6 +66,8 @@ fn bench_train_and_translate_report_their_figures() {
         &input,
         "--beam",
         "2",
+        "--workers",
+        "2",
         "--json",
         "--device",
         "cpu",
@@ -73,8 +75,20 @@ fn bench_train_and_translate_report_their_figures() {
     assert!(out.status.success(), "{}", stderr(&out));
     let record = last_json(&out.stdout);
     assert_eq!(record["sentences"], 200);
+    assert_eq!(record["workers"], 2);
     assert!(record["latency_p95_s"].as_f64().unwrap() >= record["latency_p50_s"].as_f64().unwrap());
     assert!(record["generated_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(record["peak_rss_gib"].as_f64().unwrap() > 0.0);
+    // The phases split the workers' time: each is part of it, and the parts add up to it.
+    let seconds = |key: &str| record[key].as_f64().unwrap();
+    let busy = seconds("busy_s");
+    for phase in ["encoder_s", "decoder_steps_s", "search_s"] {
+        assert!(seconds(phase) > 0.0 && seconds(phase) < busy, "{phase}: {record}");
+    }
+    let parts = seconds("encoder_s") + seconds("decoder_steps_s") + seconds("search_s");
+    assert!((parts - busy).abs() < 1e-6 * busy.max(1.0), "{record}");
+    // Each of the 4 batches (200 sentences, 64 a batch) takes at least one step.
+    assert!(record["decoder_steps"].as_u64().unwrap() >= 4, "{record}");
 }
 
 #[test]

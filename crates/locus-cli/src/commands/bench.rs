@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use locus_model::search::phases;
 use locus_train::bench::{
     bench_train, matmul_flops_per_sec, median, peak_rss_bytes, quantile, reference_matmul_shape,
     FLOPS_FORMULA,
@@ -305,6 +306,7 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
     let started = Instant::now();
     // Each batch timed on its own, on whichever worker decodes it.
     let workers = args.workers.count_on(&device);
+    phases::reset();
     let timed = map_on_workers(batches.len(), workers, |b| {
         let batch_started = Instant::now();
         let translations = translator.translate_nbest(batches[b], 0)?;
@@ -313,6 +315,12 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
     })?;
     let seconds = started.elapsed().as_secs_f64();
     let generated: usize = timed.iter().map(|&(_, generated)| generated).sum();
+    // Summed over the workers, as the phases are.
+    let busy: f64 = timed.iter().map(|&(seconds, _)| seconds).sum();
+    let phases = phases::read();
+    let (encoder, steps) = (phases.encoder.as_secs_f64(), phases.decoder_steps.as_secs_f64());
+    // The rest of the workers' time: log-softmax, choosing tokens, caches, tokenizing.
+    let search = (busy - encoder - steps).max(0.0);
     let latencies: Vec<f64> = batches
         .iter()
         .zip(&timed)
@@ -322,7 +330,9 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
         "sentences": lines.len(), "seconds": seconds, "sentences_per_s": lines.len() as f64 / seconds,
         "generated_tokens_per_s": generated as f64 / seconds,
         "latency_p50_s": quantile(&latencies, 0.5), "latency_p95_s": quantile(&latencies, 0.95),
-        "batch_size": args.batch_size, "workers": workers, "peak_rss_gib": gib(peak_rss_bytes()),
+        "batch_size": args.batch_size, "workers": workers,
+        "busy_s": busy, "encoder_s": encoder, "decoder_steps_s": steps, "decoder_steps": phases.steps,
+        "search_s": search, "peak_rss_gib": gib(peak_rss_bytes()),
     });
     println!(
         "{} sentences in {seconds:.2} s ({workers} worker(s)): {:.1} sentences/s, {:.0} generated tokens/s (EOS included)",
@@ -335,6 +345,19 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
         quantile(&latencies, 0.5),
         quantile(&latencies, 0.95)
     );
+    let share = |seconds: f64| 100.0 * seconds / busy.max(1e-12);
+    println!(
+        "time, summed over the workers ({busy:.2} s): encoder {:.1}%, decoder steps {:.1}% ({} steps, {:.2} ms each), \
+         search and tokenizing {:.1}%",
+        share(encoder),
+        share(steps),
+        phases.steps,
+        1e3 * steps / phases.steps.max(1) as f64,
+        share(search)
+    );
+    if let Some(peak) = gib(peak_rss_bytes()) {
+        println!("peak RSS {peak:.2} GiB");
+    }
     if args.json {
         println!("{record}");
     }

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::ops::log_softmax_last_dim;
 
-use super::{Hypothesis, LengthLimits};
+use super::{phases, Hypothesis, LengthLimits};
 use crate::error::Result;
 use crate::transformer::Seq2Seq;
 
@@ -76,7 +76,7 @@ fn decode_checking_every(
     let device = src.device();
     let eos = model.tokens().eos;
     let longest = max_lens.iter().copied().max().unwrap_or(0);
-    let mut memory = model.encode(src, None)?.detach();
+    let mut memory = phases::encoding(|| model.encode(src, None))?.detach();
     let mut cache = model.new_cache();
     // Before `min_len` tokens, EOS is masked out.
     let mut no_eos = vec![0f32; model.vocab_size()];
@@ -111,7 +111,7 @@ fn decode_checking_every(
                 rows = still_going.iter().map(|&r| rows[r as usize]).collect();
             }
         }
-        let logits = model.decode_step(&step_input, &memory, &mut cache)?;
+        let logits = phases::decoder_step(|| model.decode_step(&step_input, &memory, &mut cache))?;
         let mut log_probs = log_softmax_last_dim(&logits)?;
         if step < min_len {
             log_probs = log_probs.broadcast_add(&no_eos)?;
@@ -206,6 +206,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A greedy search counts its encoder pass and each of its decoder steps: with EOS masked
+    /// until the limit, a sentence of 5 tokens takes exactly 5 steps. (Other tests decoding at
+    /// the same time add to the counts, so these are lower bounds.)
+    #[test]
+    fn phases_count_the_encoder_and_every_step() {
+        let tokens = TokenIds { pad: 0, bos: 1, eos: 2 };
+        let varmap = VarMap::new();
+        let vb = SeededVarMap::var_builder(&varmap, 0, DType::F32, &Device::Cpu);
+        let model = Seq2Seq::new(&ModelConfig::tiny(), 6, tokens, vb).unwrap();
+        let src = Tensor::new(&[[3u32, 4, 2]], &Device::Cpu).unwrap();
+        let before = phases::read();
+        let hypotheses = greedy_decode_to(&model, &src, &[5], 5).unwrap();
+        let after = phases::read();
+        assert_eq!(hypotheses[0].tokens.len(), 5);
+        assert!(after.steps - before.steps >= 5, "{before:?} → {after:?}");
+        assert!(after.encoder > before.encoder && after.decoder_steps > before.decoder_steps);
     }
 
     /// Looking for the end only every few steps, as on a GPU, decodes steps past some

@@ -12,6 +12,7 @@
 
 pub mod beam;
 pub mod greedy;
+pub mod phases;
 pub mod sampling;
 pub mod top_k;
 
@@ -89,7 +90,8 @@ impl<'a> Seq2SeqScorer<'a> {
     /// starts as sentence `i`.
     pub fn new(model: &'a Seq2Seq, src: &Tensor) -> Result<Self> {
         let row_sources = (0..src.dim(0)? as u32).collect();
-        Ok(Self { model, memory: model.encode(src, None)?.detach(), cache: model.new_cache(), row_sources })
+        let memory = phases::encoding(|| model.encode(src, None))?.detach();
+        Ok(Self { model, memory, cache: model.new_cache(), row_sources })
     }
 
     fn device(&self) -> &Device {
@@ -104,7 +106,7 @@ impl Scorer for Seq2SeqScorer<'_> {
 
     fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
         let input = Tensor::from_slice(tokens, (tokens.len(), 1), self.device())?;
-        let logits = self.model.decode_step(&input, &self.memory, &mut self.cache)?;
+        let logits = phases::decoder_step(|| self.model.decode_step(&input, &self.memory, &mut self.cache))?;
         // Detached, so that the step's intermediate tensors are freed as it returns.
         Ok(crate::ops::log_softmax_last_dim(&logits)?.detach())
     }
