@@ -1,4 +1,5 @@
-//! Where decoding runs: on one of rayon's threads.
+//! Where decoding runs: on one of rayon's threads, and on how many workers ([`WorkerArgs`]:
+//! with several, each decodes its own batches in a pool of its own, `locus_train::workers`).
 //!
 //! Locus's fused ops, candle's CPU ops and `gemm` split their work over rayon's global pool. A
 //! thread outside the pool that starts such a loop hands it to the pool and sleeps until it is
