@@ -2,8 +2,9 @@
 //! as an HTTP JSON service (see [`crate::serve`]).
 //!
 //! The model is loaded once and run only by the worker threads (`--workers`, each taking its own
-//! batches from the queue); the async runtime only parses, queues and answers. SIGTERM or SIGINT stops accepting connections, lets the requests
-//! in flight finish, drains the queue and exits with status 0.
+//! batches from the queue); the async runtime only parses, queues and answers. SIGTERM or SIGINT
+//! stops accepting connections, lets the requests in flight finish, drains the queue and exits
+//! with status 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
