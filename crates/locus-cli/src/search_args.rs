@@ -109,6 +109,11 @@ impl SearchArgs {
         Ok(())
     }
 
+    /// Whether these options are a valid greedy search (the search a running batch decodes).
+    pub fn is_greedy(&self) -> bool {
+        matches!(self.resolve(), Ok((Search::Greedy, _)))
+    }
+
     /// Translations per input line.
     pub fn nbest(&self) -> usize {
         self.nbest

@@ -146,16 +146,19 @@ fn translations_match_locus_translate_alone_and_batched() {
     assert_eq!(answer["nbest"][0].as_array().unwrap().len(), 2);
     assert_eq!(answer["nbest"][0][0]["translation"], answer["translations"][0]);
 
-    // Concurrent requests, one sentence each, greedy and beam mixed: each gets its own answer.
+    // Concurrent requests, one sentence each, greedy and beam mixed, arriving a few
+    // milliseconds apart, so that greedy ones join a batch being decoded: each gets its own
+    // answer, the one it gets alone.
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
+        let handles: Vec<_> = (0..16)
             .map(|i| {
                 let (server, greedy, beam) = (&server, &greedy, &beam);
                 scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(3 * i as u64));
                     let line = i % LINES.len();
-                    let (body, expected) = match i % 2 {
-                        0 => (json!({ "text": [LINES[line]] }), &greedy[line]),
-                        _ => (json!({ "text": [LINES[line]], "beam": 3 }), &beam[line]),
+                    let (body, expected) = match i % 3 {
+                        2 => (json!({ "text": [LINES[line]], "beam": 3 }), &beam[line]),
+                        _ => (json!({ "text": [LINES[line]] }), &greedy[line]),
                     };
                     let (status, answer) = server.translate(&body);
                     assert_eq!(status, 200, "{answer}");
@@ -165,8 +168,8 @@ fn translations_match_locus_translate_alone_and_batched() {
             .collect();
         handles.into_iter().for_each(|h| h.join().unwrap());
     });
-    assert_eq!(server.metric("locus_serve_requests_total{code=\"200\"}"), 10.0);
-    assert!(server.metric("locus_serve_sentences_total") >= 14.0);
+    assert_eq!(server.metric("locus_serve_requests_total{code=\"200\"}"), 18.0);
+    assert_eq!(server.metric("locus_serve_sentences_total"), 24.0);
     assert!(server.metric("locus_serve_batch_sentences_count") >= 1.0);
 }
 

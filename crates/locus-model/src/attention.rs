@@ -40,6 +40,41 @@ impl KeyValues {
         Ok(KeyValues { keys: self.keys.index_select(rows, 0)?, values: self.values.index_select(rows, 0)? })
     }
 
+    /// `self`'s rows, then `other`'s (batch axis). The shorter of the two is padded with zero
+    /// positions at the end, so that sources of different lengths share one cross-attention
+    /// cache; the padding bias hides those positions.
+    pub fn cat_rows(&self, other: &KeyValues) -> candle_core::Result<KeyValues> {
+        let len = self.len().max(other.len());
+        let padded = |kv: &KeyValues| -> candle_core::Result<(Tensor, Tensor)> {
+            let extra = len - kv.len();
+            Ok((kv.keys.pad_with_zeros(2, 0, extra)?, kv.values.pad_with_zeros(2, 0, extra)?))
+        };
+        let ((keys, values), (other_keys, other_values)) = (padded(self)?, padded(other)?);
+        Ok(KeyValues {
+            keys: Tensor::cat(&[keys, other_keys], 0)?,
+            values: Tensor::cat(&[values, other_values], 0)?,
+        })
+    }
+
+    /// `rows` rows of zero keys and values as long as `self`: the self-attention positions
+    /// before a joining sentence's first token, which it never attends to.
+    pub fn zero_rows(&self, rows: usize) -> candle_core::Result<KeyValues> {
+        let (_, n_heads, len, head_dim) = self.keys.dims4()?;
+        let zeros = Tensor::zeros((rows, n_heads, len, head_dim), self.keys.dtype(), self.keys.device())?;
+        Ok(KeyValues { keys: zeros.clone(), values: zeros })
+    }
+
+    /// The positions from `first` on.
+    pub fn drop_positions_before(&self, first: usize) -> candle_core::Result<KeyValues> {
+        let len = self.len() - first;
+        Ok(KeyValues { keys: self.keys.narrow(2, first, len)?, values: self.values.narrow(2, first, len)? })
+    }
+
+    /// Number of batch rows.
+    pub fn rows(&self) -> usize {
+        self.keys.dims()[0]
+    }
+
     /// The same keys and values, cut from the autograd graph that produced them. A cache must
     /// hold detached tensors: the weights are variables, so every tensor computed from them
     /// keeps its inputs alive for backprop, and a cache that does not let go would keep every

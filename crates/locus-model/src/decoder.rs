@@ -10,11 +10,11 @@ use crate::config::ModelConfig;
 use crate::dropout::DropoutRng;
 use crate::error::Result;
 use crate::feed_forward::FeedForward;
-use crate::mask::causal_bias;
+use crate::mask::{causal_bias, start_bias};
 use crate::norm::LayerNorm;
 use crate::positional::{LayerPositions, Span};
 use crate::residual::Residual;
-use crate::stack::Stack;
+use crate::stack::{SequenceStarts, Stack};
 
 /// What one decoder layer remembers between incremental steps.
 #[derive(Debug, Clone, Default)]
@@ -26,30 +26,91 @@ pub struct LayerCache {
 }
 
 /// The decoder's key/value cache: one [`LayerCache`] per layer and the next position.
+///
+/// Sentences may join a batch that has already decoded some steps ([`DecoderCache::join`]):
+/// the cache then keeps, for every row, the cache position of its first token (its
+/// *origin*). A row attends to its own positions only, and the encodings that read absolute
+/// positions see its own ones ([`PositionalEncoding::ragged_frame`]), so that it decodes as it
+/// would alone.
+///
+/// [`PositionalEncoding::ragged_frame`]: crate::positional::PositionalEncoding::ragged_frame
 #[derive(Debug, Clone)]
 pub struct DecoderCache {
     layers: Vec<LayerCache>,
     offset: usize,
+    /// Each row's origin; empty while every row starts at 0.
+    origins: Vec<usize>,
 }
 
 impl DecoderCache {
     /// An empty cache for a decoder of `n_layers` layers.
     pub fn new(n_layers: usize) -> Self {
-        Self { layers: vec![LayerCache::default(); n_layers], offset: 0 }
+        Self { layers: vec![LayerCache::default(); n_layers], offset: 0, origins: Vec::new() }
     }
 
-    /// Number of target positions already decoded (the position of the next token).
+    /// Number of cached positions (the position of the next token of a row that started at 0).
     pub fn offset(&self) -> usize {
         self.offset
     }
 
+    /// Each row's origin (the cache position of its first token) if some row started later
+    /// than position 0; `None` when every row started at 0.
+    pub fn origins(&self) -> Option<&[usize]> {
+        self.origins.iter().any(|&origin| origin > 0).then_some(self.origins.as_slice())
+    }
+
     /// Keeps the batch rows `rows` (a `u32` index tensor, repeats allowed) of every cached
-    /// key and value, in that order.
+    /// key and value, in that order. Positions that no row kept attends to any more (before
+    /// every kept row's origin) are dropped.
     pub fn select_rows(&mut self, rows: &Tensor) -> candle_core::Result<()> {
         for layer in &mut self.layers {
             for kv in [&mut layer.self_kv, &mut layer.cross_kv].into_iter().flatten() {
                 *kv = kv.select_rows(rows)?;
             }
+        }
+        self.select_origins(rows)
+    }
+
+    /// Adds `joining` rows that have decoded nothing yet after the rows of the cache: their
+    /// first token goes at the next position ([`offset`](Self::offset)), the positions before it
+    /// are hidden from them. `cross` holds each layer's cross-attention keys and values of the
+    /// joining rows' sources; it may be `None` while the cache has decoded no step (the first
+    /// step computes them for every row).
+    pub fn join(&mut self, joining: usize, cross: Option<Vec<KeyValues>>) -> candle_core::Result<()> {
+        if self.offset == 0 {
+            // Every row starts at 0 still.
+            return Ok(());
+        }
+        let Some(cross) = cross else {
+            candle_core::bail!("rows joining after the first step need their cross-attention keys and values")
+        };
+        let rows = self.layers.first().and_then(|layer| layer.self_kv.as_ref()).map_or(0, KeyValues::rows);
+        for (layer, cross) in self.layers.iter_mut().zip(cross) {
+            if let Some(kv) = &mut layer.self_kv {
+                *kv = kv.cat_rows(&kv.zero_rows(joining)?)?;
+            }
+            if let Some(kv) = &mut layer.cross_kv {
+                *kv = kv.cat_rows(&cross)?;
+            }
+        }
+        self.origins.resize(rows, 0);
+        self.origins.resize(rows + joining, self.offset);
+        Ok(())
+    }
+
+    /// Keeps the origins of `rows` and drops the positions before the earliest of them.
+    fn select_origins(&mut self, rows: &Tensor) -> candle_core::Result<()> {
+        if self.origins.is_empty() {
+            return Ok(());
+        }
+        self.origins = rows.to_vec1::<u32>()?.iter().map(|&row| self.origins[row as usize]).collect();
+        let earliest = self.origins.iter().copied().min().unwrap_or(0);
+        if earliest > 0 {
+            for kv in self.layers.iter_mut().filter_map(|layer| layer.self_kv.as_mut()) {
+                *kv = kv.drop_positions_before(earliest)?;
+            }
+            self.offset -= earliest;
+            self.origins.iter_mut().for_each(|origin| *origin -= earliest);
         }
         Ok(())
     }
@@ -64,7 +125,7 @@ impl DecoderCache {
                 *kv = kv.select_rows(rows)?;
             }
         }
-        Ok(())
+        self.select_origins(rows)
     }
 }
 
@@ -154,6 +215,15 @@ impl Decoder {
         Stack::build(cfg, cfg.decoder_positional(), true, cfg.decoder_layers, vb, DecoderLayer::new)
     }
 
+    /// Every layer's cross-attention keys and values of the encoder output `memory`
+    /// (`(b_sz, src_len, d_model)`), detached for a cache.
+    pub fn cross_key_values(&self, memory: &Tensor) -> candle_core::Result<Vec<KeyValues>> {
+        self.layers()
+            .iter()
+            .map(|layer| Ok(layer.cross_attn.key_values(memory, LayerPositions::default())?.detach()))
+            .collect()
+    }
+
     /// Runs the stack over scaled target token embeddings; with `cache`, they continue the
     /// positions decoded before and the cache grows by `tgt_len`. Without `cache`, while
     /// training (`rng` is `Some`), an absolute encoding with `position_shift` moves each
@@ -170,14 +240,23 @@ impl Decoder {
     ) -> Result<Tensor> {
         let past = cache.as_deref().map_or(0, DecoderCache::offset);
         let tgt_len = tokens.dim(1)?;
-        let causal = causal_bias(tgt_len, past, tokens.dtype(), tokens.device())?;
+        let (dtype, device) = (tokens.dtype(), tokens.device());
+        let mut mask = causal_bias(tgt_len, past, dtype, device)?;
+        let origins = cache.as_deref().and_then(DecoderCache::origins).map(<[usize]>::to_vec);
         // Incremental decoding is inference: cached positions are never shifted.
-        let shift = cache.is_none();
+        let starts = match (&origins, &cache) {
+            (Some(origins), _) => {
+                mask = mask.broadcast_add(&start_bias(origins, past + tgt_len, dtype, device)?)?;
+                SequenceStarts::Ragged(origins)
+            }
+            (None, Some(_)) => SequenceStarts::Span,
+            (None, None) => SequenceStarts::Shiftable,
+        };
         let xs = self.run(
             tokens,
             Span::after(tgt_len, past),
-            &causal,
-            shift,
+            &mask,
+            starts,
             rng,
             |(i, layer, xs, bias, positions), rng| {
                 let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);

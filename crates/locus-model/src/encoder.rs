@@ -11,7 +11,7 @@ use crate::feed_forward::FeedForward;
 use crate::norm::LayerNorm;
 use crate::positional::{LayerPositions, Span};
 use crate::residual::Residual;
-use crate::stack::Stack;
+use crate::stack::{SequenceStarts, Stack};
 
 /// Self-attention then feed-forward, each in a residual block.
 #[derive(Debug, Clone)]
@@ -76,8 +76,13 @@ impl Encoder {
         rng: Option<&mut DropoutRng>,
     ) -> Result<Tensor> {
         let span = Span::same(tokens.dim(1)?, offset);
-        self.run(tokens, span, padding_bias, true, rng, |(_, layer, xs, bias, positions), rng| {
-            layer.forward(xs, Some(bias), positions, rng)
-        })
+        self.run(
+            tokens,
+            span,
+            padding_bias,
+            SequenceStarts::Shiftable,
+            rng,
+            |(_, layer, xs, bias, positions), rng| layer.forward(xs, Some(bias), positions, rng),
+        )
     }
 }

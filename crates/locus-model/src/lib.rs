@@ -39,6 +39,7 @@ pub use error::{ModelError, Result};
 pub use init::SeededVarMap;
 pub use positional::{PositionalConfig, PositionalEncoding};
 pub use search::beam::{beam_search, BeamOptions};
+pub use search::continuous::{Admission, Finished, RunningBatch};
 pub use search::greedy::{greedy_decode, greedy_decode_to};
 pub use search::sampling::{sample, SamplingOptions};
 pub use search::{Hypothesis, LengthLimits, Scorer, Seq2SeqScorer};

@@ -31,6 +31,21 @@ pub fn causal_bias(q_len: usize, past: usize, dtype: DType, device: &Device) -> 
     Tensor::from_vec(values, (1, 1, q_len, k_len), device)?.to_dtype(dtype)
 }
 
+/// Hides from each sequence the keys before its first token: `(b_sz, 1, 1, k_len)`,
+/// [`MASKED`] at the key positions `j < origins[b]` of sequence `b`, else 0.
+pub fn start_bias(
+    origins: &[usize],
+    k_len: usize,
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let values: Vec<f32> = origins
+        .iter()
+        .flat_map(|&origin| (0..k_len).map(move |j| if j < origin { MASKED as f32 } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (origins.len(), 1, 1, k_len), device)?.to_dtype(dtype)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +66,14 @@ mod tests {
         let bias = padding_bias(&tokens, 0, DType::F16).unwrap();
         let rows = bias.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(rows, vec![0.0, f32::NEG_INFINITY]);
+    }
+
+    #[test]
+    fn start_bias_hides_the_keys_before_each_sequence() {
+        let bias = start_bias(&[0, 2], 3, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(bias.dims(), [2, 1, 1, 3]);
+        let rows = bias.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(rows, vec![0.0, 0.0, 0.0, -1e9, -1e9, 0.0]);
     }
 
     #[test]

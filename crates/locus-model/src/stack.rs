@@ -12,6 +12,19 @@ use crate::error::Result;
 use crate::norm::LayerNorm;
 use crate::positional::{LayerPositions, PositionalConfig, PositionalEncoding, Span};
 
+/// Where the sequences of a forward pass start among the positions of the stack's [`Span`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SequenceStarts<'a> {
+    /// At the span's first position; while training, an absolute encoding with
+    /// `position_shift` moves each on by a random shift (SHAPE).
+    Shiftable,
+    /// At the span's first position, never shifted (incremental decoding).
+    Span,
+    /// Sequence `r` at span position `origins[r]` (a running batch that sentences joined at
+    /// different steps; see [`PositionalEncoding::ragged_frame`]).
+    Ragged(&'a [usize]),
+}
+
 /// A stack of layers `L`: its positional encoding, layers, and a final norm when pre-norm
 /// ([`Encoder`](crate::encoder::Encoder) and [`Decoder`](crate::decoder::Decoder) are its two
 /// instances).
@@ -69,9 +82,9 @@ impl<L> Stack<L> {
 
     /// Runs the stack over scaled token embeddings placed by `span`: the positional frame,
     /// the embeddings with their positions, embedding dropout, `mask` plus the position bias,
-    /// then each layer through `layer`, then the final norm. While training (`rng` is
-    /// `Some`) and with `shift`, an absolute encoding with `position_shift` first draws each
-    /// sequence's shift (SHAPE).
+    /// then each layer through `layer`, then the final norm. The sequences start where
+    /// `starts` says: with [`SequenceStarts::Shiftable`], while training (`rng` is `Some`), an
+    /// absolute encoding with `position_shift` first draws each sequence's shift (SHAPE).
     ///
     /// # Shapes
     /// `tokens`: `(b_sz, q_len, token_width)`; `mask` broadcastable to
@@ -81,13 +94,19 @@ impl<L> Stack<L> {
         tokens: &Tensor,
         span: Span,
         mask: &Tensor,
-        shift: bool,
+        starts: SequenceStarts,
         mut rng: Option<&mut DropoutRng>,
         mut layer: impl FnMut(LayerCall<'_, L>, Option<&mut DropoutRng>) -> candle_core::Result<Tensor>,
     ) -> Result<Tensor> {
         let b_sz = tokens.dim(0)?;
-        let shift_rng = if shift { rng.as_deref_mut() } else { None };
-        let frame = self.positional.frame(b_sz, span, shift_rng, tokens.dtype(), tokens.device())?;
+        let (dtype, device) = (tokens.dtype(), tokens.device());
+        let frame = match starts {
+            SequenceStarts::Shiftable => {
+                self.positional.frame(b_sz, span, rng.as_deref_mut(), dtype, device)?
+            }
+            SequenceStarts::Span => self.positional.frame(b_sz, span, None, dtype, device)?,
+            SequenceStarts::Ragged(origins) => self.positional.ragged_frame(span, origins, dtype, device)?,
+        };
         let xs = frame.embed(tokens)?;
         let mut xs = self.embed_dropout.forward(&xs, rng.as_deref_mut())?;
         let bias = frame.attention_bias(mask)?;

@@ -9,7 +9,7 @@ use crate::decoder::{Decoder, DecoderCache, MemoryRef};
 use crate::dropout::DropoutRng;
 use crate::encoder::Encoder;
 use crate::error::Result;
-use crate::mask::padding_bias;
+use crate::mask::{padding_bias, MASKED};
 
 /// Ids of the special tokens the model relies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,25 @@ impl Memory {
     /// [`KeyValues::detach`]: crate::attention::KeyValues::detach
     pub fn detach(&self) -> Memory {
         Memory { hidden: self.hidden.detach(), padding_bias: self.padding_bias.detach() }
+    }
+
+    /// `self`'s rows, then `other`'s; the shorter sources are padded (hidden states of zero,
+    /// hidden by the padding bias) to the longer ones' length.
+    pub fn cat_rows(&self, other: &Memory) -> Result<Memory> {
+        let len = self.hidden.dim(1)?.max(other.hidden.dim(1)?);
+        let padded = |memory: &Memory| -> Result<(Tensor, Tensor)> {
+            let (b_sz, src_len, _) = memory.hidden.dims3()?;
+            let extra = len - src_len;
+            let bias = &memory.padding_bias;
+            let masked =
+                Tensor::full(MASKED as f32, (b_sz, 1, 1, extra), bias.device())?.to_dtype(bias.dtype())?;
+            Ok((memory.hidden.pad_with_zeros(1, 0, extra)?, Tensor::cat(&[bias, &masked], 3)?))
+        };
+        let ((hidden, bias), (other_hidden, other_bias)) = (padded(self)?, padded(other)?);
+        Ok(Memory {
+            hidden: Tensor::cat(&[hidden, other_hidden], 0)?,
+            padding_bias: Tensor::cat(&[bias, other_bias], 0)?,
+        })
     }
 
     /// Keeps the batch rows `rows` (a `u32` index tensor, repeats allowed), in that order.
@@ -223,6 +242,19 @@ impl Seq2Seq {
     /// An empty key/value cache for [`Seq2Seq::decode_step`].
     pub fn new_cache(&self) -> DecoderCache {
         DecoderCache::new(self.decoder.layers().len())
+    }
+
+    /// Adds the sentences encoded in `joining` to a batch being decoded incrementally with
+    /// `memory` and `cache`, after its rows: they start decoding at the next step, each from
+    /// its BOS, while the others go on (continuous batching, see [`DecoderCache::join`]).
+    pub fn join(&self, memory: &mut Memory, cache: &mut DecoderCache, joining: &Memory) -> Result<()> {
+        let cross = match cache.offset() {
+            0 => None,
+            _ => Some(self.decoder.cross_key_values(&joining.hidden)?),
+        };
+        cache.join(joining.hidden.dim(0)?, cross)?;
+        *memory = memory.cat_rows(joining)?;
+        Ok(())
     }
 
     /// Incremental decoding (inference only): feeds the next token of every sentence and returns

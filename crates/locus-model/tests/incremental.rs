@@ -3,14 +3,15 @@
 //! ignore a shift of the absolute start, and an encoder without positions is
 //! permutation-equivariant. Searches over the cache agree: greedy equals a full-recomputation
 //! search, beam size 1 equals greedy, and beam search's n-best lists are sorted and distinct.
+//! Continuous batching decodes every sentence as greedy search does alone, whenever it joins.
 
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarMap;
 use locus_model::{
-    beam_search, greedy_decode, BeamOptions, LengthLimits, ModelConfig, PositionalConfig, SeededVarMap,
-    Seq2Seq, Seq2SeqScorer, TokenIds,
+    beam_search, greedy_decode, greedy_decode_to, Admission, BeamOptions, LengthLimits, ModelConfig,
+    PositionalConfig, RunningBatch, SeededVarMap, Seq2Seq, Seq2SeqScorer, TokenIds,
 };
 
 const TOKENS: TokenIds = TokenIds { pad: 0, bos: 1, eos: 2 };
@@ -231,4 +232,74 @@ pub fn encoder_is_relative(cfg: &ModelConfig) -> bool {
             | PositionalConfig::Rope { .. }
             | PositionalConfig::Alibi {}
     )
+}
+
+/// Sentences join a running batch at steps 0, 2, 3 and 6 and leave it as they end (by their
+/// limits, by EOS, one at once with a limit of 0), so that rows decode at different positions
+/// side by side, ended rows are dropped and the positions before every remaining row's start
+/// are forgotten. Every sentence must still get the hypothesis greedy search gives it alone:
+/// the same tokens, the same log-probability up to the rounding of batched products.
+#[test]
+fn continuous_batching_decodes_every_sentence_as_alone_for_every_variant() {
+    let sources: [&[u32]; 7] = [
+        &[5, 9, 12, 7, 20, 4, 4, 17, 9],
+        &[15, 3, 8],
+        &[11],
+        &[6, 6, 21, 13, 3],
+        &[19, 8],
+        &[7, 16, 10, 22],
+        &[4],
+    ];
+    let max_lens = [9, 3, 12, 0, 7, 14, 5];
+    let min_lens = [0, 2, 0, 0, 4, 0, 5];
+    // Who joins before which step.
+    let joins: [(usize, &[usize]); 4] = [(0, &[0, 1]), (2, &[2]), (3, &[3, 4, 5]), (6, &[6])];
+    let padded = |ids: &[usize]| {
+        let width = ids.iter().map(|&i| sources[i].len() + 1).max().unwrap();
+        let rows: Vec<u32> = ids
+            .iter()
+            .flat_map(|&i| {
+                sources[i]
+                    .iter()
+                    .copied()
+                    .chain([TOKENS.eos])
+                    .chain(std::iter::repeat(TOKENS.pad))
+                    .take(width)
+            })
+            .collect();
+        Tensor::from_vec(rows, (ids.len(), width), &Device::Cpu).unwrap()
+    };
+    let mut ended_by_eos = 0;
+    for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
+        let model = build(&cfg, seed as u64);
+        let mut batch = RunningBatch::new(&model).unwrap();
+        let mut got = vec![None; sources.len()];
+        let mut step = 0;
+        while step < 7 || !batch.is_empty() {
+            if let Some((_, ids)) = joins.iter().find(|(at, _)| *at == step) {
+                let admissions: Vec<_> = ids
+                    .iter()
+                    .map(|&id| Admission { id, max_len: max_lens[id], min_len: min_lens[id] })
+                    .collect();
+                for finished in batch.admit(&padded(ids), &admissions).unwrap() {
+                    got[finished.id] = Some(finished.hypothesis);
+                }
+            }
+            for finished in batch.step().unwrap() {
+                assert!(got[finished.id].is_none(), "{name}: sentence {} ended twice", finished.id);
+                got[finished.id] = Some(finished.hypothesis);
+            }
+            step += 1;
+        }
+        for (id, hypothesis) in got.into_iter().enumerate() {
+            let hypothesis = hypothesis.unwrap_or_else(|| panic!("{name}: sentence {id} never ended"));
+            let alone = greedy_decode_to(&model, &padded(&[id]), &max_lens[id..=id], min_lens[id]).unwrap();
+            assert_eq!(hypothesis.tokens, alone[0].tokens, "{name}, sentence {id}");
+            let diff = (hypothesis.log_prob - alone[0].log_prob).abs();
+            assert!(diff < 1e-4, "{name}, sentence {id}: log-probabilities differ by {diff}");
+            assert_eq!(hypothesis.score, hypothesis.log_prob);
+            ended_by_eos += usize::from(hypothesis.tokens.len() < max_lens[id]);
+        }
+    }
+    assert!(ended_by_eos > 0, "no sentence chose EOS: the test does not see EOS end a row");
 }

@@ -24,8 +24,8 @@ use std::ops::Range;
 use candle_core::Tensor;
 use locus_data::SubwordTokenizer;
 use locus_model::{
-    beam_search, greedy_decode_to, sample, BeamOptions, Hypothesis, LengthLimits, SamplingOptions, Seq2Seq,
-    Seq2SeqScorer,
+    beam_search, greedy_decode_to, sample, Admission, BeamOptions, Finished, Hypothesis, LengthLimits,
+    RunningBatch, SamplingOptions, Seq2Seq, Seq2SeqScorer,
 };
 
 use crate::batch::pad_rows;
@@ -177,24 +177,12 @@ impl<'a> Translator<'a> {
         first_line: usize,
     ) -> Result<Vec<LineTranslation>> {
         let eos = self.model.tokens().eos;
-        let source_limit = self.source_limit();
-        // Each source is cropped as it is encoded, so that a chunk of long lines holds only what
-        // it translates. A very long line is cut first, to twice the characters its first
-        // `source_limit + 1` tokens can cover: the tokenizer never sees megabytes at once.
-        let max_chars = (source_limit.saturating_add(1)).saturating_mul(2 * self.max_piece_chars);
-        let empty = Translation { text: String::new(), score: 0.0, log_prob: 0.0, length: 0 };
         let mut outputs = Vec::with_capacity(lines.len());
         let mut encoded: Vec<Vec<u32>> = Vec::with_capacity(lines.len());
         for line in lines {
-            let (line, cut) = prefix(line.as_ref().trim(), max_chars);
-            let mut tokens = if line.is_empty() { Vec::new() } else { self.tokenizer.encode(line)? };
-            let (source_len, cropped) = (tokens.len(), cut || tokens.len() > source_limit);
-            if tokens.len() > source_limit {
-                tokens.truncate(source_limit);
-                tokens.shrink_to_fit();
-            }
+            let (tokens, untranslated) = self.source(line.as_ref())?;
             encoded.push(tokens);
-            outputs.push(LineTranslation { translations: vec![empty.clone()], source_len, cropped });
+            outputs.push(untranslated);
         }
         let mut order: Vec<usize> = (0..lines.len()).filter(|&i| !encoded[i].is_empty()).collect();
         order.sort_by_key(|&i| encoded[i].len());
@@ -220,8 +208,56 @@ impl<'a> Translator<'a> {
         Ok(outputs)
     }
 
+    /// The source tokens of `line` (EOS excluded; none for a blank line), cropped to
+    /// [`source_limit`](Self::source_limit), and its [`LineTranslation`] before the search:
+    /// one empty translation, what became of its source.
+    pub fn source(&self, line: &str) -> Result<(Vec<u32>, LineTranslation)> {
+        let source_limit = self.source_limit();
+        // Each source is cropped as it is encoded, so that a chunk of long lines holds only what
+        // it translates. A very long line is cut first, to twice the characters its first
+        // `source_limit + 1` tokens can cover: the tokenizer never sees megabytes at once.
+        let max_chars = (source_limit.saturating_add(1)).saturating_mul(2 * self.max_piece_chars);
+        let (line, cut) = prefix(line.trim(), max_chars);
+        let mut tokens = if line.is_empty() { Vec::new() } else { self.tokenizer.encode(line)? };
+        let (source_len, cropped) = (tokens.len(), cut || tokens.len() > source_limit);
+        if tokens.len() > source_limit {
+            tokens.truncate(source_limit);
+            tokens.shrink_to_fit();
+        }
+        let empty = Translation { text: String::new(), score: 0.0, log_prob: 0.0, length: 0 };
+        Ok((tokens, LineTranslation { translations: vec![empty], source_len, cropped }))
+    }
+
+    /// An empty batch for continuous greedy decoding with this translator's model: sentences
+    /// join it by [`admit`](Self::admit) and leave it as they end.
+    pub fn running_batch<Id: Copy>(&self) -> Result<RunningBatch<'a, Id>> {
+        Ok(RunningBatch::new(self.model)?)
+    }
+
+    /// How the source `tokens` (from [`source`](Self::source)) is decoded in a
+    /// [`RunningBatch`] under `id`: with this translator's [`output_limit`](Self::output_limit)
+    /// and minimum length, as [`Search::Greedy`] decodes it here.
+    pub fn admission<Id>(&self, id: Id, tokens: &[u32]) -> Admission<Id> {
+        Admission { id, max_len: self.output_limit(tokens.len()), min_len: self.limits.min_len }
+    }
+
+    /// Adds sources (from [`source`](Self::source), not blank) to `batch`, each with its
+    /// [`admission`](Self::admission). Returns those that end at once (an output limit of 0).
+    pub fn admit<Id: Copy>(
+        &self,
+        batch: &mut RunningBatch<'a, Id>,
+        sources: &[(Admission<Id>, Vec<u32>)],
+    ) -> Result<Vec<Finished<Id>>> {
+        let eos = self.model.tokens().eos;
+        let rows: Vec<Vec<u32>> =
+            sources.iter().map(|(_, tokens)| tokens.iter().copied().chain([eos]).collect()).collect();
+        let src = pad_rows(&rows, self.model.tokens().pad, self.model.device())?;
+        let admissions: Vec<Admission<Id>> = sources.iter().map(|(admission, _)| *admission).collect();
+        Ok(batch.admit(&src, &admissions)?)
+    }
+
     /// `hyp` detokenized.
-    fn to_translation(&self, hyp: Hypothesis) -> Result<Translation> {
+    pub fn to_translation(&self, hyp: Hypothesis) -> Result<Translation> {
         let text = self.tokenizer.decode(&hyp.tokens)?;
         Ok(Translation { text, score: hyp.score, log_prob: hyp.log_prob, length: hyp.tokens.len() })
     }

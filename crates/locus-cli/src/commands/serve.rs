@@ -20,10 +20,11 @@ use locus_train::{load_checkpoint, Translator};
 use crate::device::parse_device;
 use crate::pool::WorkerArgs;
 use crate::search_args::{SearchArgs, SearchBounds};
-use crate::serve::batcher::{run_worker, BatchLimits, Queue};
+use crate::serve::batcher::{BatchLimits, Queue};
 use crate::serve::http::{router, AppState};
 use crate::serve::metrics::Metrics;
 use crate::serve::request::RequestLimits;
+use crate::serve::worker::run_worker;
 
 /// Arguments of `locus serve`.
 #[derive(Args)]
@@ -128,8 +129,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
                     translator.batch_size = limits.max_sentences;
                     translator.max_tokens = limits.max_tokens;
-                    run_worker(&queue, &mut translator, &limits, &metrics);
-                    Ok(())
+                    run_worker(&queue, &mut translator, &limits, &metrics)
                 })
             })
         })?;

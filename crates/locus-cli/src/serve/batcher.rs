@@ -1,24 +1,19 @@
-//! Dynamic batching: a bounded queue of requests and the worker thread that translates them.
+//! Dynamic batching: the bounded queue of requests the translation workers take from.
 //!
 //! Handlers [`Queue::push`] an [`Entry`] (a request's sentences, their source tokens, the search
-//! and a reply channel) and await the reply. The worker, which alone holds the model, takes the
-//! waiting entries as one batch when they hold `max_tokens` source tokens or `max_sentences`
-//! sentences, or when the oldest has waited `max_wait` ([`Queue::next_batch`]); it translates
-//! together the sentences of the entries whose search options are equal ([`group_by_search`]),
-//! sorted by length inside [`Translator::translate_lines`], and answers each entry with its own
-//! sentences' translations, in its order. A sampling request is translated alone, so that its
-//! samples are those `locus translate --sample` draws for the same lines and seed.
+//! and a reply channel) and await the reply. An idle worker takes the waiting entries as one
+//! batch when they hold `max_tokens` source tokens or `max_sentences` sentences, or when the
+//! oldest has waited `max_wait` ([`Queue::next_batch`]); a worker decoding a batch takes, between
+//! two steps, those due to join it ([`Queue::take_joining`]). Idle workers share what waits, so
+//! that a few requests at once keep every worker busy.
 //!
-//! A request whose client stopped waiting (a timeout) is dropped from the queue unanswered; a
-//! batch that fails is retried one request at a time, so that one bad request fails alone.
+//! A request whose client stopped waiting (a timeout) is dropped from the queue unanswered.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use locus_train::translate::LineTranslation;
-use locus_train::Translator;
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
@@ -147,11 +142,40 @@ impl Queue {
         }
         let share = state.sentences.div_ceil(state.idle_workers.max(1));
         state.idle_workers -= 1;
+        Some(self.take(&mut state, limits.max_sentences.min(share), limits.max_tokens))
+    }
+
+    /// Without waiting: the entries due to join a running batch of `running` sentences, none
+    /// if none is due. They are due once their sentences are a quarter of the running ones
+    /// (joining copies the batch's cache, so sentences join several at a time), or the oldest
+    /// has waited `max_wait`, or the queue is closed. They fill the batch up to `max_sentences`
+    /// (an entry that does not fit waits for a batch of its own from
+    /// [`next_batch`](Self::next_batch)) and `max_tokens` source tokens, leaving the idle
+    /// workers their share.
+    pub fn take_joining(&self, limits: &BatchLimits, running: usize) -> Vec<Entry> {
+        let mut state = self.lock();
+        self.drop_abandoned(&mut state);
+        let Some(oldest) = state.entries.front() else {
+            return Vec::new();
+        };
+        let room = limits.max_sentences.saturating_sub(running);
+        let due =
+            4 * state.sentences >= running || oldest.queued.elapsed() >= limits.max_wait || state.closed;
+        if !due || oldest.sentences.len() > room {
+            return Vec::new();
+        }
+        let share = state.sentences.div_ceil(state.idle_workers + 1);
+        self.take(&mut state, room.min(share), limits.max_tokens)
+    }
+
+    /// Takes entries from the front while they fit `max_sentences` and `max_tokens`, at least
+    /// one.
+    fn take(&self, state: &mut State, max_sentences: usize, max_tokens: usize) -> Vec<Entry> {
         let mut batch: Vec<Entry> = Vec::new();
         let (mut sentences, mut tokens) = (0, 0);
         while let Some(next) = state.entries.front() {
-            let fits = sentences + next.sentences.len() <= limits.max_sentences.min(share)
-                && tokens + next.tokens <= limits.max_tokens;
+            let fits =
+                sentences + next.sentences.len() <= max_sentences && tokens + next.tokens <= max_tokens;
             if !batch.is_empty() && !fits {
                 break;
             }
@@ -166,7 +190,7 @@ impl Queue {
             // The rest is due for the other idle workers now, not at their own timeouts.
             self.changed.notify_all();
         }
-        Some(batch)
+        batch
     }
 
     fn drop_abandoned(&self, state: &mut State) {
@@ -180,83 +204,17 @@ impl Queue {
     }
 }
 
-/// Splits a batch into groups translated together: entries with equal search options, in order
-/// of their first entry; a sampling entry is a group of its own.
-pub fn group_by_search(batch: Vec<Entry>) -> Vec<Vec<Entry>> {
-    let mut groups: Vec<Vec<Entry>> = Vec::new();
-    for entry in batch {
-        let joins = |group: &&mut Vec<Entry>| !entry.search.samples() && group[0].search == entry.search;
-        match groups.iter_mut().find(joins) {
-            Some(group) => group.push(entry),
-            None => groups.push(vec![entry]),
-        }
-    }
-    groups
-}
-
-/// The worker's loop: translates the queue's batches until it is closed and empty.
-/// `translator`'s batch size and token budget split each group into model batches.
-pub fn run_worker(queue: &Queue, translator: &mut Translator, limits: &BatchLimits, metrics: &Metrics) {
-    while let Some(batch) = queue.next_batch(limits) {
-        let started = Instant::now();
-        let sentences: usize = batch.iter().map(|entry| entry.sentences.len()).sum();
-        metrics.batch_sentences.observe(sentences as f64);
-        metrics.batch_tokens.observe(batch.iter().map(|entry| entry.tokens).sum::<usize>() as f64);
-        for group in group_by_search(batch) {
-            translate_group(translator, group, metrics);
-        }
-        metrics.sentences.inc_by(sentences as u64);
-        metrics.busy_seconds.inc_by(started.elapsed().as_secs_f64());
-    }
-}
-
-/// Translates the sentences of `group` together and answers each entry; if that fails, each
-/// entry on its own, so that the failure stays with the request that causes it.
-fn translate_group(translator: &mut Translator, group: Vec<Entry>, metrics: &Metrics) {
-    let lines: Vec<&str> = group.iter().flat_map(|e| e.sentences.iter().map(String::as_str)).collect();
-    match translate(translator, &group[0].search, &lines) {
-        Ok(mut translated) => {
-            for entry in group.into_iter().rev() {
-                let own = translated.split_off(translated.len() - entry.sentences.len());
-                // The client may have stopped waiting; nothing else to do then.
-                let _ = entry.reply.send(Ok(own));
-            }
-        }
-        Err(_) if group.len() > 1 => {
-            for entry in group {
-                translate_group(translator, vec![entry], metrics);
-            }
-        }
-        Err(message) => {
-            metrics.worker_failures.inc();
-            for entry in group {
-                let _ = entry.reply.send(Err(message.clone()));
-            }
-        }
-    }
-}
-
-/// `lines` translated with `search`; a panic in the model is an error too, so that the worker
-/// lives on.
-fn translate(
-    translator: &mut Translator,
-    search: &SearchArgs,
-    lines: &[&str],
-) -> Result<Vec<LineTranslation>, String> {
-    search.configure(translator).map_err(|e| format!("{e:#}"))?;
-    match catch_unwind(AssertUnwindSafe(|| translator.translate_lines(lines, 0))) {
-        Ok(Ok(translated)) => Ok(translated),
-        Ok(Err(e)) => Err(format!("translation failed: {e}")),
-        Err(_) => Err("translation failed: the model panicked".into()),
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::search_args::parse_search_args;
 
-    fn entry(sentences: usize, tokens: usize, args: &[&str]) -> (Entry, oneshot::Receiver<Reply>) {
+    /// An entry of `sentences` sentences holding `tokens` tokens, searched with `args`.
+    pub(in crate::serve) fn entry(
+        sentences: usize,
+        tokens: usize,
+        args: &[&str],
+    ) -> (Entry, oneshot::Receiver<Reply>) {
         let (reply, receiver) = oneshot::channel();
         let sentences = (0..sentences).map(|i| format!("s{i}")).collect();
         (
@@ -357,13 +315,33 @@ mod tests {
         assert_eq!(batch.iter().map(|e| e.sentences.len()).collect::<Vec<_>>(), [3]);
     }
 
+    /// A batch of 8 running sentences takes nothing until a quarter of 8 waits, or the oldest
+    /// has waited `max_wait`, or the queue is closed; joining entries fill it up to 10
+    /// sentences, and one that does not fit waits.
     #[test]
-    fn equal_searches_share_a_group_and_samples_go_alone() {
-        let specs: [&[&str]; 6] =
-            [&[], &["--beam", "4"], &[], &["--sample"], &["--sample"], &["--beam", "4"]];
-        let batch: Vec<Entry> = specs.iter().map(|args| entry(1, 1, args).0).collect();
-        let sizes: Vec<(usize, usize)> =
-            group_by_search(batch).iter().map(|group| (group.len(), group[0].search.nbest())).collect();
-        assert_eq!(sizes, [(2, 1), (2, 1), (1, 1), (1, 1)]);
+    fn entries_join_a_running_batch_once_due_and_while_they_fit() {
+        let queue = Queue::new(100, Metrics::new());
+        let patient = limits(1000, 10, 60_000);
+        let (a, _ra) = entry(1, 3, &[]);
+        queue.push(a).unwrap();
+        assert!(queue.take_joining(&patient, 8).is_empty());
+        let (b, _rb) = entry(1, 3, &[]);
+        queue.push(b).unwrap();
+        assert_eq!(queue.take_joining(&patient, 8).len(), 2);
+        // Three sentences are due for 8 running, but only 2 fit; with 6 running, they join.
+        let (c, _rc) = entry(3, 9, &[]);
+        queue.push(c).unwrap();
+        assert!(queue.take_joining(&patient, 8).is_empty());
+        assert_eq!(queue.take_joining(&patient, 6).len(), 1);
+        // One sentence is not a quarter of 8, but is due after the wait, or when closed.
+        let (d, _rd) = entry(1, 3, &[]);
+        queue.push(d).unwrap();
+        assert!(queue.take_joining(&patient, 8).is_empty());
+        assert_eq!(queue.take_joining(&limits(1000, 10, 0), 8).len(), 1);
+        let (e, _re) = entry(1, 3, &[]);
+        queue.push(e).unwrap();
+        queue.close();
+        assert_eq!(queue.take_joining(&patient, 8).len(), 1);
+        assert_eq!(queue.metrics.queue_depth.get(), 0);
     }
 }

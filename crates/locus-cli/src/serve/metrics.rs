@@ -32,15 +32,15 @@ pub struct Metrics {
     pub latency: Histogram,
     /// Sentences waiting in the queue.
     pub queue_depth: Gauge,
-    /// Sentences per batch the worker takes.
+    /// Sentences per batch a worker takes from the queue (to start a batch or join one).
     pub batch_sentences: Histogram,
-    /// Source tokens (EOS included) per batch the worker takes.
+    /// Source tokens (EOS included) per batch a worker takes from the queue.
     pub batch_tokens: Histogram,
     /// Sentences translated.
     pub sentences: Counter,
-    /// Seconds the worker spent translating.
+    /// Seconds the workers spent translating, summed over them.
     pub busy_seconds: Counter<f64>,
-    /// Translations that failed (each request answered with 500).
+    /// Requests whose translation failed (each answered with 500).
     pub worker_failures: Counter,
 }
 
@@ -73,7 +73,7 @@ impl Metrics {
         registry.register("batch_tokens", "Source tokens per batch, EOS included", batch_tokens.clone());
         registry.register("sentences", "Sentences translated", sentences.clone());
         registry.register("busy_seconds", "Seconds the worker spent translating", busy_seconds.clone());
-        registry.register("worker_failures", "Translations that failed", worker_failures.clone());
+        registry.register("worker_failures", "Requests whose translation failed", worker_failures.clone());
         Self {
             registry: Arc::new(registry),
             requests,

@@ -177,6 +177,15 @@ impl Embedding {
         })
     }
 
+    /// The vectors at positions `ids` (indices into this pass's positions, `b_sz × seq_len`
+    /// of them, sequence by sequence), one sequence per row: each sequence at its own positions.
+    /// `(b_sz, seq_len)` is `shape`.
+    pub fn select_positions(&self, ids: &Tensor, (b_sz, seq_len): (usize, usize)) -> Result<Embedding> {
+        let width = self.vectors.dim(2)?;
+        let vectors = self.vectors.squeeze(0)?.index_select(ids, 0)?.reshape((b_sz, seq_len, width))?;
+        Ok(Embedding { vectors, ..self.clone() })
+    }
+
     /// The input of a layer after the first: with `every_layer`, the vectors added again;
     /// otherwise `xs` unchanged.
     pub fn layer_input(&self, xs: &Tensor) -> Result<Tensor> {

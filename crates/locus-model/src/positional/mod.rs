@@ -203,6 +203,58 @@ impl PositionalEncoding {
         })
     }
 
+    /// [`frame`](Self::frame) for sequences that start at different positions of `span`
+    /// (inference only): sequence `r`'s first token sits at span position `origins[r]`, so its
+    /// queries are at its own positions `span.q_offset - origins[r]..`. The encodings that read
+    /// absolute positions (the absolute kinds' vectors, RoPE's rotation) get each sequence's own
+    /// positions, exactly as if it were decoded alone; the distance-based ones (T5, ALiBi, Shaw)
+    /// are computed from `span`, since distances do not depend on where a sequence starts.
+    ///
+    /// # Errors
+    /// As [`frame`](Self::frame); a `origins[r]` after `span.q_offset` is an error.
+    pub fn ragged_frame(
+        &self,
+        span: Span,
+        origins: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Frame<'_>> {
+        let hooks = self.hooks();
+        let mut firsts = Vec::with_capacity(origins.len());
+        for &origin in origins {
+            match span.q_offset.checked_sub(origin) {
+                Some(first) => firsts.push(first),
+                None => {
+                    let message =
+                        format!("a sequence starts at {origin}, after the queries at {}", span.q_offset);
+                    return Err(candle_core::Error::Msg(message).into());
+                }
+            }
+        }
+        let lowest = firsts.iter().copied().min().unwrap_or(0);
+        let highest = firsts.iter().copied().max().unwrap_or(0);
+        // One table over every sequence's positions, and the row of it each query reads.
+        let covering = Span::same(highest - lowest + span.q_len, lowest);
+        let ids: Vec<u32> = firsts
+            .iter()
+            .flat_map(|&first| (first - lowest..first - lowest + span.q_len).map(|id| id as u32))
+            .collect();
+        let ids = Tensor::from_vec(ids, origins.len() * span.q_len, device)?;
+        let per_sequence = |n: usize| (origins.len(), n);
+        Ok(Frame {
+            embedding: match hooks.embed(1, covering, None, dtype, device)? {
+                Some(embedding) => Some(embedding.select_positions(&ids, per_sequence(span.q_len))?),
+                None => None,
+            },
+            rotation: match hooks.rotate(covering, dtype, device)? {
+                Some(rotation) => Some(rotation.select_positions(&ids, per_sequence(span.q_len))?),
+                None => None,
+            },
+            score_bias: hooks.score_bias(span, dtype, device)?,
+            relative: hooks.relative(span, device)?,
+        })
+    }
+
     /// The matrices `locus pe show` draws for the first `len` positions (none for `none`).
     pub fn tables(&self, len: usize, weights: Weights) -> Result<Vec<PositionTable>> {
         self.hooks().tables(len, weights)

@@ -122,7 +122,9 @@ impl Rotary {
 }
 
 /// The rotation hook of one forward pass: the cosines and sines of the new positions' angles,
-/// each `(seq_len, head_dim / 2, 1)`, for their queries and keys alike.
+/// each `(seq_len, head_dim / 2, 1)`, or `(b_sz, 1, seq_len, head_dim / 2, 1)` when each
+/// sequence has positions of its own ([`Rotation::select_positions`]), for their queries and
+/// keys alike.
 #[derive(Debug, Clone)]
 pub struct Rotation {
     cos: Tensor,
@@ -130,6 +132,21 @@ pub struct Rotation {
 }
 
 impl Rotation {
+    /// The rotations of positions `ids` (indices into this rotation's positions,
+    /// `b_sz × seq_len` of them, sequence by sequence), one sequence per batch row: each
+    /// sequence rotated by its own positions. `(b_sz, seq_len)` is `shape`.
+    pub fn select_positions(
+        &self,
+        ids: &Tensor,
+        (b_sz, seq_len): (usize, usize),
+    ) -> candle_core::Result<Rotation> {
+        let select = |table: &Tensor| -> candle_core::Result<Tensor> {
+            let (_, half, one) = table.dims3()?;
+            table.index_select(ids, 0)?.reshape((b_sz, 1, seq_len, half, one))
+        };
+        Ok(Rotation { cos: select(&self.cos)?, sin: select(&self.sin)? })
+    }
+
     /// Rotates each vector of `xs` by its position.
     ///
     /// # Shapes

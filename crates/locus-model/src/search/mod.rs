@@ -1,6 +1,8 @@
 //! Decoding: turning a trained model's next-token distributions into output sentences.
 //!
 //! - [`greedy`]: the most probable token at every step, batched, with the key/value cache;
+//! - [`continuous`]: greedy search in a batch that sentences join and leave between steps
+//!   (continuous batching, for a server);
 //! - [`beam`]: beam search (Sutskever et al. 2014; fairseq's `SequenceGenerator`) with the
 //!   GNMT length penalty (Wu et al. 2016, <https://arxiv.org/abs/1609.08144>) and n-best lists;
 //! - [`sampling`]: ancestral sampling with temperature, top-k (Fan et al. 2018) and top-p
@@ -11,6 +13,7 @@
 //! model with its cache; tests use hand-built distributions.
 
 pub mod beam;
+pub mod continuous;
 pub mod greedy;
 pub mod phases;
 pub mod sampling;
@@ -51,7 +54,7 @@ impl LengthLimits {
 }
 
 /// One output of a search.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Hypothesis {
     /// Output tokens, without BOS and EOS.
     pub tokens: Vec<u32>,
