@@ -42,6 +42,9 @@ enum Command {
     Translate(commands::translate::TranslateArgs),
     /// Score checkpoints on a source/reference pair: BLEU, chrF, TER, loss and perplexity.
     Evaluate(commands::evaluate::EvaluateArgs),
+    /// Score any system's output against references exactly like the sacrebleu command:
+    /// BLEU (any tokenizer), chrF and TER with their signatures.
+    Score(commands::score::ScoreArgs),
     /// Train and test a grid of encodings × synthetic tasks × seeds on length extrapolation.
     Lab(commands::lab::LabArgs),
     /// Inspect positional encodings (`locus pe show`).
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Translate(args) => pool::on_a_pool_thread(|| commands::translate::run(args)),
         Command::Evaluate(args) => pool::on_a_pool_thread(|| commands::evaluate::run(args)),
+        Command::Score(args) => commands::score::run(args),
         Command::Lab(args) => commands::lab::run(args),
         Command::Pe(args) => commands::pe::run(args),
         Command::Plot(args) => commands::plot::run(args),

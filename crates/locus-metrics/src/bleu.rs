@@ -1,9 +1,10 @@
 //! Corpus-level BLEU (Papineni et al., 2002, <https://aclanthology.org/P02-1040>)
-//! with sacreBLEU's default settings.
+//! with sacreBLEU's default smoothing and any of its tokenizers.
 //!
 //! Mirrors sacreBLEU 2.6.0's `metrics/bleu.py`
 //! (<https://github.com/mjpost/sacrebleu/blob/master/sacrebleu/metrics/bleu.py>):
-//! segments are right-stripped and tokenized with `13a`; n-grams up to order 4 are
+//! segments are lowercased if asked (Python's `str.lower`), right-stripped and
+//! tokenized (`13a` by default, see [`BleuTokenizer`]); n-grams up to order 4 are
 //! clipped by the maximum count over all references of the segment; the reference
 //! length of a segment is the "closest" one (ties go to the shorter reference);
 //! counts are summed over the corpus; zero-match orders get the `exp` smoothing of
@@ -15,15 +16,49 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::error::MetricError;
+use crate::lowercase::py_lower;
 use crate::pystr::{py_rstrip, py_split};
 use crate::streams::{check_streams, segment_refs};
-use crate::tokenizer_13a::tokenize_13a;
+use crate::tokenizers::BleuTokenizer;
 use crate::SACREBLEU_VERSION;
 
 /// The maximum n-gram order of BLEU (sacreBLEU's `MAX_NGRAM_ORDER`).
 pub const BLEU_MAX_NGRAM_ORDER: usize = 4;
 
 const N: usize = BLEU_MAX_NGRAM_ORDER;
+
+/// The settings of BLEU that may differ from sacreBLEU's defaults (`--tokenize` and
+/// `--lowercase` of the `sacrebleu` command). Smoothing is always `exp` and the effective
+/// order off, as in sacreBLEU's corpus BLEU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BleuParams {
+    /// How segments are split into words (sacreBLEU default `13a`).
+    pub tokenizer: BleuTokenizer,
+    /// Lowercase hypotheses and references first (sacreBLEU default off).
+    pub lowercase: bool,
+}
+
+impl BleuParams {
+    /// sacreBLEU's signature for these settings with `nrefs` reference streams, e.g.
+    /// `nrefs:2|case:lc|eff:no|tok:intl|smooth:exp|version:2.6.0`.
+    #[must_use]
+    pub fn signature(&self, nrefs: usize) -> String {
+        let case = if self.lowercase { "lc" } else { "mixed" };
+        format!(
+            "nrefs:{nrefs}|case:{case}|eff:no|tok:{}|smooth:exp|version:{SACREBLEU_VERSION}",
+            self.tokenizer
+        )
+    }
+
+    /// sacreBLEU's `BLEU._preprocess_segment`: lowercase (if asked), right-strip, tokenize.
+    pub(crate) fn preprocess(&self, segment: &str) -> String {
+        if self.lowercase {
+            self.tokenizer.tokenize(py_rstrip(&py_lower(segment)))
+        } else {
+            self.tokenizer.tokenize(py_rstrip(segment))
+        }
+    }
+}
 
 /// A corpus BLEU score with its sufficient statistics, as sacreBLEU's `BLEUScore`.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +80,20 @@ pub struct BleuScore {
 }
 
 impl BleuScore {
+    /// The part of sacreBLEU's report after the score, e.g.
+    /// `85.7/66.7/40.0/25.0 (BP = 1.000 ratio = 1.000 hyp_len = 7 ref_len = 7)`.
+    #[must_use]
+    pub fn verbose(&self) -> String {
+        let [p1, p2, p3, p4] = self.precisions;
+        format!(
+            "{p1:.1}/{p2:.1}/{p3:.1}/{p4:.1} (BP = {:.3} ratio = {:.3} hyp_len = {} ref_len = {})",
+            self.bp,
+            self.ratio(),
+            self.sys_len,
+            self.ref_len
+        )
+    }
+
     /// `sys_len / ref_len`, or 0 when the reference length is 0 (as sacreBLEU).
     #[must_use]
     pub fn ratio(&self) -> f64 {
@@ -60,17 +109,7 @@ impl fmt::Display for BleuScore {
     /// sacreBLEU's `str(score)`, e.g.
     /// `BLEU = 48.89 85.7/66.7/40.0/25.0 (BP = 1.000 ratio = 1.000 hyp_len = 7 ref_len = 7)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [p1, p2, p3, p4] = self.precisions;
-        write!(
-            f,
-            "BLEU = {:.2} {p1:.1}/{p2:.1}/{p3:.1}/{p4:.1} (BP = {:.3} ratio = {:.3} \
-             hyp_len = {} ref_len = {})",
-            self.score,
-            self.bp,
-            self.ratio(),
-            self.sys_len,
-            self.ref_len
-        )
+        write!(f, "BLEU = {:.2} {}", self.score, self.verbose())
     }
 }
 
@@ -91,10 +130,39 @@ where
     R: AsRef<[S]>,
     S: AsRef<str>,
 {
+    corpus_bleu_with(hypotheses, references, BleuParams::default())
+}
+
+/// Corpus BLEU with explicit settings, equal to
+/// `sacrebleu.corpus_bleu(hypotheses, references, tokenize=..., lowercase=...)`.
+///
+/// ```
+/// use locus_metrics::{corpus_bleu_with, BleuParams, BleuTokenizer, MetricError};
+///
+/// let params = BleuParams { tokenizer: BleuTokenizer::Zh, lowercase: false };
+/// let score = corpus_bleu_with(&["我们今天去北京。"], &[["我们明天去北京。"]], params)?;
+/// assert_eq!((score.counts, score.totals), ([7, 5, 3, 2], [8, 7, 6, 5]));
+/// assert_eq!(params.signature(1), "nrefs:1|case:mixed|eff:no|tok:zh|smooth:exp|version:2.6.0");
+/// # Ok::<(), MetricError>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`corpus_bleu`].
+pub fn corpus_bleu_with<H, R, S>(
+    hypotheses: &[H],
+    references: &[R],
+    params: BleuParams,
+) -> Result<BleuScore, MetricError>
+where
+    H: AsRef<str>,
+    R: AsRef<[S]>,
+    S: AsRef<str>,
+{
     check_streams(hypotheses.len(), references)?;
     let mut stats = Stats::default();
     for (i, hyp) in hypotheses.iter().enumerate() {
-        stats.add(&segment_stats(hyp.as_ref(), segment_refs(references, i)));
+        stats.add(&segment_stats(hyp.as_ref(), segment_refs(references, i), &params));
     }
     Ok(compute_bleu(&stats))
 }
@@ -103,12 +171,7 @@ where
 /// streams, e.g. `nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0`.
 #[must_use]
 pub fn bleu_signature(nrefs: usize) -> String {
-    format!("nrefs:{nrefs}|case:mixed|eff:no|tok:13a|smooth:exp|version:{SACREBLEU_VERSION}")
-}
-
-/// sacreBLEU's `BLEU._preprocess_segment`: right-strip, then tokenize with 13a.
-pub(crate) fn preprocess(segment: &str) -> String {
-    tokenize_13a(py_rstrip(segment))
+    BleuParams::default().signature(nrefs)
 }
 
 /// Sufficient statistics of one segment or of a whole corpus.
@@ -148,8 +211,12 @@ fn closest_ref_len(hyp_len: usize, ref_lens: &[usize]) -> usize {
 }
 
 /// sacreBLEU's `_extract_reference_info` + `_compute_segment_statistics`.
-fn segment_stats<'r>(hypothesis: &str, references: impl Iterator<Item = &'r str>) -> Stats {
-    let refs: Vec<String> = references.map(preprocess).collect();
+fn segment_stats<'r>(
+    hypothesis: &str,
+    references: impl Iterator<Item = &'r str>,
+    params: &BleuParams,
+) -> Stats {
+    let refs: Vec<String> = references.map(|r| params.preprocess(r)).collect();
     let ref_tokens: Vec<Vec<&str>> = refs.iter().map(|r| py_split(r).collect()).collect();
 
     // Maximum count of every n-gram over the references.
@@ -162,7 +229,7 @@ fn segment_stats<'r>(hypothesis: &str, references: impl Iterator<Item = &'r str>
     }
     let ref_lens: Vec<usize> = ref_tokens.iter().map(Vec::len).collect();
 
-    let hyp = preprocess(hypothesis);
+    let hyp = params.preprocess(hypothesis);
     let hyp_tokens: Vec<&str> = py_split(&hyp).collect();
     let mut stats = Stats {
         sys_len: hyp_tokens.len(),
@@ -282,10 +349,25 @@ mod tests {
     }
 
     #[test]
+    fn lowercasing_happens_before_tokenizing() -> Result<(), MetricError> {
+        // sacreBLEU: BLEU(lowercase=True) gives 100 here, BLEU() 0 unigram matches
+        let params = BleuParams { lowercase: true, ..BleuParams::default() };
+        let (hyps, refs) = (["\u{130}STANBUL KI\u{15e}"], [["i\u{307}stanbul ki\u{15f}"]]);
+        assert_eq!(corpus_bleu_with(&hyps, &refs, params)?.counts[0], 2);
+        assert_eq!(corpus_bleu(&hyps, &refs)?.counts[0], 0);
+        Ok(())
+    }
+
+    #[test]
     fn signature_has_sacrebleu_format() {
         assert_eq!(
             bleu_signature(2),
             format!("nrefs:2|case:mixed|eff:no|tok:13a|smooth:exp|version:{SACREBLEU_VERSION}")
+        );
+        let params = BleuParams { tokenizer: BleuTokenizer::Intl, lowercase: true };
+        assert_eq!(
+            params.signature(2),
+            format!("nrefs:2|case:lc|eff:no|tok:intl|smooth:exp|version:{SACREBLEU_VERSION}")
         );
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Mirrors sacreBLEU 2.6.0's `metrics/chrf.py` and `metrics/helpers.py`
 //! (<https://github.com/mjpost/sacrebleu/blob/master/sacrebleu/metrics/chrf.py>):
-//! no tokenization or lowercasing; whitespace (Python's definition) is removed
+//! no tokenization; lowercasing (Python's `str.lower`) only when asked; whitespace
+//! (Python's definition) is removed
 //! before extracting character n-grams of orders 1..=6; chrF++ adds word n-grams
 //! after splitting one ASCII punctuation mark off each word's end (or start).
 //! For every segment the reference with the best segment-level F-score supplies
@@ -14,12 +15,14 @@
 //! reference side have n-grams, and F-β is computed from the two averages
 //! (0 when no order is effective or both averages are 0).
 
+use std::borrow::Cow;
 use std::cmp::min;
 use std::collections::HashMap;
-use std::fmt::{self, Write};
+use std::fmt;
 use std::hash::Hash;
 
 use crate::error::MetricError;
+use crate::lowercase::py_lower;
 use crate::pystr::{py_split, remove_py_space};
 use crate::streams::{check_streams, segment_refs};
 use crate::SACREBLEU_VERSION;
@@ -33,11 +36,14 @@ pub struct ChrfParams {
     pub word_order: usize,
     /// Weight of recall relative to precision (sacreBLEU default 2).
     pub beta: usize,
+    /// Lowercase hypotheses and references first (sacreBLEU default off; the
+    /// `sacrebleu` command's `--chrf-lowercase`).
+    pub lowercase: bool,
 }
 
 impl Default for ChrfParams {
     fn default() -> Self {
-        Self { char_order: 6, word_order: 0, beta: 2 }
+        Self { char_order: 6, word_order: 0, beta: 2, lowercase: false }
     }
 }
 
@@ -52,8 +58,9 @@ impl ChrfParams {
     /// e.g. `nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0`.
     #[must_use]
     pub fn signature(&self, nrefs: usize) -> String {
+        let case = if self.lowercase { "lc" } else { "mixed" };
         format!(
-            "nrefs:{nrefs}|case:mixed|eff:yes|nc:{}|nw:{}|space:no|version:{SACREBLEU_VERSION}",
+            "nrefs:{nrefs}|case:{case}|eff:yes|nc:{}|nw:{}|space:no|version:{SACREBLEU_VERSION}",
             self.char_order, self.word_order
         )
     }
@@ -72,14 +79,20 @@ pub struct ChrfScore {
     pub beta: usize,
 }
 
+impl ChrfScore {
+    /// sacreBLEU's name of the metric: `chrF2`, with one `+` per word order (`chrF2++`).
+    #[must_use]
+    pub fn name(&self) -> String {
+        let mut name = format!("chrF{}", self.beta);
+        name.extend(std::iter::repeat_n('+', self.word_order));
+        name
+    }
+}
+
 impl fmt::Display for ChrfScore {
     /// sacreBLEU's `str(score)`, e.g. `chrF2 = 71.42` or `chrF2++ = 70.05`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "chrF{}", self.beta)?;
-        for _ in 0..self.word_order {
-            f.write_char('+')?;
-        }
-        write!(f, " = {:.2}", self.score)
+        write!(f, "{} = {:.2}", self.name(), self.score)
     }
 }
 
@@ -137,7 +150,9 @@ where
 /// `params` with the orders capped at the longest segment, in bytes.
 ///
 /// No segment has n-grams of a higher order (a segment has at most as many characters,
-/// and as many words, as bytes), so those orders would only add `[0, 0, 0]` triples,
+/// and as many words, as bytes; lowercased too, as lowercasing adds no whitespace and its
+/// one expansion, `İ` to `i̇`, makes two characters of two bytes), so those orders would
+/// only add `[0, 0, 0]` triples,
 /// which [`f_score`] skips: the scores are the same, and the statistics grow with the
 /// input instead of with the orders asked for.
 fn counted_orders<H, R, S>(hypotheses: &[H], references: &[R], params: &ChrfParams) -> ChrfParams
@@ -152,7 +167,7 @@ where
     ChrfParams {
         char_order: params.char_order.min(longest),
         word_order: params.word_order.min(longest),
-        beta: params.beta,
+        ..*params
     }
 }
 
@@ -236,6 +251,15 @@ impl<'a> SentenceNgrams<'a> {
     }
 }
 
+/// sacreBLEU's `CHRF._preprocess_segment`: the segment, lowercased if asked.
+fn preprocess<'s>(segment: &'s str, params: &ChrfParams) -> Cow<'s, str> {
+    if params.lowercase {
+        Cow::Owned(py_lower(segment))
+    } else {
+        Cow::Borrowed(segment)
+    }
+}
+
 /// The statistics of one segment against its best-scoring reference.
 fn segment_stats<'r>(
     hypothesis: &str,
@@ -243,15 +267,17 @@ fn segment_stats<'r>(
     params: &ChrfParams,
 ) -> Vec<usize> {
     let words_needed = params.word_order > 0;
-    let hyp_chars: Vec<char> = remove_py_space(hypothesis).chars().collect();
-    let hyp_words = if words_needed { split_words(hypothesis) } else { Vec::new() };
+    let hypothesis = preprocess(hypothesis, params);
+    let hyp_chars: Vec<char> = remove_py_space(&hypothesis).chars().collect();
+    let hyp_words = if words_needed { split_words(&hypothesis) } else { Vec::new() };
     let hyp = SentenceNgrams::new(&hyp_chars, &hyp_words, params);
 
     let mut best_stats = Vec::new();
     let mut best_f = -1.0;
     for reference in references {
-        let ref_chars: Vec<char> = remove_py_space(reference).chars().collect();
-        let ref_words = if words_needed { split_words(reference) } else { Vec::new() };
+        let reference = preprocess(reference, params);
+        let ref_chars: Vec<char> = remove_py_space(&reference).chars().collect();
+        let ref_words = if words_needed { split_words(&reference) } else { Vec::new() };
         let stats = hyp.stats_against(&SentenceNgrams::new(&ref_chars, &ref_words, params));
         let f = f_score(&stats, params.beta);
         if f > best_f {
@@ -301,6 +327,19 @@ mod tests {
     }
 
     #[test]
+    fn lowercase_matches_any_case() -> Result<(), MetricError> {
+        // sacreBLEU: CHRF(lowercase=True) gives 100 here
+        let params = ChrfParams { lowercase: true, ..ChrfParams::default() };
+        let score = corpus_chrf_with(
+            &["\u{39f}\u{394}\u{39f}\u{3a3} Cat"],
+            &[["\u{3bf}\u{3b4}\u{3bf}\u{3c2} cAT"]],
+            params,
+        )?;
+        assert_eq!(score.score, 100.0);
+        Ok(())
+    }
+
+    #[test]
     fn word_splitting_follows_sacrebleu() {
         assert_eq!(
             split_words("(hi) \"quoted\" a. ,b x ..."),
@@ -322,8 +361,12 @@ mod tests {
     #[test]
     fn orders_beyond_every_segment_change_nothing() -> Result<(), MetricError> {
         let (hyps, refs) = (["a cat.", "dogs"], [["the cat.", "a dog"]]);
-        let capped = corpus_chrf_with(&hyps, &refs, ChrfParams { char_order: 9, word_order: 9, beta: 2 })?;
-        let huge = ChrfParams { char_order: usize::MAX, word_order: usize::MAX, beta: 2 };
+        let capped = corpus_chrf_with(
+            &hyps,
+            &refs,
+            ChrfParams { char_order: 9, word_order: 9, ..ChrfParams::default() },
+        )?;
+        let huge = ChrfParams { char_order: usize::MAX, word_order: usize::MAX, ..ChrfParams::default() };
         assert_eq!(corpus_chrf_with(&hyps, &refs, huge)?.score, capped.score);
         let wide_beta = ChrfParams { beta: usize::MAX, ..ChrfParams::default() };
         assert!(corpus_chrf_with(&hyps, &refs, wide_beta)?.score.is_finite());
@@ -336,7 +379,13 @@ mod tests {
             chrf_signature(1),
             format!("nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:{SACREBLEU_VERSION}")
         );
+        let lowercased = ChrfParams { lowercase: true, ..ChrfParams::chrf_plus_plus() };
+        assert_eq!(
+            lowercased.signature(2),
+            format!("nrefs:2|case:lc|eff:yes|nc:6|nw:2|space:no|version:{SACREBLEU_VERSION}")
+        );
         let score = ChrfScore { score: 70.049, char_order: 6, word_order: 2, beta: 2 };
         assert_eq!(score.to_string(), "chrF2++ = 70.05");
+        assert_eq!(score.name(), "chrF2++");
     }
 }

@@ -1,4 +1,5 @@
-//! The error type of the corpus metrics: malformed hypothesis / reference input.
+//! The error type of the corpus metrics: malformed hypothesis / reference input, or an
+//! unknown setting.
 //!
 //! sacreBLEU (<https://github.com/mjpost/sacrebleu/blob/master/sacrebleu/metrics/base.py>)
 //! silently truncates to the shortest stream when the lengths disagree; here a
@@ -23,6 +24,12 @@ pub enum MetricError {
     /// There are no hypotheses (sacreBLEU rejects an empty corpus as well).
     #[error("the corpus has no hypotheses")]
     EmptyCorpus,
+    /// A BLEU tokenizer name that is not one of [`BleuTokenizer::ALL`](crate::BleuTokenizer::ALL).
+    #[error("unknown BLEU tokenizer {name:?} (expected one of: none, zh, 13a, intl, char)")]
+    UnknownTokenizer {
+        /// The name given.
+        name: String,
+    },
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Python's `str` whitespace rules (`str.isspace`, `str.split()`, `str.rstrip()`),
-//! which sacreBLEU relies on for tokenization and chrF's whitespace removal.
+//! Python's `str` whitespace rules (`str.isspace`, `str.split()`, `str.strip()`,
+//! `str.rstrip()`), which sacreBLEU relies on for reading files, tokenization and chrF's
+//! whitespace removal.
 //!
 //! Python counts a character as whitespace when its bidirectional class is WS, B
 //! or S or its general category is Zs
@@ -36,6 +37,11 @@ pub(crate) fn py_rstrip(s: &str) -> &str {
     s.trim_end_matches(is_py_space)
 }
 
+/// Python's `s.strip()`: `s` without leading or trailing whitespace.
+pub(crate) fn py_strip(s: &str) -> &str {
+    s.trim_matches(is_py_space)
+}
+
 /// Python's `"".join(s.split())`: `s` with every whitespace character removed.
 pub(crate) fn remove_py_space(s: &str) -> String {
     s.chars().filter(|&c| !is_py_space(c)).collect()
@@ -60,6 +66,7 @@ mod tests {
         let s = "\u{a0} a\tb\u{1c}c\u{3000}\n";
         assert_eq!(py_split(s).collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(py_rstrip(s), "\u{a0} a\tb\u{1c}c");
+        assert_eq!(py_strip(s), "a\tb\u{1c}c");
         assert_eq!(remove_py_space(s), "abc");
         assert_eq!(py_split("   ").count(), 0);
     }

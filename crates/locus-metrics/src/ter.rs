@@ -1,14 +1,15 @@
 //! Corpus-level TER, translation edit rate (Snover et al., 2006,
-//! <https://aclanthology.org/2006.amta-papers.25>), with sacreBLEU's default settings.
+//! <https://aclanthology.org/2006.amta-papers.25>), with sacreBLEU's default settings
+//! or case-sensitive.
 //!
 //! Mirrors sacreBLEU 2.6.0's `metrics/ter.py`, `metrics/lib_ter.py` and
 //! `tokenizers/tokenizer_ter.py`
 //! (<https://github.com/mjpost/sacrebleu/blob/master/sacrebleu/metrics/ter.py>), i.e.
-//! `TER()` with `case_sensitive=False`, `normalized=False`, `no_punct=False`,
-//! `asian_support=False`:
+//! `TER()` with `normalized=False`, `no_punct=False`, `asian_support=False` and
+//! `case_sensitive` either way (sacreBLEU's default is `False`):
 //!
-//! * segments are right-stripped, lowercased (Python's `str.lower`) and split on
-//!   whitespace; punctuation stays attached to its word;
+//! * segments are right-stripped, lowercased (Python's `str.lower`) unless TER is
+//!   case-sensitive, and split on whitespace; punctuation stays attached to its word;
 //! * a segment costs the fewest edits over its references, where an edit is an
 //!   insertion, deletion or substitution of a word or a shift of a phrase, found by
 //!   tercom's greedy, beam-limited search (see `ter/shift_edit.rs`); its length is
@@ -17,18 +18,35 @@
 //! * TER is `100 * total edits / total length`; when the total length is 0 it is 100
 //!   if there are edits and 0 otherwise. TER can exceed 100.
 
-pub(crate) mod lowercase;
 mod shift_edit;
 
 use std::collections::HashMap;
 use std::fmt;
 
-use self::lowercase::py_lower;
 use self::shift_edit::translation_edit_rate;
 use crate::error::MetricError;
+use crate::lowercase::py_lower;
 use crate::pystr::{py_rstrip, py_split};
 use crate::streams::{check_streams, segment_refs};
 use crate::SACREBLEU_VERSION;
+
+/// The settings of TER that may differ from sacreBLEU's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TerParams {
+    /// Compare words as they are instead of lowercased (sacreBLEU default off; the
+    /// `sacrebleu` command's `--ter-case-sensitive`).
+    pub case_sensitive: bool,
+}
+
+impl TerParams {
+    /// sacreBLEU's signature for these settings with `nrefs` reference streams, e.g.
+    /// `nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:2.6.0`.
+    #[must_use]
+    pub fn signature(&self, nrefs: usize) -> String {
+        let case = if self.case_sensitive { "mixed" } else { "lc" };
+        format!("nrefs:{nrefs}|case:{case}|tok:tercom|norm:no|punct:yes|asian:no|version:{SACREBLEU_VERSION}")
+    }
+}
 
 /// A corpus TER score with its statistics, as sacreBLEU's `TERScore`.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,11 +91,30 @@ where
     R: AsRef<[S]>,
     S: AsRef<str>,
 {
+    corpus_ter_with(hypotheses, references, TerParams::default())
+}
+
+/// Corpus TER with explicit settings, equal to
+/// `sacrebleu.corpus_ter(hypotheses, references, case_sensitive=...)`.
+///
+/// # Errors
+///
+/// As [`corpus_ter`].
+pub fn corpus_ter_with<H, R, S>(
+    hypotheses: &[H],
+    references: &[R],
+    params: TerParams,
+) -> Result<TerScore, MetricError>
+where
+    H: AsRef<str>,
+    R: AsRef<[S]>,
+    S: AsRef<str>,
+{
     check_streams(hypotheses.len(), references)?;
     let mut num_edits = 0;
     let mut ref_length = 0.0;
     for (i, hyp) in hypotheses.iter().enumerate() {
-        let (edits, length) = segment_stats(hyp.as_ref(), segment_refs(references, i));
+        let (edits, length) = segment_stats(hyp.as_ref(), segment_refs(references, i), params);
         num_edits += edits;
         ref_length += length;
     }
@@ -95,17 +132,25 @@ where
 /// `nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:2.6.0`.
 #[must_use]
 pub fn ter_signature(nrefs: usize) -> String {
-    format!("nrefs:{nrefs}|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:{SACREBLEU_VERSION}")
+    TerParams::default().signature(nrefs)
 }
 
 /// The words of `segment` after sacreBLEU's TER preprocessing (`rstrip`, then the
-/// `tercom` tokenizer: lowercase, split on whitespace), as ids from `vocab`.
+/// `tercom` tokenizer: lowercase unless case-sensitive, split on whitespace), as ids
+/// from `vocab`.
 ///
 /// sacreBLEU preprocesses references twice; lowercasing and splitting are idempotent,
 /// so once is enough.
-fn word_ids(segment: &str, vocab: &mut HashMap<String, usize>) -> Vec<usize> {
-    let lowered = py_lower(py_rstrip(segment));
-    py_split(&lowered)
+fn word_ids(segment: &str, vocab: &mut HashMap<String, usize>, params: TerParams) -> Vec<usize> {
+    let segment = py_rstrip(segment);
+    let lowered;
+    let words = if params.case_sensitive {
+        segment
+    } else {
+        lowered = py_lower(segment);
+        &lowered
+    };
+    py_split(words)
         .map(|word| {
             let next = vocab.len();
             *vocab.entry(word.to_owned()).or_insert(next)
@@ -115,13 +160,17 @@ fn word_ids(segment: &str, vocab: &mut HashMap<String, usize>) -> Vec<usize> {
 
 /// sacreBLEU's `TER._compute_segment_statistics`: the fewest edits over the
 /// references and their average length.
-fn segment_stats<'r>(hypothesis: &str, references: impl Iterator<Item = &'r str>) -> (usize, f64) {
+fn segment_stats<'r>(
+    hypothesis: &str,
+    references: impl Iterator<Item = &'r str>,
+    params: TerParams,
+) -> (usize, f64) {
     let mut vocab = HashMap::new();
-    let hyp = word_ids(hypothesis, &mut vocab);
+    let hyp = word_ids(hypothesis, &mut vocab, params);
     let mut best_edits = usize::MAX;
     let (mut total_length, mut nrefs) = (0usize, 0usize);
     for reference in references {
-        let words = word_ids(reference, &mut vocab);
+        let words = word_ids(reference, &mut vocab, params);
         best_edits = best_edits.min(translation_edit_rate(&hyp, &words));
         total_length += words.len();
         nrefs += 1;
@@ -160,6 +209,19 @@ mod tests {
     fn case_is_ignored_and_punctuation_is_kept() {
         assert_eq!(ter("THE Cat sat.", "the cat sat.").num_edits, 0);
         assert_eq!(ter("the cat sat .", "the cat sat.").num_edits, 2);
+    }
+
+    #[test]
+    fn case_sensitive_counts_case_changes() -> Result<(), MetricError> {
+        // sacreBLEU: TER(case_sensitive=True) gives 2 edits, TER() none
+        let params = TerParams { case_sensitive: true };
+        let score = corpus_ter_with(&["THE Cat sat."], &[["the cat sat."]], params)?;
+        assert_eq!(score.num_edits, 2);
+        assert_eq!(
+            params.signature(1),
+            format!("nrefs:1|case:mixed|tok:tercom|norm:no|punct:yes|asian:no|version:{SACREBLEU_VERSION}")
+        );
+        Ok(())
     }
 
     #[test]

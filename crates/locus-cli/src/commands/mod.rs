@@ -8,6 +8,7 @@ pub mod lab;
 pub mod pe;
 pub mod plot;
 pub mod prepare;
+pub mod score;
 pub mod serve;
 pub mod train;
 pub mod translate;

@@ -1,4 +1,5 @@
-//! Python 3.11's `str.lower()`, which sacreBLEU's case-insensitive TER applies
+//! Python 3.11's `str.lower()`, which sacreBLEU applies in case-insensitive TER (its
+//! default) and in lowercased BLEU and chrF
 //! (<https://docs.python.org/3/library/stdtypes.html#str.lower>).
 //!
 //! Both Python and Rust's [`str::to_lowercase`] use the full Unicode mappings
