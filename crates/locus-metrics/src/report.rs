@@ -147,27 +147,10 @@ pub fn json_report(reports: &[ScoreReport], width: usize) -> String {
     }
 }
 
-/// Python's `json.dumps(s, ensure_ascii=False)` of a string.
+/// Python's `json.dumps(s, ensure_ascii=False)` of a string, which serde_json writes alike:
+/// `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00xx`, the rest as it is.
 fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c < ' ' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::Value::String(s.to_owned()).to_string()
 }
 
 /// Python's `repr(x)` of a float, as `json.dumps` writes it: the shortest digits that
