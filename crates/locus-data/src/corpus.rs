@@ -60,6 +60,20 @@ pub fn is_gzip(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "gz")
 }
 
+/// The bytes of `path`, buffered, decompressed if its name ends in `.gz`.
+///
+/// # Errors
+///
+/// [`DataError::Io`] if the file cannot be opened.
+pub fn open_decompressed(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    Ok(if is_gzip(path) {
+        Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::with_capacity(READ_BUFFER, file))
+    })
+}
+
 /// The lines of one file, read one at a time with a fixed-size buffer: what streams a corpus
 /// of any size through bounded memory. See the [module documentation](self) for what a line is.
 pub struct LineReader {
@@ -83,13 +97,7 @@ impl LineReader {
     ///
     /// [`DataError::Io`] if the file cannot be opened.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let inner: Box<dyn BufRead + Send> = if is_gzip(path) {
-            Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(file)))
-        } else {
-            Box::new(BufReader::with_capacity(READ_BUFFER, file))
-        };
-        Ok(Self::from_reader(path, inner))
+        Ok(Self::from_reader(path, open_decompressed(path)?))
     }
 
     /// Reads the lines of standard input, named `<stdin>` in errors. Each line is returned as

@@ -54,13 +54,18 @@ fn expected() -> Value {
     serde_json::from_str(EXPECTED).expect("expected.json parses")
 }
 
-/// The lines of a fixture file, split exactly as `make_fixtures.py` reads them.
-fn file_lines(name: &str) -> Vec<String> {
-    let text = FILES
+/// The text of the fixture file `name` of `files` (a table of names and texts).
+pub(crate) fn fixture_text(files: &[(&str, &'static str)], name: &str) -> &'static str {
+    files
         .iter()
         .find(|(file, _)| *file == name)
         .map(|(_, text)| *text)
-        .unwrap_or_else(|| panic!("fixture {name} is not in FILES"));
+        .unwrap_or_else(|| panic!("fixture {name} is not in its table of files"))
+}
+
+/// The lines of a fixture file, split exactly as `make_fixtures.py` reads them.
+fn file_lines(name: &str) -> Vec<String> {
+    let text = fixture_text(FILES, name);
     if text.is_empty() {
         return Vec::new();
     }
@@ -77,16 +82,22 @@ fn strings(value: &Value) -> Vec<String> {
         .collect()
 }
 
-fn float(value: &Value) -> f64 {
-    value.as_f64().expect("number")
+pub(crate) fn float(value: &Value) -> f64 {
+    value.as_f64().unwrap_or_else(|| panic!("{value} is not a number"))
 }
 
-fn int(value: &Value) -> usize {
-    usize::try_from(value.as_u64().expect("integer")).expect("fits usize")
+pub(crate) fn int(value: &Value) -> usize {
+    usize::try_from(value.as_u64().unwrap_or_else(|| panic!("{value} is not an integer")))
+        .expect("fits usize")
+}
+
+/// Asserts that `rust` is within `tolerance` of `sacrebleu`'s value, naming `what`.
+pub(crate) fn assert_within(what: &str, rust: f64, sacrebleu: f64, tolerance: f64) {
+    assert!((rust - sacrebleu).abs() < tolerance, "{what}: rust {rust:?} != sacrebleu {sacrebleu:?}");
 }
 
 fn assert_close(what: &str, rust: f64, sacrebleu: f64) {
-    assert!((rust - sacrebleu).abs() < TOLERANCE, "{what}: rust {rust:?} != sacrebleu {sacrebleu:?}");
+    assert_within(what, rust, sacrebleu, TOLERANCE);
 }
 
 fn check_bleu(name: &str, got: &BleuScore, want: &Value, nrefs: usize) {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::sacrebleu_fixtures::{assert_within, fixture_text, float, int};
 use crate::tokenizers::{is_chinese_char, is_number, is_punctuation, is_symbol};
 use crate::{
     corpus_bleu_with, corpus_chrf_with, corpus_ter_with, json_report, split_segments, text_report,
@@ -39,21 +40,7 @@ fn expected() -> Value {
 }
 
 fn segments(name: &str) -> Vec<&'static str> {
-    let text = FILES
-        .iter()
-        .find(|(file, _)| *file == name)
-        .map(|(_, text)| *text)
-        .unwrap_or_else(|| panic!("fixture {name} is not in FILES"));
-    split_segments(text)
-}
-
-fn float(value: &Value) -> f64 {
-    value.as_f64().unwrap_or_else(|| panic!("{value} is not a number"))
-}
-
-fn int(value: &Value) -> usize {
-    usize::try_from(value.as_u64().unwrap_or_else(|| panic!("{value} is not an integer")))
-        .expect("fits usize")
+    split_segments(fixture_text(FILES, name))
 }
 
 /// The metric settings of a run's `options`.
@@ -69,10 +56,6 @@ fn params(options: &Value) -> (BleuParams, ChrfParams, TerParams) {
     };
     let ter = TerParams { case_sensitive: flag("ter_case_sensitive") };
     (bleu, chrf, ter)
-}
-
-fn assert_close(what: &str, rust: f64, sacrebleu: f64, tolerance: f64) {
-    assert!((rust - sacrebleu).abs() < tolerance, "{what}: rust {rust:?} != sacrebleu {sacrebleu:?}");
 }
 
 /// Scores one run and compares the scores with the API's and the reports with the command's.
@@ -91,17 +74,17 @@ fn check_run(run: &Value) {
     let ter = corpus_ter_with(&hyps, &refs, ter_params).expect("ter");
 
     let api = &run["api"];
-    assert_close(&format!("{what}: BLEU"), bleu.score, float(&api["bleu"]["score"]), API_TOLERANCE);
+    assert_within(&format!("{what}: BLEU"), bleu.score, float(&api["bleu"]["score"]), API_TOLERANCE);
     for n in 0..4 {
         assert_eq!(bleu.counts[n], int(&api["bleu"]["counts"][n]), "{what}: BLEU count {n}");
         assert_eq!(bleu.totals[n], int(&api["bleu"]["totals"][n]), "{what}: BLEU total {n}");
     }
     assert_eq!(bleu.sys_len, int(&api["bleu"]["sys_len"]), "{what}: BLEU sys_len");
     assert_eq!(bleu.ref_len, int(&api["bleu"]["ref_len"]), "{what}: BLEU ref_len");
-    assert_close(&format!("{what}: chrF"), chrf.score, float(&api["chrf"]["score"]), API_TOLERANCE);
-    assert_close(&format!("{what}: TER"), ter.score, float(&api["ter"]["score"]), API_TOLERANCE);
+    assert_within(&format!("{what}: chrF"), chrf.score, float(&api["chrf"]["score"]), API_TOLERANCE);
+    assert_within(&format!("{what}: TER"), ter.score, float(&api["ter"]["score"]), API_TOLERANCE);
     assert_eq!(ter.num_edits, int(&api["ter"]["num_edits"]), "{what}: TER edits");
-    assert_close(
+    assert_within(
         &format!("{what}: TER length"),
         ter.ref_length,
         float(&api["ter"]["ref_length"]),
@@ -117,7 +100,7 @@ fn check_run(run: &Value) {
     let printed: Value =
         serde_json::from_str(run["sacrebleu_json"].as_str().expect("json output")).expect("parses");
     for (report, doc) in reports.iter().zip(printed.as_array().expect("one document per metric")) {
-        assert_close(
+        assert_within(
             &format!("{what}: {}", report.name),
             report.score,
             float(&doc["score"]),

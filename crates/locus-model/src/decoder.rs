@@ -71,19 +71,13 @@ impl DecoderCache {
         self.select_origins(rows)
     }
 
-    /// Adds `joining` rows that have decoded nothing yet after the rows of the cache: their
-    /// first token goes at the next position ([`offset`](Self::offset)), the positions before it
-    /// are hidden from them. `cross` holds each layer's cross-attention keys and values of the
-    /// joining rows' sources; it may be `None` while the cache has decoded no step (the first
-    /// step computes them for every row).
-    pub fn join(&mut self, joining: usize, cross: Option<Vec<KeyValues>>) -> candle_core::Result<()> {
-        if self.offset == 0 {
-            // Every row starts at 0 still.
-            return Ok(());
-        }
-        let Some(cross) = cross else {
-            candle_core::bail!("rows joining after the first step need their cross-attention keys and values")
-        };
+    /// Adds rows that have decoded nothing yet after the rows of a cache that has decoded at
+    /// least one step: their first token goes at the next position ([`offset`](Self::offset)),
+    /// the positions before it are hidden from them. `cross` holds each layer's
+    /// cross-attention keys and values of the joining rows' sources. (Before the first step,
+    /// rows simply join the batch: that step computes the cache of every row.)
+    pub fn join(&mut self, cross: Vec<KeyValues>) -> candle_core::Result<()> {
+        let joining = cross.first().map_or(0, KeyValues::rows);
         let rows = self.layers.first().and_then(|layer| layer.self_kv.as_ref()).map_or(0, KeyValues::rows);
         for (layer, cross) in self.layers.iter_mut().zip(cross) {
             if let Some(kv) = &mut layer.self_kv {

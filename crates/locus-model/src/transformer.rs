@@ -248,11 +248,9 @@ impl Seq2Seq {
     /// `memory` and `cache`, after its rows: they start decoding at the next step, each from
     /// its BOS, while the others go on (continuous batching, see [`DecoderCache::join`]).
     pub fn join(&self, memory: &mut Memory, cache: &mut DecoderCache, joining: &Memory) -> Result<()> {
-        let cross = match cache.offset() {
-            0 => None,
-            _ => Some(self.decoder.cross_key_values(&joining.hidden)?),
-        };
-        cache.join(joining.hidden.dim(0)?, cross)?;
+        if cache.offset() > 0 {
+            cache.join(self.decoder.cross_key_values(&joining.hidden)?)?;
+        }
         *memory = memory.cat_rows(joining)?;
         Ok(())
     }

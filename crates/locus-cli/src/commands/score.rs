@@ -8,15 +8,13 @@
 //! included. `locus score --hyp h --ref r1 --ref r2 --json` prints what
 //! `sacrebleu r1 r2 -i h -m bleu chrf ter` prints.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
-use flate2::read::MultiGzDecoder;
-use locus_data::corpus::is_gzip;
+use locus_data::corpus::open_decompressed;
 use locus_metrics::{
     corpus_bleu_with, corpus_chrf_with, corpus_ter_with, json_report, split_segments, text_report,
     BleuParams, BleuTokenizer, ChrfParams, ScoreReport, TerParams,
@@ -141,14 +139,9 @@ fn score(args: &ScoreArgs, hyps: &[&str], refs: &[Vec<&str>]) -> Result<Vec<Scor
 /// The whole text of `path`, decompressed when its name ends in `.gz` (as sacreBLEU's
 /// `smart_open`), which must be UTF-8.
 fn read_text(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut bytes = Vec::new();
-    let read = if is_gzip(path) {
-        MultiGzDecoder::new(file).read_to_end(&mut bytes)
-    } else {
-        file.read_to_end(&mut bytes)
-    };
-    read.with_context(|| format!("cannot read {}", path.display()))?;
+    let read = |bytes: &mut Vec<u8>| -> Result<usize> { Ok(open_decompressed(path)?.read_to_end(bytes)?) };
+    read(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
     String::from_utf8(bytes).map_err(|err| {
         let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;

@@ -17,7 +17,7 @@
 
 use candle_core::{DType, Tensor, D};
 
-use super::{phases, Hypothesis};
+use super::{eos_ban, phases, Hypothesis};
 use crate::decoder::DecoderCache;
 use crate::error::Result;
 use crate::ops::log_softmax_last_dim;
@@ -71,11 +71,7 @@ pub struct RunningBatch<'a, Id> {
 impl<'a, Id: Copy> RunningBatch<'a, Id> {
     /// An empty batch decoding with `model`.
     pub fn new(model: &'a Seq2Seq) -> Result<Self> {
-        let mut no_eos = vec![0f32; model.vocab_size()];
-        no_eos[model.tokens().eos as usize] = f32::NEG_INFINITY;
-        let no_eos =
-            Tensor::from_vec(no_eos, (1, model.vocab_size()), model.device())?.to_dtype(model.dtype())?;
-        Ok(Self { model, decoding: None, rows: Vec::new(), no_eos })
+        Ok(Self { model, decoding: None, rows: Vec::new(), no_eos: eos_ban(model)? })
     }
 
     /// Sentences still decoding.

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::ops::log_softmax_last_dim;
 
-use super::{phases, Hypothesis, LengthLimits};
+use super::{eos_ban, phases, Hypothesis, LengthLimits};
 use crate::error::Result;
 use crate::transformer::Seq2Seq;
 
@@ -79,9 +79,7 @@ fn decode_checking_every(
     let mut memory = phases::encoding(|| model.encode(src, None))?.detach();
     let mut cache = model.new_cache();
     // Before `min_len` tokens, EOS is masked out.
-    let mut no_eos = vec![0f32; model.vocab_size()];
-    no_eos[eos as usize] = f32::NEG_INFINITY;
-    let no_eos = Tensor::new(no_eos, device)?.to_dtype(model.dtype())?;
+    let no_eos = eos_ban(model)?;
     // On the device: each row's length limit, and 1 while it is still going.
     let mut max_lens_on_device =
         Tensor::new(max_lens.iter().map(|&len| len as u32).collect::<Vec<_>>(), device)?;

@@ -53,6 +53,14 @@ impl LengthLimits {
     }
 }
 
+/// Added to log-probabilities `(rows, vocab)` to forbid EOS (before a minimum length):
+/// `-inf` at EOS, 0 elsewhere, `(vocab,)` in the model's dtype.
+pub(crate) fn eos_ban(model: &Seq2Seq) -> Result<Tensor> {
+    let mut ban = vec![0f32; model.vocab_size()];
+    ban[model.tokens().eos as usize] = f32::NEG_INFINITY;
+    Ok(Tensor::new(ban, model.device())?.to_dtype(model.dtype())?)
+}
+
 /// One output of a search.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Hypothesis {
