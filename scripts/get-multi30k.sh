@@ -2,6 +2,9 @@
 # Puts the Multi30k corpus (task 1: raw text, and the authors' lower-cased tokenized version in
 # tok/) into data/multi30k/. Copies from ../shared/data/multi30k when that exists beside the
 # project, otherwise downloads from the dataset's public repository. Then checks line counts.
+# The later test sets (test_2017_flickr, test_2017_mscoco; En, De, Fr) are optional: they are
+# downloaded when missing, and a machine without internet goes on without them (the results of
+# scripts/reproduce-multi30k.sh then lack their rows).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,3 +53,32 @@ for split in "${splits[@]}"; do
 done
 [ "$status" = 0 ] || { echo "error: Multi30k in $dest is incomplete or corrupt" >&2; exit 1; }
 echo "Multi30k ready in $dest (train 29,000, val 1,014, test_2016_flickr 1,000 lines per language)"
+
+# The optional later test sets. Upstream keeps their tokenized files uncompressed; they are
+# stored gzipped here like the others.
+declare -A optional=([test_2017_flickr]=1000 [test_2017_mscoco]=461)
+for split in "${!optional[@]}"; do
+  for lang in de en fr; do
+    raw="$dest/$split.$lang.gz"
+    tok="$dest/tok/$split.lc.norm.tok.$lang.gz"
+    if [ ! -f "$raw" ] && [ -f "$shared/$split.$lang.gz" ]; then cp "$shared/$split.$lang.gz" "$raw"; fi
+    if [ ! -f "$tok" ] && [ -f "$shared/tok/$split.lc.norm.tok.$lang.gz" ]; then
+      cp "$shared/tok/$split.lc.norm.tok.$lang.gz" "$tok"
+    fi
+    if [ ! -f "$raw" ]; then
+      curl -fsSL --retry 2 -o "$raw.part" "$upstream/raw/$split.$lang.gz" 2>/dev/null && mv "$raw.part" "$raw" || rm -f "$raw.part"
+    fi
+    if [ ! -f "$tok" ]; then
+      { curl -fsSL --retry 2 "$upstream/tok/$split.lc.norm.tok.$lang" | gzip > "$tok.part"; } 2>/dev/null &&
+        mv "$tok.part" "$tok" || rm -f "$tok.part"
+    fi
+    for file in "$raw" "$tok"; do
+      if [ ! -f "$file" ]; then
+        echo "note: $file is not available (no copy in $shared and no download); going on without it"
+      elif [ "$(count "$file")" != "${optional[$split]}" ]; then
+        echo "error: $file has $(count "$file") lines, expected ${optional[$split]}" >&2
+        exit 1
+      fi
+    done
+  done
+done

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Reproduces published Multi30k results end to end on this machine and writes README's
+# "Results" table: for each config given (default configs/multi30k-en-de-tok.toml), train from
+# scratch, average the last 5 checkpoints, translate every test set with beam 5, and score with
+# `locus score`:
+#   - configs named `*-tok.toml` train on the authors' lower-cased, tokenized text (tok/) and are
+#     scored as the papers do: BLEU with sacreBLEU's `--tokenize none` on the tokenized references;
+#   - other configs train on raw text and are scored with sacreBLEU's defaults (13a, cased) on the
+#     raw references.
+# Of the two checkpoints (the best by validation BLEU, and the average of the last 5), the one
+# with the higher validation BLEU (beam 5) gives the reported row; both are in the log.
+#
+# Usage: scripts/reproduce-multi30k.sh [CONFIG ...]
+# Environment: LOCUS_BIN, a `locus` binary to use instead of building the release one;
+# LOCUS_RESULTS_DIR, where runs and results go (default runs/reproduce-multi30k). A second run
+# continues (or reuses) each config's training. Each config's row is kept in
+# $LOCUS_RESULTS_DIR/rows/, and README's table is rebuilt from all rows there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+configs=("$@")
+if [[ ${#configs[@]} -eq 0 ]]; then
+  configs=(configs/multi30k-en-de-tok.toml)
+fi
+results=${LOCUS_RESULTS_DIR:-runs/reproduce-multi30k}
+mkdir -p "$results/rows"
+
+scripts/get-multi30k.sh
+locus=${LOCUS_BIN:-target/release/locus}
+if [[ -z ${LOCUS_BIN:-} ]]; then
+  cargo build --release -p locus-cli
+fi
+
+# Published figures the rows are compared with: config name → "BLEU (source)".
+declare -A published=(
+  [multi30k-en-de-tok]="41.02 (Wu et al., ACL 2021, fairseq transformer_tiny)"
+)
+
+# Prints the value of the JSON number field $2 in the last line of $1 that contains $3.
+json_field() { grep -- "$3" "$1" | tail -n 1 | sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p"; }
+
+for config in "${configs[@]}"; do
+  name=$(basename "$config" .toml)
+  run="$results/$name"
+  # multi30k-<src>-<tgt>[-tok]
+  pair=${name#multi30k-}
+  src=${pair%%-*}
+  rest=${pair#*-}
+  tgt=${rest%%-*}
+  if [[ $name == *-tok ]]; then
+    data() { echo "data/multi30k/tok/$1.lc.norm.tok.$2.gz"; }
+    score_args=(--tokenize none)
+  else
+    data() { echo "data/multi30k/$1.$2.gz"; }
+    score_args=()
+  fi
+
+  started=$(date +%s)
+  resume=()
+  if [[ -e "$run/last" ]]; then
+    resume=(--resume)
+  fi
+  echo "== $name: training into $run =="
+  "$locus" train --config "$config" "${resume[@]}" --set "train.out_dir=\"$run\""
+
+  echo "== $name: averaging the last 5 checkpoints =="
+  rm -rf "$run/averaged"
+  "$locus" average --last 5 --out "$run/averaged" "$run"
+
+  # BLEU (score only) of checkpoint $1 on split $2, beam 5; the translation and the full
+  # report go to $run/eval/.
+  bleu() {
+    local checkpoint=$1 split=$2
+    local hyp="$run/eval/$(basename "$checkpoint").$split.$tgt"
+    "$locus" translate --checkpoint "$checkpoint" --beam 5 --input "$(data "$split" "$src")" \
+      --output "$hyp"
+    "$locus" score --hyp "$hyp" --ref "$(data "$split" "$tgt")" "${score_args[@]}" \
+      --metrics bleu --width 2 > "$hyp.score"
+    cat "$hyp.score" >&2
+    sed -n 's/^BLEU|[^ ]* = \([0-9.]*\) .*/\1/p' "$hyp.score"
+  }
+  mkdir -p "$run/eval"
+  echo "== $name: validation BLEU, beam 5 =="
+  best_valid=$(bleu "$run/best" val)
+  averaged_valid=$(bleu "$run/averaged" val)
+  chosen="$run/best"
+  chosen_label="best (validation BLEU)"
+  if awk -v a="$averaged_valid" -v b="$best_valid" 'BEGIN { exit !(a > b) }'; then
+    chosen="$run/averaged"
+    chosen_label="average of last 5"
+  fi
+  echo "validation BLEU: best $best_valid, average of last 5 $averaged_valid; testing $chosen_label"
+
+  cells=()
+  signature=""
+  for split in test_2016_flickr test_2017_flickr test_2017_mscoco; do
+    if [[ -f $(data "$split" "$src") && -f $(data "$split" "$tgt") ]]; then
+      echo "== $name: $split, beam 5 =="
+      cells+=("$(bleu "$chosen" "$split")")
+      # A `|` inside a Markdown table cell is written `\|`.
+      signature=$(sed -n 's/^BLEU|\([^ ]*\) = .*/\1/p' "$run/eval/$(basename "$chosen").$split.$tgt.score" |
+        sed 's/|/\\|/g')
+    else
+      cells+=("n/a")
+    fi
+  done
+  finished=$(date +%s)
+
+  metrics="$run/metrics.jsonl"
+  steps=$(json_field "$metrics" step '"event":"stop"')
+  train_s=$(json_field "$metrics" wall_s '"event":"stop"')
+  tokens_per_s=$(json_field "$metrics" tokens_per_s '"event":"train"')
+  positional=$(sed -n '/^\[model.positional\]/,/^\[/s/^kind = "\(.*\)"/\1/p' "$config")
+  printf '| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %.0f min | %.0f | `%s` |\n' \
+    "$name" "$src→$tgt" "$positional" "$chosen_label" "${cells[0]}" "${cells[1]}" "${cells[2]}" \
+    "${published[$name]:-}" "$steps" "$(awk -v s="$train_s" 'BEGIN { print s / 60 }')" \
+    "$tokens_per_s" "$signature" > "$results/rows/$name.md"
+  echo "== $name: done in $(( (finished - started) / 60 )) min (training $(awk -v s="$train_s" 'BEGIN { printf "%.0f", s / 60 }') min) =="
+  cat "$results/rows/$name.md"
+done
+
+# README's table, between its markers, from every row this results directory holds.
+table=$(mktemp)
+{
+  echo '<!-- results: written by scripts/reproduce-multi30k.sh; do not edit by hand -->'
+  echo '| config | pair | PE | checkpoint | test2016 | test2017 | mscoco2017 | published test2016 | updates | training | tokens/s | BLEU signature |'
+  echo '| --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |'
+  cat "$results"/rows/*.md
+  echo '<!-- results: end -->'
+} > "$table"
+awk -v table="$table" '
+  /^<!-- results: written by/ { while ((getline line < table) > 0) print line; skipping = 1; next }
+  /^<!-- results: end -->/ { skipping = 0; next }
+  !skipping { print }
+' README.md > README.md.new
+mv README.md.new README.md
+rm -f "$table"
+echo "README.md's Results table updated from $results/rows/"
