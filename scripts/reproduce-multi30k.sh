@@ -10,19 +10,32 @@
 # Of the two checkpoints (the best by validation BLEU, and the average of the last 5), the one
 # with the higher validation BLEU (beam 5) gives the reported row; both are in the log.
 #
-# Usage: scripts/reproduce-multi30k.sh [CONFIG ...]
+# Usage: scripts/reproduce-multi30k.sh [CONFIG ...] [-- LOCUS TRAIN ARGUMENTS]
+# (e.g. `-- --set train.max_steps=200`: arguments after `--` go to every `locus train`).
 # Environment: LOCUS_BIN, a `locus` binary to use instead of building the release one;
-# LOCUS_RESULTS_DIR, where runs and results go (default runs/reproduce-multi30k). A second run
-# continues (or reuses) each config's training. Each config's row is kept in
-# $LOCUS_RESULTS_DIR/rows/, and README's table is rebuilt from all rows there.
+# LOCUS_RESULTS_DIR, where runs and results go (default runs/reproduce-multi30k); LOCUS_README,
+# the file whose table is rewritten (default README.md). A second run continues (or reuses) each
+# config's training. Each config's row is kept in $LOCUS_RESULTS_DIR/rows/, and the table is
+# rebuilt from all rows there. CI runs a smoke version with a tiny model (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-configs=("$@")
+configs=()
+train_args=()
+while [[ $# -gt 0 ]]; do
+  if [[ $1 == -- ]]; then
+    shift
+    train_args=("$@")
+    break
+  fi
+  configs+=("$1")
+  shift
+done
 if [[ ${#configs[@]} -eq 0 ]]; then
   configs=(configs/multi30k-en-de-tok.toml)
 fi
 results=${LOCUS_RESULTS_DIR:-runs/reproduce-multi30k}
+readme=${LOCUS_README:-README.md}
 mkdir -p "$results/rows"
 
 scripts/get-multi30k.sh
@@ -61,7 +74,8 @@ for config in "${configs[@]}"; do
     resume=(--resume)
   fi
   echo "== $name: training into $run =="
-  "$locus" train --config "$config" "${resume[@]}" --set "train.out_dir=\"$run\""
+  "$locus" train --config "$config" "${resume[@]}" --set "train.out_dir=\"$run\"" \
+    "${train_args[@]}"
 
   echo "== $name: averaging the last 5 checkpoints =="
   rm -rf "$run/averaged"
@@ -110,7 +124,8 @@ for config in "${configs[@]}"; do
   steps=$(json_field "$metrics" step '"event":"stop"')
   train_s=$(json_field "$metrics" wall_s '"event":"stop"')
   tokens_per_s=$(json_field "$metrics" tokens_per_s '"event":"train"')
-  positional=$(sed -n '/^\[model.positional\]/,/^\[/s/^kind = "\(.*\)"/\1/p' "$config")
+  # As trained: `--set` may have changed the config's encoding.
+  positional=$(sed -n '/^\[model.positional\]/,/^\[/s/^kind = "\(.*\)"/\1/p' "$run/config.toml")
   printf '| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %.0f min | %.0f | `%s` |\n' \
     "$name" "$src→$tgt" "$positional" "$chosen_label" "${cells[0]}" "${cells[1]}" "${cells[2]}" \
     "${published[$name]:-}" "$steps" "$(awk -v s="$train_s" 'BEGIN { print s / 60 }')" \
@@ -119,7 +134,7 @@ for config in "${configs[@]}"; do
   cat "$results/rows/$name.md"
 done
 
-# README's table, between its markers, from every row this results directory holds.
+# The table in $readme, between its markers, from every row this results directory holds.
 table=$(mktemp)
 {
   echo '<!-- results: written by scripts/reproduce-multi30k.sh; do not edit by hand -->'
@@ -132,7 +147,7 @@ awk -v table="$table" '
   /^<!-- results: written by/ { while ((getline line < table) > 0) print line; skipping = 1; next }
   /^<!-- results: end -->/ { skipping = 0; next }
   !skipping { print }
-' README.md > README.md.new
-mv README.md.new README.md
+' "$readme" > "$readme.new"
+mv "$readme.new" "$readme"
 rm -f "$table"
-echo "README.md's Results table updated from $results/rows/"
+echo "$readme: Results table rewritten from $results/rows/"

@@ -20,6 +20,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// glibc's allocator, with huge pages for the largest blocks in training (see [`allocator`]).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
+
 /// Train, translate with and evaluate encoder-decoder Transformers.
 #[derive(Parser)]
 #[command(name = "locus", version, about)]
