@@ -15,6 +15,8 @@
 //! kernels). [`Allocator`] maps those blocks itself, as glibc would, and during training asks
 //! for transparent huge pages on them (`madvise(MADV_HUGEPAGE)`, which this kernel's default
 //! `madvise` mode honours): one fault per 2 MiB instead of per 4 KiB.
+//! `locus bench train` on that config, the old and new build alternated: 4,509–5,715 →
+//! 5,333–6,220 tokens/s (+9% to +18% per pair); `configs/bench-cpu.toml` within the noise.
 
 #[cfg(target_os = "linux")]
 use std::alloc::{GlobalAlloc, Layout, System};
