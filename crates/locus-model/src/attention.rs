@@ -6,8 +6,10 @@
 //! relative key and value vectors (Shaw et al.), the last two handed to each self-attention
 //! call by the stack's positional frame ([`LayerPositions`]).
 
+use std::f64::consts::FRAC_1_SQRT_2;
+
 use candle_core::Tensor;
-use candle_nn::VarBuilder;
+use candle_nn::{Init, VarBuilder};
 
 use crate::config::ModelConfig;
 use crate::dropout::{Dropout, DropoutRng};
@@ -110,12 +112,14 @@ impl MultiHeadAttention {
     /// Attention of width `d_model` with `n_heads` heads under `vb`
     /// (`q_proj`, `k_proj`, `v_proj`, `out_proj`).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        // fairseq's initialisation (its MultiheadAttention.reset_parameters).
         let d = cfg.d_model;
+        let input = |name: &str| Linear::xavier(d, d, FRAC_1_SQRT_2, Linear::pytorch_init(d), vb.pp(name));
         Ok(Self {
-            q_proj: Linear::new(d, d, vb.pp("q_proj"))?,
-            k_proj: Linear::new(d, d, vb.pp("k_proj"))?,
-            v_proj: Linear::new(d, d, vb.pp("v_proj"))?,
-            out_proj: Linear::new(d, d, vb.pp("out_proj"))?,
+            q_proj: input("q_proj")?,
+            k_proj: input("k_proj")?,
+            v_proj: input("v_proj")?,
+            out_proj: Linear::xavier(d, d, 1.0, Init::Const(0.0), vb.pp("out_proj"))?,
             n_heads: cfg.n_heads,
             head_dim: cfg.head_dim(),
             dropout: Dropout::new(cfg.attention_dropout),

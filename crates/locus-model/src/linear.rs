@@ -16,14 +16,44 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A layer `in_dim → out_dim` under `vb` (`weight`, `bias`), initialised as fairseq's
-    /// Transformer does: Xavier-uniform weights (Glorot and Bengio 2010, bound
-    /// `sqrt(6 / (in + out))`) and zero biases.
+    /// A layer `in_dim → out_dim` under `vb` (`weight`, `bias`) initialised as PyTorch's
+    /// `nn.Linear`, which is how fairseq leaves its feed-forward layers: weights and biases
+    /// [`Linear::pytorch_init`].
     pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        let bound = (6.0 / (in_dim + out_dim) as f64).sqrt();
-        let weight =
-            vb.get_with_hints((out_dim, in_dim), "weight", Init::Uniform { lo: -bound, up: bound })?;
-        let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
+        Self::with_init(in_dim, out_dim, Self::pytorch_init(in_dim), Self::pytorch_init(in_dim), vb)
+    }
+
+    /// A layer whose weights are Xavier-uniform times `gain` (Glorot and Bengio 2010, bound
+    /// `gain · sqrt(6 / (in + out))`) and whose bias is drawn by `bias`, as fairseq's attention
+    /// projections: gain 1/√2 and PyTorch's bias for queries, keys and values, gain 1 and a
+    /// zero bias for the output projection.
+    pub fn xavier(
+        in_dim: usize,
+        out_dim: usize,
+        gain: f64,
+        bias: Init,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let bound = gain * (6.0 / (in_dim + out_dim) as f64).sqrt();
+        Self::with_init(in_dim, out_dim, Init::Uniform { lo: -bound, up: bound }, bias, vb)
+    }
+
+    /// PyTorch's `nn.Linear` initialisation of a layer with `in_dim` inputs: uniform in
+    /// `±1/sqrt(in_dim)`, for its weights and its bias alike.
+    pub fn pytorch_init(in_dim: usize) -> Init {
+        let bound = (in_dim as f64).powf(-0.5);
+        Init::Uniform { lo: -bound, up: bound }
+    }
+
+    fn with_init(
+        in_dim: usize,
+        out_dim: usize,
+        weight: Init,
+        bias: Init,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", weight)?;
+        let bias = vb.get_with_hints(out_dim, "bias", bias)?;
         Ok(Self { weight, bias })
     }
 

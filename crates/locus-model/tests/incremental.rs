@@ -234,6 +234,11 @@ pub fn encoder_is_relative(cfg: &ModelConfig) -> bool {
     )
 }
 
+/// Where the seeds of the continuous-batching test's untrained models start: from these,
+/// greedy search chooses EOS before the length limit for 2 sentences, so that the test sees EOS
+/// end a row (most seeds of fairseq's initialisation never choose EOS in so few steps).
+const EOS_SEED_OFFSET: u64 = 60;
+
 /// Sentences join a running batch at steps 0, 2, 3 and 6 and leave it as they end (by their
 /// limits, by EOS, one at once with a limit of 0), so that rows decode at different positions
 /// side by side, ended rows are dropped and the positions before every remaining row's start
@@ -271,7 +276,7 @@ fn continuous_batching_decodes_every_sentence_as_alone_for_every_variant() {
     };
     let mut ended_by_eos = 0;
     for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
-        let model = build(&cfg, seed as u64);
+        let model = build(&cfg, EOS_SEED_OFFSET + seed as u64);
         let mut batch = RunningBatch::new(&model).unwrap();
         let mut got = vec![None; sources.len()];
         let mut step = 0;
