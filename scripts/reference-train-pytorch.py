@@ -194,7 +194,7 @@ def main():
             sums[2] += ntokens
             if step % args.log_interval == 0:
                 print(json.dumps({"event": "train", "step": step, "loss": sums[0] / sums[2], "nll": sums[1] / sums[2],
-                                  "lr": lr, "tokens_per_s": None, "wall_s": round(time.time() - start, 1)}), flush=True)
+                                  "lr": lr, "wall_s": round(time.time() - start, 1)}), flush=True)
                 sums = [0.0, 0.0, 0]
             if step == args.steps:
                 break
