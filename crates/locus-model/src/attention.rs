@@ -126,6 +126,17 @@ impl MultiHeadAttention {
         })
     }
 
+    /// This attention with its projections laid out for decoding ([`Linear::for_inference`]).
+    pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
+        Ok(Self {
+            q_proj: self.q_proj.for_inference()?,
+            k_proj: self.k_proj.for_inference()?,
+            v_proj: self.v_proj.for_inference()?,
+            out_proj: self.out_proj.for_inference()?,
+            ..self.clone()
+        })
+    }
+
     /// Projects `xs` into keys and values for this attention; with a rotation in
     /// `positions`, the keys are rotated to their positions (those of the pass's new queries).
     ///

@@ -159,6 +159,16 @@ impl DecoderLayer {
         })
     }
 
+    /// This layer with its linear layers laid out for decoding ([`Linear::for_inference`]).
+    pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
+        Ok(Self {
+            self_attn: self.self_attn.for_inference()?,
+            cross_attn: self.cross_attn.for_inference()?,
+            ffn: self.ffn.for_inference()?,
+            ..self.clone()
+        })
+    }
+
     /// Decodes `xs` attending to itself (through `self_bias`, and to the cached past when
     /// `cache` is given) and to `memory`.
     ///

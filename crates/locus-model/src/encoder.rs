@@ -35,6 +35,15 @@ impl EncoderLayer {
         })
     }
 
+    /// This layer with its linear layers laid out for decoding ([`Linear::for_inference`]).
+    pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
+        Ok(Self {
+            self_attn: self.self_attn.for_inference()?,
+            ffn: self.ffn.for_inference()?,
+            ..self.clone()
+        })
+    }
+
     /// # Shapes
     /// `xs`: `(b_sz, src_len, d_model)`; `bias` broadcastable to `(b_sz, heads, src_len, src_len)`.
     pub fn forward(

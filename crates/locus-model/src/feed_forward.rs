@@ -27,6 +27,11 @@ impl FeedForward {
         })
     }
 
+    /// This block with its layers laid out for decoding ([`Linear::for_inference`]).
+    pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
+        Ok(Self { fc1: self.fc1.for_inference()?, fc2: self.fc2.for_inference()?, ..self.clone() })
+    }
+
     /// # Shapes
     /// `xs`: `(b_sz, seq_len, d_model)`; returns the same shape.
     pub fn forward(&self, xs: &Tensor, rng: Option<&mut DropoutRng>) -> candle_core::Result<Tensor> {

@@ -57,6 +57,16 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// This layer with its weight copied into column-major storage ([`ops::column_major`]), the
+    /// layout the fused op reads fastest when decoding; on other devices, the layer itself.
+    /// The copy does not follow later updates of the weight.
+    pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
+        if !self.weight.device().is_cpu() {
+            return Ok(self.clone());
+        }
+        Ok(Self { weight: ops::column_major(&self.weight)?, bias: self.bias.clone() })
+    }
+
     /// Width of the output.
     pub fn out_dim(&self) -> usize {
         self.bias.elem_count()
@@ -80,5 +90,22 @@ impl Linear {
         dropout: Option<&ops::DropoutMask>,
     ) -> candle_core::Result<Tensor> {
         ops::linear_relu(xs, &self.weight, &self.bias, dropout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::random;
+
+    /// The copy for inference holds the same weight in column-major storage, and the same bias.
+    #[test]
+    fn the_inference_copy_stores_the_weight_by_columns() {
+        let layer = Linear { weight: random((3, 4), 1).unwrap(), bias: random(3, 2).unwrap() };
+        let copy = layer.for_inference().unwrap();
+        assert!(layer.weight.is_contiguous());
+        assert!(!copy.weight.is_contiguous() && copy.weight.t().unwrap().is_contiguous());
+        assert_eq!(copy.weight.to_vec2::<f64>().unwrap(), layer.weight.to_vec2::<f64>().unwrap());
+        assert_eq!(copy.bias.to_vec1::<f64>().unwrap(), layer.bias.to_vec1::<f64>().unwrap());
     }
 }

@@ -80,6 +80,15 @@ impl<L> Stack<L> {
         &self.layers
     }
 
+    /// This stack with each layer replaced by `map(layer)`.
+    pub(crate) fn map_layers(&self, map: impl Fn(&L) -> candle_core::Result<L>) -> candle_core::Result<Self>
+    where
+        L: Clone,
+    {
+        let layers = self.layers.iter().map(map).collect::<candle_core::Result<_>>()?;
+        Ok(Self { layers, ..self.clone() })
+    }
+
     /// Runs the stack over scaled token embeddings placed by `span`: the positional frame,
     /// the embeddings with their positions, embedding dropout, `mask` plus the position bias,
     /// then each layer through `layer`, then the final norm. The sequences start where

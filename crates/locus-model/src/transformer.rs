@@ -5,9 +5,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::config::ModelConfig;
-use crate::decoder::{Decoder, DecoderCache, MemoryRef};
+use crate::decoder::{Decoder, DecoderCache, DecoderLayer, MemoryRef};
 use crate::dropout::DropoutRng;
-use crate::encoder::Encoder;
+use crate::encoder::{Encoder, EncoderLayer};
 use crate::error::Result;
 use crate::mask::{padding_bias, MASKED};
 
@@ -139,6 +139,30 @@ impl Seq2Seq {
         })
     }
 
+    /// A copy of this model for decoding: on the CPU, every linear layer's weight and the
+    /// output projection are copied into column-major storage
+    /// ([`column_major`](crate::ops::column_major)), which the fused products read fastest at
+    /// the few rows of a decoding step (a greedy step over 8 sentences of the quickstart's
+    /// model, on one thread: 3.1-3.8 ms before, 2.8-2.9 ms after, 2026-12-07); the other
+    /// parameters are shared. It computes what this model computes (up to
+    /// the rounding of a different summation order), but does not follow later updates of
+    /// the copied weights: it is for a model that no longer trains.
+    ///
+    /// # Errors
+    /// Out of memory for the copies.
+    pub fn for_inference(&self) -> Result<Self> {
+        let output = match self.device().is_cpu() {
+            true => crate::ops::column_major(&self.embeddings.output)?,
+            false => self.embeddings.output.clone(),
+        };
+        Ok(Self {
+            embeddings: Embeddings { output, ..self.embeddings.clone() },
+            encoder: self.encoder.map_layers(EncoderLayer::for_inference)?,
+            decoder: self.decoder.map_layers(DecoderLayer::for_inference)?,
+            ..self.clone()
+        })
+    }
+
     /// The architecture.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
@@ -204,9 +228,7 @@ impl Seq2Seq {
 
     /// Projects decoder states onto the vocabulary.
     fn project(&self, hidden: &Tensor) -> Result<Tensor> {
-        let (b_sz, len, d_model) = hidden.dims3()?;
-        let logits = hidden.reshape((b_sz * len, d_model))?.matmul(&self.embeddings.output.t()?)?;
-        Ok(logits.reshape((b_sz, len, self.vocab_size))?)
+        Ok(crate::ops::linear_without_bias(hidden, &self.embeddings.output)?)
     }
 
     /// Teacher-forced decoding of whole target prefixes: logits for every position.

@@ -4,6 +4,7 @@
 //! permutation-equivariant. Searches over the cache agree: greedy equals a full-recomputation
 //! search, beam size 1 equals greedy, and beam search's n-best lists are sorted and distinct.
 //! Continuous batching decodes every sentence as greedy search does alone, whenever it joins.
+//! The copy of a model for inference decodes as the model does.
 
 mod common;
 
@@ -103,6 +104,32 @@ fn encoder_without_positions_is_permutation_equivariant() {
     let hidden = model.encode(&src, None).unwrap().hidden.squeeze(0).unwrap();
     let hidden_permuted = model.encode(&permuted, None).unwrap().hidden.squeeze(0).unwrap();
     assert!(max_abs_diff(&hidden.index_select(&order, 0).unwrap(), &hidden_permuted) > 1e-3);
+}
+
+/// The copy for inference (column-major weights) computes the model's logits up to rounding
+/// and finds the same greedy and beam outputs, for every encoding.
+#[test]
+fn the_inference_copy_decodes_as_the_model_for_every_variant() {
+    let (src, lens) = common::padded_sources();
+    let tgt = Tensor::new(&[[1u32, 6, 7, 8, 9], [1, 10, 11, 0, 0], [1, 12, 0, 0, 0]], &Device::Cpu).unwrap();
+    let limits = LengthLimits { max_len_a: 0.0, max_len_b: 12, min_len: 0 };
+    let max_lens: Vec<usize> = lens.iter().map(|&len| limits.max_len(len)).collect();
+    let options = BeamOptions { beam: 3, nbest: 2, length_penalty: 1.0 };
+    let outputs = |model: &Seq2Seq| {
+        let greedy = greedy_decode(model, &src, &lens, &limits).unwrap();
+        let beams = beam(model, &src, &max_lens, &limits, options);
+        let tokens =
+            |hyps: &[locus_model::Hypothesis]| hyps.iter().map(|h| h.tokens.clone()).collect::<Vec<_>>();
+        (tokens(&greedy), beams.iter().map(|nbest| tokens(nbest)).collect::<Vec<_>>())
+    };
+    for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
+        let model = build(&cfg, seed as u64);
+        let copy = model.for_inference().unwrap();
+        let diff =
+            max_abs_diff(&model.forward(&src, &tgt, None).unwrap(), &copy.forward(&src, &tgt, None).unwrap());
+        assert!(diff < 1e-5, "{name}: logits differ by {diff}");
+        assert_eq!(outputs(&model), outputs(&copy), "{name}");
+    }
 }
 
 #[test]

@@ -292,7 +292,8 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
         .into_iter()
         .filter(|l| !l.trim().is_empty())
         .collect();
-    let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
+    let model = checkpoint.model.for_inference()?;
+    let mut translator = Translator::new(&model, &checkpoint.tokenizer);
     args.search.configure(&mut translator)?;
     translator.batch_size = args.batch_size;
     // Batches of similar length, as `translate` makes them; each is timed on its own.

@@ -87,15 +87,15 @@ fn evaluate_one(args: &EvaluateArgs, index: usize, sources: &[String], reference
     let device = parse_device(&args.device)?;
     let path = &args.checkpoint[index];
     let checkpoint = load_checkpoint(path, &device)?;
-    let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
+    let model = checkpoint.model.for_inference()?;
+    let mut translator = Translator::new(&model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
     translator.workers = args.workers.count_on(&device);
     args.search.configure(&mut translator)?;
     let max_tokens = checkpoint.config.data.max_tokens;
     let started = std::time::Instant::now();
-    let result =
-        evaluate(&translator, &checkpoint.model, &checkpoint.tokenizer, sources, references, max_tokens)
-            .with_context(|| format!("evaluating {}", path.display()))?;
+    let result = evaluate(&translator, &model, &checkpoint.tokenizer, sources, references, max_tokens)
+        .with_context(|| format!("evaluating {}", path.display()))?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(out) = hypotheses_path(args, index, checkpoint.state.step)? {
         std::fs::write(&out, result.hypotheses.join("\n") + "\n")

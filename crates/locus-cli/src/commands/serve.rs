@@ -119,14 +119,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let workers = args.workers.count_on(&device);
-    let checkpoint = &checkpoint;
+    let (model, tokenizer) = (&checkpoint.model.for_inference()?, &checkpoint.tokenizer);
     std::thread::scope(|scope| {
         // Each worker takes its own batches from the queue and translates them with its own
         // translator over the one loaded model.
         let worker = std::thread::Builder::new().name("translate".into()).spawn_scoped(scope, || {
             crate::pool::on_a_pool_thread(|| {
                 map_on_workers(workers, workers, |_| {
-                    let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
+                    let mut translator = Translator::new(model, tokenizer);
                     translator.batch_size = limits.max_sentences;
                     translator.max_tokens = limits.max_tokens;
                     run_worker(&queue, &mut translator, &limits, &metrics)

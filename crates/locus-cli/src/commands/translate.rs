@@ -301,7 +301,8 @@ pub fn run(args: TranslateArgs) -> Result<()> {
     };
     let device = parse_device(&args.device)?;
     let checkpoint = load_checkpoint(&args.checkpoint, &device)?;
-    let mut translator = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
+    let model = checkpoint.model.for_inference()?;
+    let mut translator = Translator::new(&model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
     translator.workers = args.workers.count_on(&device);
     translator.max_tokens = args.max_tokens;

@@ -12,7 +12,7 @@
 //! the dropout factor, and every other gradient is 0.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::dropout::{apply_dropout, DropoutMask};
@@ -27,12 +27,34 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let same_dtype = weight.dtype() == xs.dtype() && bias.dtype() == xs.dtype();
     if is_fused(xs) && same_dtype {
         xs.contiguous()?.apply_op3(
-            &weight.contiguous()?,
+            &weight_operand(weight)?,
             &bias.contiguous()?,
             Linear { epilogue: Epilogue::None },
         )
     } else {
         composed(xs, weight, bias)
+    }
+}
+
+/// `xs · weightᵀ` over the last dimension of `xs`: a linear layer without a bias, such as the
+/// output projection onto the vocabulary.
+///
+/// candle's own `matmul` packs the whole of `weight` at every call, which at the few rows of
+/// a decoding step cost more than the product itself: projecting 8 rows onto a 6,000-word
+/// vocabulary was 29% of greedy decoding (`perf record`, `bench translate --batch-size 8`,
+/// 2026-12-07). [`matmul`] reads `weight` where it lies.
+///
+/// # Shapes
+/// `xs`: `(..., in)`; `weight`: `(out, in)`; returns `(..., out)`.
+pub fn linear_without_bias(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    if is_fused(xs) && weight.dtype() == xs.dtype() {
+        xs.contiguous()?.apply_op2(&weight_operand(weight)?, Linear { epilogue: Epilogue::None })
+    } else {
+        let mut dims = xs.dims().to_vec();
+        let in_dim = dims.pop().unwrap_or(1);
+        let rows = xs.reshape((xs.elem_count() / in_dim.max(1), in_dim))?;
+        dims.push(weight.dim(0)?);
+        rows.matmul(&weight.t()?)?.reshape(dims)
     }
 }
 
@@ -49,7 +71,7 @@ pub fn linear_relu(
     let same_dtype = weight.dtype() == xs.dtype() && bias.dtype() == xs.dtype();
     if is_fused(xs) && same_dtype && dropout.is_none_or(DropoutMask::is_on_host) {
         let epilogue = Epilogue::Relu(dropout.cloned());
-        xs.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear { epilogue })
+        xs.contiguous()?.apply_op3(&weight_operand(weight)?, &bias.contiguous()?, Linear { epilogue })
     } else {
         let ys = composed(xs, weight, bias)?.relu()?;
         match dropout {
@@ -65,7 +87,7 @@ pub fn linear_heads(xs: &Tensor, weight: &Tensor, bias: &Tensor, heads: usize) -
     let same_dtype = weight.dtype() == xs.dtype() && bias.dtype() == xs.dtype();
     if is_fused(xs) && same_dtype {
         let epilogue = Epilogue::Heads(heads);
-        xs.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear { epilogue })
+        xs.contiguous()?.apply_op3(&weight_operand(weight)?, &bias.contiguous()?, Linear { epilogue })
     } else {
         let (b, time, _) = xs.dims3()?;
         let ys = composed(xs, weight, bias)?;
@@ -73,13 +95,54 @@ pub fn linear_heads(xs: &Tensor, weight: &Tensor, bias: &Tensor, heads: usize) -
     }
 }
 
+/// `weight` as the fused op takes it: row-major (contiguous), or column-major (its transpose is
+/// contiguous: the layout [`Seq2Seq::for_inference`](crate::Seq2Seq::for_inference) gives
+/// weights), which is read where it lies; any other layout is copied into row-major.
+fn weight_operand(weight: &Tensor) -> Result<Tensor> {
+    if weight.is_contiguous() || (weight.rank() == 2 && weight.t()?.is_contiguous()) {
+        Ok(weight.clone())
+    } else {
+        weight.contiguous()
+    }
+}
+
+/// A copy of the 2-D `weight` in column-major storage, still shaped `(out, in)`: at the few
+/// rows of a decoding step, `gemm` reads a column-major weight where it lies, while it packs a
+/// row-major one into a scratch buffer at every call (a 256×1,024 product of 8 rows took half
+/// the time column-major on this machine's AVX-512 cores, measured with `gemm` 0.19 alone).
+pub fn column_major(weight: &Tensor) -> Result<Tensor> {
+    weight.t()?.contiguous()?.t()
+}
+
+/// The elements of a weight given to the op ([`weight_operand`]) and where its `(out, in)`
+/// entries lie among them.
+fn weight_matrix<'a, T: WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    sizes: Sizes,
+) -> Result<(&'a [T], Strided)> {
+    if layout.is_contiguous() {
+        return Ok((contiguous(storage, layout)?, sizes.weight()));
+    }
+    let (out_dim, in_dim) = (sizes.out_dim, sizes.in_dim);
+    if layout.stride() != [1, out_dim] {
+        bail!("linear: weight of shape {:?} with strides {:?}", layout.shape(), layout.stride())
+    }
+    let start = layout.start_offset();
+    let elements = storage.as_slice::<T>()?;
+    let Some(elements) = elements.get(start..start + out_dim * in_dim) else {
+        bail!(
+            "linear: weight storage holds {} elements, the layout needs {}",
+            elements.len(),
+            start + out_dim * in_dim
+        )
+    };
+    Ok((elements, Strided { rows: out_dim, cols: in_dim, row_stride: 1, col_stride: out_dim }))
+}
+
 /// [`linear`] from candle operations, for devices and dtypes without the fused kernel.
 fn composed(xs: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let mut dims = xs.dims().to_vec();
-    let in_dim = dims.pop().unwrap_or(1);
-    let rows = xs.reshape((xs.elem_count() / in_dim.max(1), in_dim))?;
-    dims.push(weight.dim(0)?);
-    rows.matmul(&weight.t()?)?.broadcast_add(bias)?.reshape(dims)
+    linear_without_bias(xs, weight)?.broadcast_add(bias)
 }
 
 struct Linear {
@@ -159,6 +222,9 @@ fn rearrange_heads<T: Real>(from: &[T], time: usize, heads: usize, out_dim: usiz
     out
 }
 
+/// The gradients of a linear layer's input, weight and (when it has one) bias.
+type Gradients<T> = (Vec<T>, Vec<T>, Option<Vec<T>>);
+
 /// The sizes of one product: `rows × in` times `(out × in)ᵀ`.
 #[derive(Debug, Clone, Copy)]
 struct Sizes {
@@ -188,11 +254,31 @@ impl Sizes {
 
 impl Linear {
     /// The output, in the layout and shape the epilogue gives it.
-    fn forward<T: Real>(&self, xs: &[T], weight: &[T], bias: &[T], sizes: Sizes, time: usize) -> Vec<T> {
+    fn forward<T: Real>(
+        &self,
+        xs: &[T],
+        (weight, weight_m): (&[T], Strided),
+        bias: Option<&[T]>,
+        sizes: Sizes,
+        time: usize,
+    ) -> Vec<T> {
         let mut ys = vec![T::zero(); sizes.rows * sizes.out_dim];
-        ys.par_chunks_mut(sizes.out_dim).for_each(|row| row.copy_from_slice(bias));
-        let weight_t = sizes.weight().t();
-        matmul(&mut ys, sizes.output(), xs, sizes.input(), weight, weight_t, T::one(), true, Threads::All);
+        if let Some(bias) = bias {
+            ys.par_chunks_mut(sizes.out_dim).for_each(|row| row.copy_from_slice(bias));
+        }
+        let weight_t = weight_m.t();
+        let accumulate = bias.is_some();
+        matmul(
+            &mut ys,
+            sizes.output(),
+            xs,
+            sizes.input(),
+            weight,
+            weight_t,
+            T::one(),
+            accumulate,
+            Threads::All,
+        );
         match &self.epilogue {
             Epilogue::None => ys,
             Epilogue::Relu(dropout) => {
@@ -204,14 +290,16 @@ impl Linear {
     }
 
     /// Gradients of the input, weight and bias from the gradient `grad` of the output `ys`:
-    /// `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g`, with `g` the gradient of the product.
+    /// `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g` (only `with_bias`), with `g` the gradient of
+    /// the product.
     fn backward<T: Real>(
         &self,
         xs: &Tensor,
         weight: &Tensor,
         ys: &Tensor,
         grad: &Tensor,
-    ) -> Result<[Vec<T>; 3]> {
+        with_bias: bool,
+    ) -> Result<Gradients<T>> {
         let sizes = Sizes::of(xs.shape(), weight.shape())?;
         let product_grad = match &self.epilogue {
             Epilogue::None => None,
@@ -253,7 +341,7 @@ impl Linear {
                         false,
                         Threads::All,
                     );
-                    [dxs, dw, column_sums(grads, sizes.out_dim)]
+                    (dxs, dw, with_bias.then(|| column_sums(grads, sizes.out_dim)))
                 })
             })
         };
@@ -263,36 +351,33 @@ impl Linear {
         }
     }
 
+    /// [`Self::backward`] as tensors; the bias gradient only when `bias` is given.
     fn backward_tensors<T: Real>(
         &self,
         xs: &Tensor,
         weight: &Tensor,
-        bias: &Tensor,
+        bias: Option<&Tensor>,
         ys: &Tensor,
         grad: &Tensor,
-    ) -> Result<[Tensor; 3]> {
-        let [dxs, dw, db] = self.backward::<T>(xs, weight, ys, grad)?;
-        Ok([
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let (dxs, dw, db) = self.backward::<T>(xs, weight, ys, grad, bias.is_some())?;
+        let db = match (db, bias) {
+            (Some(db), Some(bias)) => Some(Tensor::from_vec(db, bias.shape(), bias.device())?),
+            _ => None,
+        };
+        Ok((
             Tensor::from_vec(dxs, xs.shape(), xs.device())?,
             Tensor::from_vec(dw, weight.shape(), weight.device())?,
-            Tensor::from_vec(db, bias.shape(), bias.device())?,
-        ])
-    }
-}
-
-impl CustomOp3 for Linear {
-    fn name(&self) -> &'static str {
-        "locus-linear"
+            db,
+        ))
     }
 
-    fn cpu_fwd(
+    /// The product on the CPU, with or without a bias: the output's storage and shape.
+    fn cpu_forward(
         &self,
-        xs: &CpuStorage,
-        xs_l: &Layout,
-        weight: &CpuStorage,
-        weight_l: &Layout,
-        bias: &CpuStorage,
-        bias_l: &Layout,
+        (xs, xs_l): (&CpuStorage, &Layout),
+        (weight, weight_l): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
         let in_dim = row_len(xs_l.shape())?;
         let sizes = Sizes::of(xs_l.shape(), weight_l.shape())?;
@@ -304,26 +389,23 @@ impl CustomOp3 for Linear {
             }
             _ => 0,
         };
-        if sizes.in_dim != in_dim || bias_l.shape().dims() != [sizes.out_dim] {
-            bail!(
-                "linear: input {:?}, weight {:?}, bias {:?}",
-                xs_l.shape(),
-                weight_l.shape(),
-                bias_l.shape()
-            )
+        let bias_fits = bias.is_none_or(|(_, bias_l)| bias_l.shape().dims() == [sizes.out_dim]);
+        if sizes.in_dim != in_dim || !bias_fits {
+            let bias = bias.map_or_else(|| "none".to_string(), |(_, bias_l)| format!("{:?}", bias_l.shape()));
+            bail!("linear: input {:?}, weight {:?}, bias {bias}", xs_l.shape(), weight_l.shape())
         }
         let ys = match xs {
             CpuStorage::F32(_) => CpuStorage::F32(self.forward(
                 contiguous(xs, xs_l)?,
-                contiguous(weight, weight_l)?,
-                contiguous(bias, bias_l)?,
+                weight_matrix(weight, weight_l, sizes)?,
+                bias.map(|(bias, bias_l)| contiguous(bias, bias_l)).transpose()?,
                 sizes,
                 time,
             )),
             CpuStorage::F64(_) => CpuStorage::F64(self.forward(
                 contiguous(xs, xs_l)?,
-                contiguous(weight, weight_l)?,
-                contiguous(bias, bias_l)?,
+                weight_matrix(weight, weight_l, sizes)?,
+                bias.map(|(bias, bias_l)| contiguous(bias, bias_l)).transpose()?,
                 sizes,
                 time,
             )),
@@ -341,6 +423,69 @@ impl CustomOp3 for Linear {
         Ok((ys, shape))
     }
 
+    /// [`Self::backward_tensors`] for the dtype of `xs`.
+    fn gradients(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        ys: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        match xs.dtype() {
+            DType::F32 => self.backward_tensors::<f32>(xs, weight, bias, ys, grad),
+            DType::F64 => self.backward_tensors::<f64>(xs, weight, bias, ys, grad),
+            other => bail!("linear: unsupported dtype {other:?}"),
+        }
+    }
+}
+
+/// Without a bias ([`linear_without_bias`]).
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        "locus-linear-without-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xs_l: &Layout,
+        weight: &CpuStorage,
+        weight_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.cpu_forward((xs, xs_l), (weight, weight_l), None)
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        ys: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dxs, dw, _) = self.gradients(xs, weight, None, ys, grad)?;
+        Ok((Some(dxs), Some(dw)))
+    }
+}
+
+/// With a bias ([`linear`], [`linear_relu`], [`linear_heads`]).
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "locus-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xs_l: &Layout,
+        weight: &CpuStorage,
+        weight_l: &Layout,
+        bias: &CpuStorage,
+        bias_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.cpu_forward((xs, xs_l), (weight, weight_l), Some((bias, bias_l)))
+    }
+
     fn bwd(
         &self,
         xs: &Tensor,
@@ -349,12 +494,8 @@ impl CustomOp3 for Linear {
         ys: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [dxs, dw, db] = match xs.dtype() {
-            DType::F32 => self.backward_tensors::<f32>(xs, weight, bias, ys, grad)?,
-            DType::F64 => self.backward_tensors::<f64>(xs, weight, bias, ys, grad)?,
-            other => bail!("linear: unsupported dtype {other:?}"),
-        };
-        Ok((Some(dxs), Some(dw), Some(db)))
+        let (dxs, dw, db) = self.gradients(xs, weight, Some(bias), ys, grad)?;
+        Ok((Some(dxs), Some(dw), db))
     }
 }
 
@@ -373,6 +514,53 @@ mod tests {
         let got = linear(&xs, &weight, &bias).unwrap();
         assert_eq!(got.dims(), [2, 5, 3]);
         assert!(max_diff(&got, &want).unwrap() < 1e-12);
+    }
+
+    /// Few rows (a decoding step, through `matmul`'s column-major path) and many rows.
+    #[test]
+    fn without_bias_matches_candle_matmul() {
+        let weight = random((37, 19), 1).unwrap();
+        for rows in [1, 8, 70] {
+            let xs = random((rows, 1, 19), 2).unwrap();
+            let want = xs.squeeze(1).unwrap().matmul(&weight.t().unwrap()).unwrap().unsqueeze(1).unwrap();
+            let got = linear_without_bias(&xs, &weight).unwrap();
+            assert_eq!(got.dims(), [rows, 1, 37]);
+            assert!(max_diff(&got, &want).unwrap() < 1e-12, "{rows} rows");
+        }
+    }
+
+    /// A column-major weight ([`column_major`], read in place) gives the products a row-major
+    /// one gives, through every entry point, at decoding's few rows and at many.
+    #[test]
+    fn column_major_weights_give_the_same_products() {
+        let (weight, bias) = (random((6, 4), 1).unwrap(), random(6, 2).unwrap());
+        let by_columns = column_major(&weight).unwrap();
+        assert!(!by_columns.is_contiguous() && by_columns.t().unwrap().is_contiguous());
+        for rows in [1, 8, 70] {
+            let xs = random((rows, 1, 4), 3).unwrap();
+            let pairs = [
+                (linear(&xs, &weight, &bias), linear(&xs, &by_columns, &bias)),
+                (linear_relu(&xs, &weight, &bias, None), linear_relu(&xs, &by_columns, &bias, None)),
+                (linear_heads(&xs, &weight, &bias, 3), linear_heads(&xs, &by_columns, &bias, 3)),
+                (linear_without_bias(&xs, &weight), linear_without_bias(&xs, &by_columns)),
+            ];
+            for (i, (want, got)) in pairs.into_iter().enumerate() {
+                let (want, got) = (want.unwrap(), got.unwrap());
+                assert_eq!(want.dims(), got.dims());
+                assert!(max_diff(&got, &want).unwrap() < 1e-12, "entry point {i}, {rows} rows");
+            }
+        }
+    }
+
+    #[test]
+    fn without_bias_gradient_matches_finite_differences() {
+        let xs = Var::from_tensor(&random((7, 10, 4), 4).unwrap()).unwrap();
+        let weight = Var::from_tensor(&random((3, 4), 5).unwrap()).unwrap();
+        let probe = random((7, 10, 3), 7).unwrap();
+        check_gradients(&[&xs, &weight], || {
+            (linear_without_bias(xs.as_tensor(), weight.as_tensor())?.sqr()? * &probe)?.sum_all()
+        })
+        .unwrap();
     }
 
     #[test]
