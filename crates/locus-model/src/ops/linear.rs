@@ -1,5 +1,5 @@
-//! A fully connected layer, `y = x Wᵀ + b`, as one operation, optionally followed by ReLU and
-//! dropout (the first half of a feed-forward block).
+//! A fully connected layer, `y = x Wᵀ + b` (or without `b`), as one operation, optionally
+//! followed by ReLU and dropout (the first half of a feed-forward block).
 //!
 //! Composed, a linear layer over `(batch, time, in)` is a reshape, a transpose of the weight, a
 //! matrix product, a broadcast bias add and another reshape: five graph nodes, and candle's
@@ -222,9 +222,6 @@ fn rearrange_heads<T: Real>(from: &[T], time: usize, heads: usize, out_dim: usiz
     out
 }
 
-/// The gradients of a linear layer's input, weight and (when it has one) bias.
-type Gradients<T> = (Vec<T>, Vec<T>, Option<Vec<T>>);
-
 /// The sizes of one product: `rows × in` times `(out × in)ᵀ`.
 #[derive(Debug, Clone, Copy)]
 struct Sizes {
@@ -290,16 +287,16 @@ impl Linear {
     }
 
     /// Gradients of the input, weight and bias from the gradient `grad` of the output `ys`:
-    /// `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g` (only `with_bias`), with `g` the gradient of
-    /// the product.
+    /// `dx = g W`, `dW = gᵀ x`, `db = Σ_rows g` (only when there is a `bias`), with `g` the
+    /// gradient of the product.
     fn backward<T: Real>(
         &self,
         xs: &Tensor,
         weight: &Tensor,
+        bias: Option<&Tensor>,
         ys: &Tensor,
         grad: &Tensor,
-        with_bias: bool,
-    ) -> Result<Gradients<T>> {
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let sizes = Sizes::of(xs.shape(), weight.shape())?;
         let product_grad = match &self.epilogue {
             Epilogue::None => None,
@@ -341,26 +338,14 @@ impl Linear {
                         false,
                         Threads::All,
                     );
-                    (dxs, dw, with_bias.then(|| column_sums(grads, sizes.out_dim)))
+                    (dxs, dw, bias.map(|_| column_sums(grads, sizes.out_dim)))
                 })
             })
         };
-        match product_grad {
-            Some(grads) => gradients(&grads)?,
-            None => with_elements::<T, _>(grad, gradients)??,
-        }
-    }
-
-    /// [`Self::backward`] as tensors; the bias gradient only when `bias` is given.
-    fn backward_tensors<T: Real>(
-        &self,
-        xs: &Tensor,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        ys: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let (dxs, dw, db) = self.backward::<T>(xs, weight, ys, grad, bias.is_some())?;
+        let (dxs, dw, db) = match product_grad {
+            Some(grads) => gradients(&grads)??,
+            None => with_elements::<T, _>(grad, gradients)???,
+        };
         let db = match (db, bias) {
             (Some(db), Some(bias)) => Some(Tensor::from_vec(db, bias.shape(), bias.device())?),
             _ => None,
@@ -423,7 +408,7 @@ impl Linear {
         Ok((ys, shape))
     }
 
-    /// [`Self::backward_tensors`] for the dtype of `xs`.
+    /// [`Self::backward`] for the dtype of `xs`.
     fn gradients(
         &self,
         xs: &Tensor,
@@ -433,8 +418,8 @@ impl Linear {
         grad: &Tensor,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         match xs.dtype() {
-            DType::F32 => self.backward_tensors::<f32>(xs, weight, bias, ys, grad),
-            DType::F64 => self.backward_tensors::<f64>(xs, weight, bias, ys, grad),
+            DType::F32 => self.backward::<f32>(xs, weight, bias, ys, grad),
+            DType::F64 => self.backward::<f64>(xs, weight, bias, ys, grad),
             other => bail!("linear: unsupported dtype {other:?}"),
         }
     }
