@@ -57,14 +57,11 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
-    /// This layer with its weight copied into column-major storage ([`ops::column_major`]), the
-    /// layout the fused op reads fastest when decoding; on other devices, the layer itself.
-    /// The copy does not follow later updates of the weight.
+    /// This layer with its weight in the layout the fused op reads fastest when decoding
+    /// ([`ops::decoding_layout`]: a column-major copy on the CPU). The copy does not follow
+    /// later updates of the weight.
     pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
-        if !self.weight.device().is_cpu() {
-            return Ok(self.clone());
-        }
-        Ok(Self { weight: ops::column_major(&self.weight)?, bias: self.bias.clone() })
+        Ok(Self { weight: ops::decoding_layout(&self.weight)?, bias: self.bias.clone() })
     }
 
     /// Width of the output.

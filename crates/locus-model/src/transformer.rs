@@ -141,20 +141,17 @@ impl Seq2Seq {
 
     /// A copy of this model for decoding: on the CPU, every linear layer's weight and the
     /// output projection are copied into column-major storage
-    /// ([`column_major`](crate::ops::column_major)), which the fused products read fastest at
-    /// the few rows of a decoding step (a greedy step over 8 sentences of the quickstart's
-    /// model, on one thread: 3.1-3.8 ms before, 2.8-2.9 ms after, 2026-12-07); the other
-    /// parameters are shared. It computes what this model computes (up to
-    /// the rounding of a different summation order), but does not follow later updates of
-    /// the copied weights: it is for a model that no longer trains.
+    /// ([`decoding_layout`](crate::ops::decoding_layout)), which the fused products read
+    /// fastest at the few rows of a decoding step (a greedy step over 8 sentences of the
+    /// quickstart's model, on one thread: 3.1-3.8 ms before, 2.8-2.9 ms after, 2026-12-07); the
+    /// other parameters are shared. It computes what this model computes (up to the rounding of
+    /// a different summation order), but does not follow later updates of the copied weights:
+    /// it is for a model that no longer trains.
     ///
     /// # Errors
     /// Out of memory for the copies.
     pub fn for_inference(&self) -> Result<Self> {
-        let output = match self.device().is_cpu() {
-            true => crate::ops::column_major(&self.embeddings.output)?,
-            false => self.embeddings.output.clone(),
-        };
+        let output = crate::ops::decoding_layout(&self.embeddings.output)?;
         Ok(Self {
             embeddings: Embeddings { output, ..self.embeddings.clone() },
             encoder: self.encoder.map_layers(EncoderLayer::for_inference)?,

@@ -23,6 +23,6 @@ pub use attention::attention;
 pub use cross_entropy::{smoothed_cross_entropy_rows, CrossEntropyLoss};
 pub use dropout::{apply_dropout, DropoutMask};
 pub use layer_norm::layer_norm;
-pub use linear::{column_major, linear, linear_heads, linear_relu, linear_without_bias};
+pub use linear::{decoding_layout, linear, linear_heads, linear_relu, linear_without_bias};
 pub use residual_norm::add_layer_norm;
 pub use softmax::{log_softmax_last_dim, softmax_last_dim};
