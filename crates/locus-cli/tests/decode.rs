@@ -112,6 +112,8 @@ fn contradictory_options_and_incompatible_checkpoints_are_explained() {
     };
     fails(&["--nbest", "3"], "--nbest (3) needs --beam at least as large (it is 1)");
     fails(&["--sample", "--beam", "4"], "it does not take --beam (4)");
+    fails(&["--rope-scaling", "linear:0.5"], "must be a number ≥ 1");
+    fails(&["--rope-scaling", "ntk:2"], "needs a rope encoding, but the encoder uses sinusoidal");
 
     // A checkpoint whose config does not describe its weights.
     let edited = dir.path().join("edited");
@@ -123,6 +125,46 @@ fn contradictory_options_and_incompatible_checkpoints_are_explained() {
     let out = locus(&["translate", "--device", "cpu", "--checkpoint", &edited_arg, "--input", &input_arg]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("weights do not match its config.toml"), "{}", stderr(&out));
+}
+
+/// `--rope-scaling` reaches the model: a RoPE model's scores change under each scaling, and
+/// `evaluate` takes it too.
+#[test]
+fn rope_scaling_changes_a_rope_models_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let config = tiny_config().display().to_string();
+    let mut overrides = data_overrides(dir.path());
+    overrides.push("model.positional.kind=rope".to_owned());
+    let out = locus(&train_args(&config, &overrides));
+    assert!(out.status.success(), "train failed: {}", stderr(&out));
+    let best = dir.path().join("run/best");
+    let input = dir.path().join("input.de");
+    std::fs::write(&input, "ein hund läuft über die wiese zwei kinder spielen ball ein hund\n").unwrap();
+    let score = |extra: &[&str]| -> f64 {
+        let scored = translate(&best, &input, &[&["--scores"], extra].concat());
+        scored.split('\t').next().unwrap().parse().unwrap()
+    };
+    let plain = score(&[]);
+    for scaling in ["linear:4", "ntk:4", "yarn:4:8"] {
+        let scaled = score(&["--rope-scaling", scaling]);
+        assert!((scaled - plain).abs() > 1e-6, "{scaling}: {scaled} against {plain}");
+    }
+    let (checkpoint, input) = (best.display().to_string(), input.display().to_string());
+    let out = locus(&[
+        "evaluate",
+        "--device",
+        "cpu",
+        "--checkpoint",
+        &checkpoint,
+        "--src",
+        &input,
+        "--ref",
+        &input,
+        "--rope-scaling",
+        "linear:2",
+    ]);
+    assert!(out.status.success(), "evaluate --rope-scaling failed: {}", stderr(&out));
 }
 
 #[test]

@@ -16,6 +16,9 @@ fn every_kind_draws_its_panels() {
         ("t5", "T5 bucket of j - i (bidirectional)"),
         ("rope", "cos(rotation angle)"),
         ("alibi", "head 0: -0.5000·|i - j|"),
+        ("fire", "FIRE input ψ(i - j) / ψ(max(L, i)) (untrained)"),
+        ("kerple", "head 0 (untrained): -"),
+        ("xpos", "query scale ζ^(n/512)"),
     ];
     let list = locus(&["pe", "list"]);
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));

@@ -145,7 +145,7 @@ impl MultiHeadAttention {
     pub fn key_values(&self, xs: &Tensor, positions: LayerPositions) -> candle_core::Result<KeyValues> {
         let keys = self.k_proj.forward_heads(xs, self.n_heads)?;
         let keys = match positions.rotation {
-            Some(rotation) => rotation.rotate(&keys)?,
+            Some(rotation) => rotation.rotate_keys(&keys)?,
             None => keys,
         };
         Ok(KeyValues { keys, values: self.v_proj.forward_heads(xs, self.n_heads)? })
@@ -171,7 +171,7 @@ impl MultiHeadAttention {
         let scale = (self.head_dim as f64).powf(-0.5);
         let queries = self.q_proj.forward_heads(xs, self.n_heads)?;
         let queries = match positions.rotation {
-            Some(rotation) => rotation.rotate(&queries)?,
+            Some(rotation) => rotation.rotate_queries(&queries)?,
             None => queries,
         };
         let context = match positions.relative {

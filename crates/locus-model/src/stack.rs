@@ -10,7 +10,7 @@ use crate::config::{ModelConfig, NormPosition};
 use crate::dropout::{Dropout, DropoutRng};
 use crate::error::Result;
 use crate::norm::LayerNorm;
-use crate::positional::{LayerPositions, PositionalConfig, PositionalEncoding, Span};
+use crate::positional::{LayerPositions, PositionalConfig, PositionalEncoding, RopeScaling, Span};
 
 /// Where the sequences of a forward pass start among the positions of the stack's [`Span`].
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +73,15 @@ impl<L> Stack<L> {
     /// The stack's positional encoding.
     pub fn positional(&self) -> &PositionalEncoding {
         &self.positional
+    }
+
+    /// This stack with its RoPE positions stretched by `scaling`, if its encoding is RoPE.
+    pub(crate) fn with_rope_scaling(&self, scaling: RopeScaling) -> Option<Self>
+    where
+        L: Clone,
+    {
+        let positional = self.positional.with_rope_scaling(scaling)?;
+        Some(Self { positional, ..self.clone() })
     }
 
     /// The layers.

@@ -10,6 +10,7 @@ use crate::dropout::DropoutRng;
 use crate::encoder::{Encoder, EncoderLayer};
 use crate::error::Result;
 use crate::mask::{padding_bias, MASKED};
+use crate::positional::RopeScaling;
 
 /// Ids of the special tokens the model relies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +157,30 @@ impl Seq2Seq {
             embeddings: Embeddings { output, ..self.embeddings.clone() },
             encoder: self.encoder.map_layers(EncoderLayer::for_inference)?,
             decoder: self.decoder.map_layers(DecoderLayer::for_inference)?,
+            ..self.clone()
+        })
+    }
+
+    /// A copy of this model whose RoPE stacks read positions stretched by `scaling`
+    /// ([`RopeScaling`]: position interpolation, NTK-aware or YaRN), to decode sentences longer
+    /// than those it was trained on; the weights are shared. A stack with another encoding is
+    /// left as it is.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`](crate::ModelError::Config) when neither stack uses RoPE.
+    pub fn with_rope_scaling(&self, scaling: RopeScaling) -> Result<Self> {
+        let encoder = self.encoder.with_rope_scaling(scaling);
+        let decoder = self.decoder.with_rope_scaling(scaling);
+        if encoder.is_none() && decoder.is_none() {
+            return Err(crate::ModelError::Config(format!(
+                "rope scaling {scaling} needs a rope encoding, but the encoder uses {} and the decoder {}",
+                self.cfg.encoder_positional().kind(),
+                self.cfg.decoder_positional().kind()
+            )));
+        }
+        Ok(Self {
+            encoder: encoder.unwrap_or_else(|| self.encoder.clone()),
+            decoder: decoder.unwrap_or_else(|| self.decoder.clone()),
             ..self.clone()
         })
     }

@@ -4,12 +4,14 @@
 //! permutation-equivariant. Searches over the cache agree: greedy equals a full-recomputation
 //! search, beam size 1 equals greedy, and beam search's n-best lists are sorted and distinct.
 //! Continuous batching decodes every sentence as greedy search does alone, whenever it joins.
-//! The copy of a model for inference decodes as the model does.
+//! The copy of a model for inference decodes as the model does. RoPE scaling keeps cached
+//! decoding exact.
 
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarMap;
+use locus_model::positional::RopeScaling;
 use locus_model::{
     beam_search, greedy_decode, greedy_decode_to, Admission, BeamOptions, LengthLimits, ModelConfig,
     PositionalConfig, RunningBatch, SeededVarMap, Seq2Seq, Seq2SeqScorer, TokenIds,
@@ -130,6 +132,43 @@ fn the_inference_copy_decodes_as_the_model_for_every_variant() {
         assert!(diff < 1e-5, "{name}: logits differ by {diff}");
         assert_eq!(outputs(&model), outputs(&copy), "{name}");
     }
+}
+
+/// RoPE scaling at inference: a factor of 1 computes the model's logits, every real scaling
+/// changes them and keeps cached decoding equal to full recomputation, and a model without
+/// RoPE in either stack refuses with the kinds it has.
+#[test]
+fn rope_scaling_keeps_cache_parity_and_needs_rope() {
+    let model = build(&ModelConfig::tiny_with(PositionalConfig::Rope { theta: 10000.0 }), 3);
+    let (src, _) = common::padded_sources();
+    let tgt = Tensor::new(
+        &[[1u32, 6, 7, 8, 9, 3, 4, 5], [1, 10, 11, 12, 13, 14, 0, 0], [1, 12, 3, 3, 0, 0, 0, 0]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let logits = model.forward(&src, &tgt, None).unwrap();
+    let unit = model.with_rope_scaling(RopeScaling::Linear { factor: 1.0 }).unwrap();
+    assert!(max_abs_diff(&unit.forward(&src, &tgt, None).unwrap(), &logits) < 1e-6);
+    for scaling in [
+        RopeScaling::Linear { factor: 4.0 },
+        RopeScaling::Ntk { factor: 4.0 },
+        RopeScaling::Yarn { factor: 4.0, original_len: 8 },
+    ] {
+        let scaled = model.with_rope_scaling(scaling).unwrap();
+        let full = scaled.forward(&src, &tgt, None).unwrap();
+        assert!(max_abs_diff(&full, &logits) > 1e-4, "{scaling} changed nothing");
+        let memory = scaled.encode(&src, None).unwrap();
+        let mut cache = scaled.new_cache();
+        for step in 0..tgt.dim(1).unwrap() {
+            let cached =
+                scaled.decode_step(&tgt.i((.., step..step + 1)).unwrap(), &memory, &mut cache).unwrap();
+            let diff = max_abs_diff(&cached, &full.i((.., step, ..)).unwrap());
+            assert!(diff < 1e-5, "{scaling}, step {step}: logits differ by {diff}");
+        }
+    }
+    let error =
+        build(&ModelConfig::tiny(), 3).with_rope_scaling(RopeScaling::Ntk { factor: 2.0 }).unwrap_err();
+    assert!(error.to_string().contains("needs a rope encoding, but the encoder uses sinusoidal"), "{error}");
 }
 
 #[test]
@@ -258,6 +297,12 @@ pub fn encoder_is_relative(cfg: &ModelConfig) -> bool {
             | PositionalConfig::T5 { .. }
             | PositionalConfig::Rope { .. }
             | PositionalConfig::Alibi {}
+            | PositionalConfig::Kerple {}
+            | PositionalConfig::Xpos { .. }
+    ) || matches!(
+        // FIRE is relative below its threshold, which these tests' positions stay under by default.
+        cfg.encoder_positional(),
+        PositionalConfig::Fire { init_threshold, .. } if *init_threshold >= 64.0
     )
 }
 

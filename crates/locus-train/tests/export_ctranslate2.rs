@@ -111,13 +111,22 @@ fn what_ctranslate2_cannot_represent_is_refused_by_name() {
     let every_layer = toml("kind = \"sinusoidal\"\nevery_layer = true");
     let msg = refusal(every_layer, sinusoidal.clone(), true);
     assert!(msg.contains("model.encoder.positional: kind = \"sinusoidal\" with every_layer = true"), "{msg}");
+    for kind in ["fire", "kerple", "xpos"] {
+        let msg = refusal(sinusoidal.clone(), toml(&format!("kind = \"{kind}\"")), true);
+        let want = format!(
+            "model.decoder.positional: kind = \"{kind}\" cannot be exported: CTranslate2 has no such"
+        );
+        assert!(msg.contains(&want), "{msg}");
+    }
 }
 
 #[test]
 fn every_supported_kind_passes_the_checks_and_then_needs_its_weights() {
     // With no weights, a supported encoding gets past the refusals and stops at the first
     // missing variable.
-    for kind in locus_model::positional::PositionalKind::all() {
+    use locus_model::positional::PositionalKind;
+    let unsupported = [PositionalKind::Fire, PositionalKind::Kerple, PositionalKind::Xpos];
+    for kind in PositionalKind::all().filter(|kind| !unsupported.contains(kind)) {
         let positional = PositionalConfig::default_for(kind, 16);
         let msg = refusal(PositionalConfig::default(), positional, true);
         assert!(msg.contains("the model has no variable embed.weight"), "{kind}: {msg}");

@@ -126,6 +126,13 @@ fn copy_model(kind: PositionalKind) -> (PositionalConfig, bool) {
         PositionalKind::T5 => (PositionalConfig::T5 { num_buckets: 32, max_distance: 64 }, true),
         PositionalKind::Rope => (PositionalConfig::Rope { theta: 10000.0 }, true),
         PositionalKind::Alibi => (PositionalConfig::Alibi {}, true),
+        PositionalKind::Fire => {
+            (PositionalConfig::Fire { mlp_width: 32, init_c: 0.1, init_threshold: 512.0 }, true)
+        }
+        PositionalKind::Kerple => (PositionalConfig::Kerple {}, true),
+        PositionalKind::Xpos => {
+            (PositionalConfig::Xpos { theta: 10000.0, scale_base: 512.0, gamma: 0.4 }, true)
+        }
     }
 }
 
@@ -167,6 +174,21 @@ fn rope_learns_to_copy() {
 #[test]
 fn alibi_learns_to_copy() {
     assert_kind_learns_to_copy(PositionalKind::Alibi);
+}
+
+#[test]
+fn fire_learns_to_copy() {
+    assert_kind_learns_to_copy(PositionalKind::Fire);
+}
+
+#[test]
+fn kerple_learns_to_copy() {
+    assert_kind_learns_to_copy(PositionalKind::Kerple);
+}
+
+#[test]
+fn xpos_learns_to_copy() {
+    assert_kind_learns_to_copy(PositionalKind::Xpos);
 }
 
 #[test]

@@ -17,6 +17,7 @@ use locus_train::evaluate::{evaluate_by_length, BucketEvaluation};
 use locus_train::{evaluate, load_checkpoint, Evaluation, Translator};
 use serde_json::json;
 
+use crate::commands::translate::RopeScalingArgs;
 use crate::device::parse_device;
 use crate::pool::WorkerArgs;
 use crate::search_args::SearchArgs;
@@ -54,6 +55,8 @@ pub struct EvaluateArgs {
     pub(crate) workers: WorkerArgs,
     #[command(flatten)]
     search: SearchArgs,
+    #[command(flatten)]
+    rope: RopeScalingArgs,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -87,7 +90,7 @@ fn evaluate_one(args: &EvaluateArgs, index: usize, sources: &[String], reference
     let device = parse_device(&args.device)?;
     let path = &args.checkpoint[index];
     let checkpoint = load_checkpoint(path, &device)?;
-    let model = checkpoint.model.for_inference()?;
+    let model = args.rope.apply(checkpoint.model.for_inference()?)?;
     let mut translator = Translator::new(&model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
     translator.workers = args.workers.count_on(&device);

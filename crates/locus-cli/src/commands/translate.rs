@@ -27,6 +27,8 @@ use anyhow::{anyhow, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use locus_data::{DataError, LineReader};
+use locus_model::positional::RopeScaling;
+use locus_model::Seq2Seq;
 use locus_train::translate::{LineTranslation, Translation, DEFAULT_MAX_TOKENS};
 use locus_train::{load_checkpoint, Translator};
 use serde_json::json;
@@ -86,9 +88,31 @@ pub struct TranslateArgs {
     max_tokens: usize,
     #[command(flatten)]
     search: SearchArgs,
+    #[command(flatten)]
+    rope: RopeScalingArgs,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     device: String,
+}
+
+/// `--rope-scaling` of `locus translate` and `locus evaluate`.
+#[derive(Args)]
+pub(crate) struct RopeScalingArgs {
+    /// Stretch the positions of a RoPE model to read sentences longer than it was trained on:
+    /// linear:S (position interpolation), ntk:S (NTK-aware) or yarn:S:L (YaRN, L the training
+    /// length in tokens), with S ≥ 1 the factor; formulas in docs/positional-encodings.md.
+    #[arg(long, value_name = "SCALING")]
+    rope_scaling: Option<RopeScaling>,
+}
+
+impl RopeScalingArgs {
+    /// `model` with its RoPE positions stretched as asked, or as it is.
+    pub(crate) fn apply(&self, model: Seq2Seq) -> Result<Seq2Seq> {
+        Ok(match self.rope_scaling {
+            Some(scaling) => model.with_rope_scaling(scaling).context("--rope-scaling")?,
+            None => model,
+        })
+    }
 }
 
 /// One input line: its text, and whether a `--lossy` reader replaced invalid bytes in it.
@@ -301,7 +325,7 @@ pub fn run(args: TranslateArgs) -> Result<()> {
     };
     let device = parse_device(&args.device)?;
     let checkpoint = load_checkpoint(&args.checkpoint, &device)?;
-    let model = checkpoint.model.for_inference()?;
+    let model = args.rope.apply(checkpoint.model.for_inference()?)?;
     let mut translator = Translator::new(&model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
     translator.workers = args.workers.count_on(&device);

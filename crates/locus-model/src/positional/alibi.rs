@@ -112,7 +112,13 @@ impl Hooks for Alibi {
         Ok(None)
     }
 
-    fn score_bias(&self, span: Span, dtype: DType, device: &Device) -> crate::Result<Option<Tensor>> {
+    fn score_bias(
+        &self,
+        span: Span,
+        _: Option<&[usize]>,
+        dtype: DType,
+        device: &Device,
+    ) -> crate::Result<Option<Tensor>> {
         Ok(Some(self.bias(span, dtype, device)?))
     }
 

@@ -47,6 +47,13 @@ impl Span {
     }
 }
 
+/// `|i - j|` for every (query, key) position pair of a `len`-square table, in `dtype`: the
+/// table of [`TableCache::distances`] for the biases that are functions of the distance.
+pub fn absolute_distances(len: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = (0..len).flat_map(|i| (0..len).map(move |j| i.abs_diff(j) as f32)).collect();
+    Tensor::from_vec(values, (len, len), &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
+}
+
 #[derive(Debug)]
 struct Cached {
     device: Device,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use strum::{EnumDiscriminants, EnumIter, EnumString, IntoEnumIterator, IntoStaticStr};
 
-use super::{absolute, alibi, learned, none, relative, rope, sinusoidal, t5};
+use super::{absolute, alibi, fire, kerple, learned, none, relative, rope, sinusoidal, t5, xpos};
 use crate::error::{ModelError, Result};
 pub use absolute::Combine;
 pub use sinusoidal::SinusoidalLayout;
@@ -90,6 +90,33 @@ pub enum PositionalConfig {
     },
     /// Attention with linear biases (Press et al. 2022).
     Alibi {},
+    /// Functional interpolation of relative positions (Li et al. 2024): a learned MLP of the
+    /// log distance normalised by the log query position.
+    Fire {
+        /// Hidden units of the MLP.
+        #[serde(default = "fire::default_mlp_width")]
+        mlp_width: usize,
+        /// Initial value of the learned log scale `c`.
+        #[serde(default = "fire::default_init_c")]
+        init_c: f64,
+        /// Initial value of the learned threshold `L` below which positions are not normalised.
+        #[serde(default = "fire::default_init_threshold")]
+        init_threshold: f64,
+    },
+    /// Kernelized relative positional bias, logarithmic kernel (Chi et al. 2022).
+    Kerple {},
+    /// RoPE with exponential decay (Sun et al. 2023).
+    Xpos {
+        /// Base of the rotation frequencies.
+        #[serde(default = "rope::default_theta")]
+        theta: f64,
+        /// Positions per power of the decay factor ζ.
+        #[serde(default = "xpos::default_scale_base")]
+        scale_base: f64,
+        /// γ of `ζ_j = (2j / d + γ) / (1 + γ)`.
+        #[serde(default = "xpos::default_gamma")]
+        gamma: f64,
+    },
 }
 
 impl Default for PositionalConfig {
@@ -149,6 +176,17 @@ impl PositionalConfig {
             }
             PositionalKind::Rope => Self::Rope { theta: rope::default_theta() },
             PositionalKind::Alibi => Self::Alibi {},
+            PositionalKind::Fire => Self::Fire {
+                mlp_width: fire::default_mlp_width(),
+                init_c: fire::default_init_c(),
+                init_threshold: fire::default_init_threshold(),
+            },
+            PositionalKind::Kerple => Self::Kerple {},
+            PositionalKind::Xpos => Self::Xpos {
+                theta: rope::default_theta(),
+                scale_base: xpos::default_scale_base(),
+                gamma: xpos::default_gamma(),
+            },
         }
     }
 
@@ -164,9 +202,14 @@ impl PositionalConfig {
             | Self::Learned { combine, d_pos, every_layer, position_shift, .. } => {
                 Some(absolute::Absolute::new(d_model, combine, d_pos, every_layer, position_shift))
             }
-            Self::None {} | Self::Relative { .. } | Self::T5 { .. } | Self::Rope { .. } | Self::Alibi {} => {
-                None
-            }
+            Self::None {}
+            | Self::Relative { .. }
+            | Self::T5 { .. }
+            | Self::Rope { .. }
+            | Self::Alibi {}
+            | Self::Fire { .. }
+            | Self::Kerple {}
+            | Self::Xpos { .. } => None,
         }
     }
 
@@ -180,7 +223,10 @@ impl PositionalConfig {
             | Self::Relative { .. }
             | Self::T5 { .. }
             | Self::Rope { .. }
-            | Self::Alibi {} => None,
+            | Self::Alibi {}
+            | Self::Fire { .. }
+            | Self::Kerple {}
+            | Self::Xpos { .. } => None,
         }
     }
 
@@ -215,6 +261,12 @@ impl PositionalConfig {
             Self::T5 { num_buckets, max_distance } => t5::validate(field, num_buckets, max_distance),
             Self::Rope { theta } => rope::validate(field, theta, d_model, n_heads),
             Self::Alibi {} => alibi::validate(),
+            Self::Fire { mlp_width, init_c, init_threshold } => {
+                fire::validate(field, mlp_width, init_c, init_threshold)
+            }
+            Self::Kerple {} => kerple::validate(),
+            Self::Xpos { theta, scale_base, gamma } => rope::validate(field, theta, d_model, n_heads)
+                .or_else(|| xpos::validate(field, scale_base, gamma)),
         };
         message.map_or(Ok(()), |message| Err(ModelError::Config(message)))
     }
@@ -250,6 +302,15 @@ mod tests {
         );
         assert_eq!(parse("positional = { kind = \"alibi\" }").unwrap(), PositionalConfig::Alibi {});
         assert_eq!(
+            parse("positional = { kind = \"fire\" }").unwrap(),
+            PositionalConfig::Fire { mlp_width: 32, init_c: 0.1, init_threshold: 512.0 }
+        );
+        assert_eq!(parse("positional = { kind = \"kerple\" }").unwrap(), PositionalConfig::Kerple {});
+        assert_eq!(
+            parse("positional = { kind = \"xpos\", scale_base = 64 }").unwrap(),
+            PositionalConfig::Xpos { theta: 10000.0, scale_base: 64.0, gamma: 0.4 }
+        );
+        assert_eq!(
             parse("positional = { kind = \"learned\", max_len = 9, combine = \"concat\", d_pos = 4 }")
                 .unwrap(),
             PositionalConfig::Learned {
@@ -267,7 +328,7 @@ mod tests {
     #[test]
     fn every_kind_of_the_list_parses_with_its_defaults() {
         let kinds: Vec<PositionalKind> = PositionalKind::all().collect();
-        assert_eq!(kinds.len(), 7);
+        assert_eq!(kinds.len(), 10);
         assert_eq!(kinds.first(), Some(&PositionalKind::None));
         for kind in kinds {
             assert_eq!(kind.name().parse::<PositionalKind>().unwrap(), kind);
@@ -309,6 +370,17 @@ mod tests {
         assert!(check(concat(Some(32)), false).contains("d_pos (32) must be between 1 and"));
         assert!(check(concat(Some(8)), true).contains("needs model.tie_embeddings = false"));
         assert!(check(PositionalConfig::Rope { theta: 0.5 }, true).contains("theta (0.5)"));
+        assert!(check(PositionalConfig::Fire { mlp_width: 0, init_c: 0.1, init_threshold: 512.0 }, true)
+            .contains("model.encoder.positional.mlp_width (0)"));
+        assert!(check(PositionalConfig::Fire { mlp_width: 8, init_c: 0.0, init_threshold: 512.0 }, true)
+            .contains("init_c (0)"));
+        assert!(check(PositionalConfig::Xpos { theta: 10000.0, scale_base: -1.0, gamma: 0.4 }, true)
+            .contains("model.encoder.positional.scale_base (-1)"));
+        assert!(PositionalConfig::Xpos { theta: 10000.0, scale_base: 512.0, gamma: 0.4 }
+            .validate("p", 36, 4, true)
+            .unwrap_err()
+            .to_string()
+            .contains("(9) must be even"));
         assert!(check(PositionalConfig::Relative { max_distance: 0, values: true }, true)
             .contains("max_distance (0)"));
         assert!(concat(Some(8)).validate("p", 32, 4, false).is_ok());

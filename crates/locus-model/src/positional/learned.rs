@@ -99,7 +99,7 @@ impl Hooks for Learned {
         Ok(None)
     }
 
-    fn score_bias(&self, _: Span, _: DType, _: &Device) -> Result<Option<Tensor>> {
+    fn score_bias(&self, _: Span, _: Option<&[usize]>, _: DType, _: &Device) -> Result<Option<Tensor>> {
         Ok(None)
     }
 

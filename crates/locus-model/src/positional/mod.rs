@@ -14,6 +14,9 @@
 //! | `t5` ([`t5`]) | Raffel et al. 2020 | [`Hooks::score_bias`]: a learned bias per head and distance bucket, one table per stack |
 //! | `rope` ([`rope`]) | Su et al. 2021 | [`Hooks::rotate`]: queries and keys rotated by their positions |
 //! | `alibi` ([`alibi`]) | Press et al. 2022 | [`Hooks::score_bias`]: `-slope_h · |i - j|` |
+//! | `fire` ([`fire`]) | Li et al. 2024 | [`Hooks::score_bias`]: a learned MLP of `ψ(i - j) / ψ(max(L, i))` |
+//! | `kerple` ([`kerple`]) | Chi et al. 2022 | [`Hooks::score_bias`]: `-r1_h · log(1 + r2_h · |i - j|)`, learned per head |
+//! | `xpos` ([`xpos`]) | Sun et al. 2023 | [`Hooks::rotate`]: RoPE, queries scaled by `ζ^(n / scale_base)` and keys by `ζ^(-n / scale_base)` |
 //!
 //! A stack asks its [`PositionalEncoding`] for a [`Frame`] once per forward pass: every hook's
 //! share of the pass (position vectors, the rotation, the score bias, Shaw's distance ids),
@@ -28,12 +31,15 @@ pub mod absolute;
 pub mod alibi;
 pub mod cache;
 mod config;
+pub mod fire;
+pub mod kerple;
 pub mod learned;
 pub mod none;
 pub mod relative;
 pub mod rope;
 pub mod sinusoidal;
 pub mod t5;
+pub mod xpos;
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -44,12 +50,15 @@ pub use absolute::{Absolute, Combine, Embedding};
 pub use alibi::Alibi;
 pub use cache::{Span, TableCache};
 pub use config::{PositionalConfig, PositionalKind};
+pub use fire::Fire;
+pub use kerple::Kerple;
 pub use learned::Learned;
 pub use none::NoPositions;
 pub use relative::{RelativeIds, RelativePositions, Shaw};
-pub use rope::{Rotary, Rotation};
+pub use rope::{RopeScaling, Rotary, Rotation};
 pub use sinusoidal::{Sinusoidal, SinusoidalLayout};
 pub use t5::T5Bias;
+pub use xpos::Xpos;
 
 /// What a kind does at each seam of the model. No hook has a default, so a new kind does not
 /// compile until it says what each one does (`Ok(None)` where it does nothing).
@@ -71,12 +80,22 @@ pub trait Hooks {
         device: &Device,
     ) -> Result<Option<Embedding>>;
 
-    /// Rotate queries and keys: the rotation of the new positions of `span` (RoPE).
+    /// Rotate queries and keys: the rotation of the new positions of `span` (RoPE, xPos).
     fn rotate(&self, span: Span, dtype: DType, device: &Device) -> Result<Option<Rotation>>;
 
-    /// Attention score bias: added to every self-attention score of the stack (T5, ALiBi),
-    /// `(1, n_heads, q_len, k_len)`.
-    fn score_bias(&self, span: Span, dtype: DType, device: &Device) -> Result<Option<Tensor>>;
+    /// Attention score bias: added to every self-attention score of the stack (T5, ALiBi,
+    /// FIRE, Kerple), `(1, n_heads, q_len, k_len)`. When the sequences of a batch start at
+    /// different positions of `span` (a decoder that sentences joined at different steps),
+    /// `firsts` holds each one's own position of its first query; a bias that depends on more
+    /// than distances (FIRE) then gives `(b_sz, n_heads, q_len, k_len)`, one per sequence, and
+    /// the others ignore it.
+    fn score_bias(
+        &self,
+        span: Span,
+        firsts: Option<&[usize]>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Option<Tensor>>;
 
     /// Inside attention: Shaw et al.'s per-layer relative vectors and the rows the pairs of
     /// `span` read.
@@ -104,6 +123,12 @@ pub enum PositionalEncoding {
     Rope(Rotary),
     /// Fixed linear biases, one slope per head.
     Alibi(Alibi),
+    /// A learned function of normalised distances.
+    Fire(Fire),
+    /// A learned logarithmic bias per head.
+    Kerple(Kerple),
+    /// Rotation of queries and keys with exponential decay.
+    Xpos(Xpos),
 }
 
 impl PositionalEncoding {
@@ -135,6 +160,13 @@ impl PositionalEncoding {
             }
             PositionalConfig::Rope { theta } => Self::Rope(Rotary::new(theta, d_model / n_heads)?),
             PositionalConfig::Alibi {} => Self::Alibi(Alibi::new(n_heads, causal)),
+            PositionalConfig::Fire { mlp_width, init_c, init_threshold } => {
+                Self::Fire(Fire::new(n_heads, mlp_width, init_c, init_threshold, vb)?)
+            }
+            PositionalConfig::Kerple {} => Self::Kerple(Kerple::new(n_heads, vb)?),
+            PositionalConfig::Xpos { theta, scale_base, gamma } => {
+                Self::Xpos(Xpos::new(theta, scale_base, gamma, d_model / n_heads)?)
+            }
         })
     }
 
@@ -148,6 +180,9 @@ impl PositionalEncoding {
             Self::T5(_) => PositionalKind::T5,
             Self::Rope(_) => PositionalKind::Rope,
             Self::Alibi(_) => PositionalKind::Alibi,
+            Self::Fire(_) => PositionalKind::Fire,
+            Self::Kerple(_) => PositionalKind::Kerple,
+            Self::Xpos(_) => PositionalKind::Xpos,
         }
     }
 
@@ -161,6 +196,9 @@ impl PositionalEncoding {
             Self::T5(kind) => kind,
             Self::Rope(kind) => kind,
             Self::Alibi(kind) => kind,
+            Self::Fire(kind) => kind,
+            Self::Kerple(kind) => kind,
+            Self::Xpos(kind) => kind,
         }
     }
 
@@ -175,6 +213,18 @@ impl PositionalEncoding {
             Self::T5(kind) => kind.add_layer(vb),
             Self::Rope(kind) => kind.add_layer(vb),
             Self::Alibi(kind) => kind.add_layer(vb),
+            Self::Fire(kind) => kind.add_layer(vb),
+            Self::Kerple(kind) => kind.add_layer(vb),
+            Self::Xpos(kind) => kind.add_layer(vb),
+        }
+    }
+
+    /// This encoding with its positions stretched by `scaling` at inference, if it is RoPE
+    /// ([`RopeScaling`]); `None` for the other kinds.
+    pub fn with_rope_scaling(&self, scaling: RopeScaling) -> Option<Self> {
+        match self {
+            Self::Rope(rotary) => Some(Self::Rope(rotary.with_scaling(scaling))),
+            _ => None,
         }
     }
 
@@ -198,7 +248,7 @@ impl PositionalEncoding {
         Ok(Frame {
             embedding: hooks.embed(b_sz, span, rng, dtype, device)?,
             rotation: hooks.rotate(span, dtype, device)?,
-            score_bias: hooks.score_bias(span, dtype, device)?,
+            score_bias: hooks.score_bias(span, None, dtype, device)?,
             relative: hooks.relative(span, device)?,
         })
     }
@@ -206,9 +256,10 @@ impl PositionalEncoding {
     /// [`frame`](Self::frame) for sequences that start at different positions of `span`
     /// (inference only): sequence `r`'s first token sits at span position `origins[r]`, so its
     /// queries are at its own positions `span.q_offset - origins[r]..`. The encodings that read
-    /// absolute positions (the absolute kinds' vectors, RoPE's rotation) get each sequence's own
-    /// positions, exactly as if it were decoded alone; the distance-based ones (T5, ALiBi, Shaw)
-    /// are computed from `span`, since distances do not depend on where a sequence starts.
+    /// absolute positions (the absolute kinds' vectors, RoPE's and xPos's rotations, FIRE's
+    /// normaliser) get each sequence's own positions, exactly as if it were decoded alone; the
+    /// distance-based ones (T5, ALiBi, Kerple, Shaw) are computed from `span`, since distances
+    /// do not depend on where a sequence starts.
     ///
     /// # Errors
     /// As [`frame`](Self::frame); a `origins[r]` after `span.q_offset` is an error.
@@ -250,7 +301,7 @@ impl PositionalEncoding {
                 Some(rotation) => Some(rotation.select_positions(&ids, per_sequence(span.q_len))?),
                 None => None,
             },
-            score_bias: hooks.score_bias(span, dtype, device)?,
+            score_bias: hooks.score_bias(span, Some(&firsts), dtype, device)?,
             relative: hooks.relative(span, device)?,
         })
     }
@@ -329,7 +380,7 @@ impl Frame<'_> {
 /// default) for cross-attention.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LayerPositions<'a> {
-    /// RoPE's rotation of the new queries and keys.
+    /// RoPE's (or xPos's) rotation of the new queries and keys.
     pub rotation: Option<&'a Rotation>,
     /// Shaw et al.'s vectors of this layer, and the rows each (query, key) pair reads.
     pub relative: Option<(&'a RelativePositions, &'a RelativeIds)>,
@@ -378,4 +429,37 @@ fn cosine_similarity(vectors: &Tensor) -> Result<Tensor> {
     let norms = vectors.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
     let unit = vectors.broadcast_div(&(norms + 1e-12)?)?;
     Ok(unit.matmul(&unit.t()?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    /// In a decoder step at batch position 7 whose rows started at 0, 5 and 7, each row's score
+    /// bias over its own keys is the bias of the same step decoded alone (its first query at
+    /// 7 - origin), for every kind with a bias, and for FIRE past its threshold, where the bias
+    /// depends on the query's own position.
+    #[test]
+    fn ragged_frames_give_each_row_the_bias_of_its_own_positions() -> Result<()> {
+        let mut configs: Vec<PositionalConfig> =
+            PositionalKind::all().map(|kind| PositionalConfig::default_for(kind, 64)).collect();
+        configs.push(PositionalConfig::Fire { mlp_width: 8, init_c: 0.5, init_threshold: 2.0 });
+        let (span, origins) = (Span::after(1, 7), [0, 5, 7]);
+        for cfg in configs {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let encoding = PositionalEncoding::new(&cfg, 16, 4, true, vb)?;
+            let ragged = encoding.ragged_frame(span, &origins, DType::F32, &Device::Cpu)?;
+            let Some(bias) = ragged.score_bias else { continue };
+            for (row, &origin) in origins.iter().enumerate() {
+                let alone = encoding.frame(1, Span::after(1, 7 - origin), None, DType::F32, &Device::Cpu)?;
+                let alone = alone.score_bias.expect("a bias alone too");
+                let own = bias.get(row.min(bias.dim(0)? - 1))?.narrow(2, origin, 8 - origin)?;
+                let diff = (own - alone.squeeze(0)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(diff < 1e-6, "{:?}, row {row}: {diff}", cfg.kind());
+            }
+        }
+        Ok(())
+    }
 }

@@ -39,7 +39,7 @@ impl Hooks for NoPositions {
         Ok(None)
     }
 
-    fn score_bias(&self, _: Span, _: DType, _: &Device) -> Result<Option<Tensor>> {
+    fn score_bias(&self, _: Span, _: Option<&[usize]>, _: DType, _: &Device) -> Result<Option<Tensor>> {
         Ok(None)
     }
 

@@ -196,7 +196,13 @@ impl Hooks for Shaw {
         Ok(None)
     }
 
-    fn score_bias(&self, _: Span, _: DType, _: &Device) -> crate::Result<Option<Tensor>> {
+    fn score_bias(
+        &self,
+        _: Span,
+        _: Option<&[usize]>,
+        _: DType,
+        _: &Device,
+    ) -> crate::Result<Option<Tensor>> {
         Ok(None)
     }
 

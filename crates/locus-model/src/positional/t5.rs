@@ -192,7 +192,13 @@ impl Hooks for T5Bias {
         Ok(None)
     }
 
-    fn score_bias(&self, span: Span, dtype: DType, _: &Device) -> crate::Result<Option<Tensor>> {
+    fn score_bias(
+        &self,
+        span: Span,
+        _: Option<&[usize]>,
+        dtype: DType,
+        _: &Device,
+    ) -> crate::Result<Option<Tensor>> {
         Ok(Some(self.bias(span)?.to_dtype(dtype)?))
     }
 

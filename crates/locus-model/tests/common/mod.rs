@@ -69,6 +69,10 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
         ("t5", tiny(PositionalConfig::T5 { num_buckets: 8, max_distance: 12 })),
         ("rope", tiny(PositionalConfig::Rope { theta: 10000.0 })),
         ("alibi", tiny(PositionalConfig::Alibi {})),
+        // A threshold the test sentences pass, so that FIRE's bias depends on query positions.
+        ("fire threshold 3", tiny(PositionalConfig::Fire { mlp_width: 8, init_c: 0.5, init_threshold: 3.0 })),
+        // Decay fast enough to matter within the test sentences.
+        ("xpos scale_base 4", tiny(PositionalConfig::Xpos { theta: 10000.0, scale_base: 4.0, gamma: 0.4 })),
         (
             "relative encoder, rope decoder",
             ModelConfig {

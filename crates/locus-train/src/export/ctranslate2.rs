@@ -262,6 +262,12 @@ fn check_positional(field: &str, positional: &PositionalConfig, is_decoder: bool
              decoder only"
                 .into(),
         ),
+        PositionalConfig::Fire { .. } | PositionalConfig::Kerple {} | PositionalConfig::Xpos { .. } => {
+            refuse(format!(
+                "kind = \"{}\" cannot be exported: CTranslate2 has no such encoding",
+                positional.kind()
+            ))
+        }
         PositionalConfig::Sinusoidal { combine, every_layer, .. }
         | PositionalConfig::Learned { combine, every_layer, .. } => {
             let kind = positional.kind();
@@ -305,7 +311,10 @@ fn position_table(
         PositionalConfig::Relative { .. }
         | PositionalConfig::T5 { .. }
         | PositionalConfig::Rope { .. }
-        | PositionalConfig::Alibi {} => None,
+        | PositionalConfig::Alibi {}
+        | PositionalConfig::Fire { .. }
+        | PositionalConfig::Kerple {}
+        | PositionalConfig::Xpos { .. } => None,
     })
 }
 
@@ -343,7 +352,10 @@ fn set_attention_positions(
         PositionalConfig::None {}
         | PositionalConfig::Sinusoidal { .. }
         | PositionalConfig::Learned { .. }
-        | PositionalConfig::Alibi {} => {}
+        | PositionalConfig::Alibi {}
+        | PositionalConfig::Fire { .. }
+        | PositionalConfig::Kerple {}
+        | PositionalConfig::Xpos { .. } => {}
     }
     Ok(())
 }
