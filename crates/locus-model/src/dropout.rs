@@ -140,8 +140,32 @@ impl DropoutRng {
     /// rejection step, so the bias is at most `(max_shift + 1) / 2³²`): the stream advances by
     /// exactly `b_sz` words, whatever the words are.
     pub fn position_shifts(&mut self, b_sz: usize, max_shift: usize) -> Vec<usize> {
-        let span = max_shift as u128 + 1;
-        (0..b_sz).map(|_| ((u128::from(self.0.next_u32()) * span) >> 32) as usize).collect()
+        (0..b_sz).map(|_| self.below(max_shift + 1)).collect()
+    }
+
+    /// Randomized positions (Ruoss et al. 2023): for each of `b_sz` sequences, `len` distinct
+    /// positions drawn uniformly from `0..range`, in increasing order. Each sample is Floyd's
+    /// algorithm (Bentley and Floyd 1987, "A sample of brilliance"), one 32-bit word per
+    /// position drawn as [`position_shifts`](Self::position_shifts) draws: the stream advances
+    /// by exactly `b_sz · len` words. `len` must not exceed `range`.
+    pub fn sorted_positions(&mut self, b_sz: usize, len: usize, range: usize) -> Vec<Vec<usize>> {
+        assert!(len <= range, "{len} distinct positions drawn from {range}");
+        (0..b_sz)
+            .map(|_| {
+                let mut chosen = vec![false; range];
+                for last in range - len..range {
+                    let pick = self.below(last + 1);
+                    let taken = if chosen[pick] { last } else { pick };
+                    chosen[taken] = true;
+                }
+                chosen.iter().enumerate().filter(|(_, &taken)| taken).map(|(position, _)| position).collect()
+            })
+            .collect()
+    }
+
+    /// A number in `0..n` from the next 32-bit word `w`: `(w · n) >> 32`.
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.0.next_u32()) * n as u128) >> 32) as usize
     }
 }
 
@@ -211,6 +235,30 @@ mod tests {
             let share = shifts.iter().filter(|&&s| s == k).count() as f64 / 40_000.0;
             assert!((share - 0.25).abs() < 0.01, "shift {k}: share {share}");
         }
+    }
+
+    /// Sorted, distinct, in range, seeded, `b_sz · len` words per call (so a restored stream
+    /// draws the same), and uniform: every position is in a sample with probability
+    /// `len / range`.
+    #[test]
+    fn sorted_positions_are_distinct_uniform_and_resumable() {
+        let mut rng = DropoutRng::new(5);
+        let before = rng.state();
+        let samples = rng.sorted_positions(3000, 6, 20);
+        assert_eq!(rng.state().word_pos - before.word_pos, 3000 * 6);
+        assert_eq!(DropoutRng::from_state(&before).sorted_positions(3000, 6, 20), samples);
+        let mut counts = [0usize; 20];
+        for sample in &samples {
+            assert_eq!(sample.len(), 6);
+            assert!(sample.windows(2).all(|w| w[0] < w[1]) && sample[5] < 20, "{sample:?}");
+            sample.iter().for_each(|&p| counts[p] += 1);
+        }
+        for (position, &count) in counts.iter().enumerate() {
+            let share = count as f64 / 3000.0;
+            assert!((share - 0.3).abs() < 0.03, "position {position}: in {share} of the samples");
+        }
+        assert_eq!(DropoutRng::new(1).sorted_positions(2, 4, 4), vec![vec![0, 1, 2, 3]; 2]);
+        assert_eq!(DropoutRng::new(1).sorted_positions(2, 0, 4), vec![Vec::<usize>::new(); 2]);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use crate::positional::{LayerPositions, PositionalConfig, PositionalEncoding, Ro
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum SequenceStarts<'a> {
     /// At the span's first position; while training, an absolute encoding with
-    /// `position_shift` moves each on by a random shift (SHAPE).
+    /// `position_shift` moves each on by a random shift (SHAPE), and an encoding with
+    /// `random_positions` places each at its own sorted sample of positions.
     Shiftable,
     /// At the span's first position, never shifted (incremental decoding).
     Span,
@@ -31,6 +32,8 @@ pub(crate) enum SequenceStarts<'a> {
 #[derive(Debug, Clone)]
 pub struct Stack<L> {
     positional: PositionalEncoding,
+    /// Randomized training positions are drawn from `0..random_positions` (0: off).
+    random_positions: usize,
     embed_dropout: Dropout,
     layers: Vec<L>,
     final_norm: Option<LayerNorm>,
@@ -55,8 +58,9 @@ impl<L> Stack<L> {
         vb: VarBuilder,
         new_layer: impl Fn(&ModelConfig, VarBuilder) -> candle_core::Result<L>,
     ) -> Result<Self> {
+        let positional_cfg = positional;
         let mut positional =
-            PositionalEncoding::new(positional, cfg.d_model, cfg.n_heads, causal, vb.pp("positional"))?;
+            PositionalEncoding::new(positional_cfg, cfg.d_model, cfg.n_heads, causal, vb.pp("positional"))?;
         let mut layers = Vec::with_capacity(n_layers);
         for i in 0..n_layers {
             let vb = vb.pp(format!("layers.{i}"));
@@ -67,7 +71,14 @@ impl<L> Stack<L> {
             NormPosition::Pre => Some(LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp("final_norm"))?),
             NormPosition::Post => None,
         };
-        Ok(Self { positional, embed_dropout: Dropout::new(cfg.dropout), layers, final_norm })
+        let random_positions = positional_cfg.random_positions();
+        Ok(Self {
+            positional,
+            random_positions,
+            embed_dropout: Dropout::new(cfg.dropout),
+            layers,
+            final_norm,
+        })
     }
 
     /// The stack's positional encoding.
@@ -102,7 +113,9 @@ impl<L> Stack<L> {
     /// the embeddings with their positions, embedding dropout, `mask` plus the position bias,
     /// then each layer through `layer`, then the final norm. The sequences start where
     /// `starts` says: with [`SequenceStarts::Shiftable`], while training (`rng` is `Some`), an
-    /// absolute encoding with `position_shift` first draws each sequence's shift (SHAPE).
+    /// absolute encoding with `position_shift` first draws each sequence's shift (SHAPE), and
+    /// an encoding with `random_positions` each sequence's positions
+    /// ([`PositionalEncoding::random_frame`]).
     ///
     /// # Shapes
     /// `tokens`: `(b_sz, q_len, token_width)`; `mask` broadcastable to
@@ -119,9 +132,12 @@ impl<L> Stack<L> {
         let b_sz = tokens.dim(0)?;
         let (dtype, device) = (tokens.dtype(), tokens.device());
         let frame = match starts {
-            SequenceStarts::Shiftable => {
-                self.positional.frame(b_sz, span, rng.as_deref_mut(), dtype, device)?
-            }
+            SequenceStarts::Shiftable => match rng.as_deref_mut() {
+                Some(rng) if self.random_positions > 0 => {
+                    self.positional.random_frame(b_sz, span, self.random_positions, rng, dtype, device)?
+                }
+                rng => self.positional.frame(b_sz, span, rng, dtype, device)?,
+            },
             SequenceStarts::Span => self.positional.frame(b_sz, span, None, dtype, device)?,
             SequenceStarts::Ragged(origins) => self.positional.ragged_frame(span, origins, dtype, device)?,
         };

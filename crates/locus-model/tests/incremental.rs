@@ -139,7 +139,8 @@ fn the_inference_copy_decodes_as_the_model_for_every_variant() {
 /// RoPE in either stack refuses with the kinds it has.
 #[test]
 fn rope_scaling_keeps_cache_parity_and_needs_rope() {
-    let model = build(&ModelConfig::tiny_with(PositionalConfig::Rope { theta: 10000.0 }), 3);
+    let model =
+        build(&ModelConfig::tiny_with(PositionalConfig::Rope { theta: 10000.0, random_positions: 0 }), 3);
     let (src, _) = common::padded_sources();
     let tgt = Tensor::new(
         &[[1u32, 6, 7, 8, 9, 3, 4, 5], [1, 10, 11, 12, 13, 14, 0, 0], [1, 12, 3, 3, 0, 0, 0, 0]],
@@ -282,6 +283,7 @@ fn learned_positions_reject_long_inputs_with_a_clear_error() {
         d_pos: None,
         every_layer: false,
         position_shift: 0,
+        random_positions: 0,
     });
     let model = build(&cfg, 1);
     let (src, _) = common::padded_sources();

@@ -24,6 +24,7 @@ fn sinusoidal(position_shift: usize, every_layer: bool) -> PositionalConfig {
         d_pos: None,
         every_layer,
         position_shift,
+        random_positions: 0,
     }
 }
 
@@ -34,6 +35,7 @@ fn learned(max_len: usize, position_shift: usize) -> PositionalConfig {
         d_pos: None,
         every_layer: false,
         position_shift,
+        random_positions: 0,
     }
 }
 
@@ -184,7 +186,9 @@ fn a_shifted_decoder_equals_a_decoder_whose_learned_table_starts_at_the_offset()
 fn training_draws_depend_only_on_the_batch_shape() {
     let cfg = ModelConfig {
         encoder: StackConfig { positional: Some(sinusoidal(50, false)) },
-        decoder: StackConfig { positional: Some(PositionalConfig::Rope { theta: 10000.0 }) },
+        decoder: StackConfig {
+            positional: Some(PositionalConfig::Rope { theta: 10000.0, random_positions: 0 }),
+        },
         ..ModelConfig::tiny()
     };
     let (model, _) = build(&cfg, 1);

@@ -273,6 +273,14 @@ impl ConfigFile for RunConfig {
             ("model.decoder.positional", self.model.decoder_positional()),
         ];
         for (field, positional) in stacks {
+            let range = positional.random_positions();
+            if range > 0 && range < self.data.max_len + 1 {
+                return Err(TrainError::Config(format!(
+                    "{field}.random_positions ({range}) must be at least data.max_len + 1 ({}): a \
+                     training sentence of data.max_len tokens plus EOS/BOS takes that many distinct positions",
+                    self.data.max_len + 1
+                )));
+            }
             if let PositionalConfig::Learned { max_len, position_shift, .. } = *positional {
                 let needed = self.data.max_len + 1 + position_shift;
                 if max_len < needed {
@@ -396,6 +404,22 @@ max_steps = 10
             "{err}"
         );
         assert!(RunConfig::from_toml(&shifted.replace("max_len = 129", "max_len = 137")).is_ok());
+    }
+
+    #[test]
+    fn random_positions_must_cover_the_longest_training_sentence() {
+        let text = MINIMAL
+            .replace("n_heads = 4", "n_heads = 4\npositional = { kind = \"rope\", random_positions = 100 }");
+        let err = RunConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "model.encoder.positional.random_positions (100) must be at least data.max_len + 1 (129)"
+            ),
+            "{err}"
+        );
+        assert!(
+            RunConfig::from_toml(&text.replace("random_positions = 100", "random_positions = 129")).is_ok()
+        );
     }
 
     #[test]

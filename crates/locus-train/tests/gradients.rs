@@ -21,6 +21,7 @@ fn every_variable_gets_a_nonzero_gradient() {
         d_pos: None,
         every_layer: false,
         position_shift: 0,
+        random_positions: 0,
     };
     let variants = [(NormPosition::Post, learned.clone(), true), (NormPosition::Pre, learned.clone(), false)];
     for (norm, positional, tie_embeddings) in variants {

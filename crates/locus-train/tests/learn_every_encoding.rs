@@ -96,6 +96,7 @@ fn absolute(combine: Combine, d_pos: Option<usize>) -> PositionalConfig {
         d_pos,
         every_layer: false,
         position_shift: 0,
+        random_positions: 0,
     }
 }
 
@@ -119,20 +120,22 @@ fn copy_model(kind: PositionalKind) -> (PositionalConfig, bool) {
                 d_pos: None,
                 every_layer: false,
                 position_shift: 0,
+                random_positions: 0,
             },
             true,
         ),
         PositionalKind::Relative => (PositionalConfig::Relative { max_distance: 8, values: true }, true),
         PositionalKind::T5 => (PositionalConfig::T5 { num_buckets: 32, max_distance: 64 }, true),
-        PositionalKind::Rope => (PositionalConfig::Rope { theta: 10000.0 }, true),
+        PositionalKind::Rope => (PositionalConfig::Rope { theta: 10000.0, random_positions: 0 }, true),
         PositionalKind::Alibi => (PositionalConfig::Alibi {}, true),
         PositionalKind::Fire => {
             (PositionalConfig::Fire { mlp_width: 32, init_c: 0.1, init_threshold: 512.0 }, true)
         }
         PositionalKind::Kerple => (PositionalConfig::Kerple {}, true),
-        PositionalKind::Xpos => {
-            (PositionalConfig::Xpos { theta: 10000.0, scale_base: 512.0, gamma: 0.4 }, true)
-        }
+        PositionalKind::Xpos => (
+            PositionalConfig::Xpos { theta: 10000.0, scale_base: 512.0, gamma: 0.4, random_positions: 0 },
+            true,
+        ),
     }
 }
 

@@ -41,12 +41,27 @@ fn adam_params() -> AdamParams {
 
 fn encodings() -> Vec<(&'static str, PositionalConfig)> {
     let absolute = |learned: bool| {
-        let (combine, d_pos, every_layer, position_shift) = (Combine::Add, None, false, 0);
+        let (combine, d_pos, every_layer, position_shift, random_positions) =
+            (Combine::Add, None, false, 0, 0);
         if learned {
-            PositionalConfig::Learned { max_len: 16, combine, d_pos, every_layer, position_shift }
+            PositionalConfig::Learned {
+                max_len: 16,
+                combine,
+                d_pos,
+                every_layer,
+                position_shift,
+                random_positions,
+            }
         } else {
             let layout = SinusoidalLayout::Interleaved;
-            PositionalConfig::Sinusoidal { layout, combine, d_pos, every_layer, position_shift }
+            PositionalConfig::Sinusoidal {
+                layout,
+                combine,
+                d_pos,
+                every_layer,
+                position_shift,
+                random_positions,
+            }
         }
     };
     vec![
@@ -54,7 +69,7 @@ fn encodings() -> Vec<(&'static str, PositionalConfig)> {
         ("learned", absolute(true)),
         ("relative", PositionalConfig::Relative { max_distance: 4, values: true }),
         ("t5", PositionalConfig::T5 { num_buckets: 8, max_distance: 16 }),
-        ("rope", PositionalConfig::Rope { theta: 10000.0 }),
+        ("rope", PositionalConfig::Rope { theta: 10000.0, random_positions: 0 }),
         ("alibi", PositionalConfig::Alibi {}),
         ("none", PositionalConfig::None {}),
     ]

@@ -43,6 +43,12 @@ pub enum PositionalConfig {
         /// `0..=position_shift`; 0 (the default) turns it off.
         #[serde(default)]
         position_shift: usize,
+        /// Randomized positions (Ruoss et al. 2023): while training, each sequence's positions
+        /// are a sorted random sample of distinct positions from `0..random_positions` instead
+        /// of `0, 1, …`; plain positions at inference. 0 (the default) turns it off; otherwise
+        /// at least the longest training sequence.
+        #[serde(default)]
+        random_positions: usize,
     },
     /// Trained absolute position vectors.
     Learned {
@@ -63,6 +69,12 @@ pub enum PositionalConfig {
         /// naming both otherwise).
         #[serde(default)]
         position_shift: usize,
+        /// Randomized positions (Ruoss et al. 2023): while training, each sequence's positions
+        /// are a sorted random sample of distinct positions from `0..random_positions` instead
+        /// of `0, 1, …`; plain positions at inference. 0 (the default) turns it off; otherwise
+        /// at least the longest training sequence, and at most `max_len`.
+        #[serde(default)]
+        random_positions: usize,
     },
     /// Relative position representations (Shaw et al. 2018) in every self-attention layer.
     Relative {
@@ -87,6 +99,12 @@ pub enum PositionalConfig {
         /// Base of the rotation frequencies.
         #[serde(default = "rope::default_theta")]
         theta: f64,
+        /// Randomized positions (Ruoss et al. 2023): while training, each sequence's positions
+        /// are a sorted random sample of distinct positions from `0..random_positions` instead
+        /// of `0, 1, …`; plain positions at inference. 0 (the default) turns it off; otherwise
+        /// at least the longest training sequence.
+        #[serde(default)]
+        random_positions: usize,
     },
     /// Attention with linear biases (Press et al. 2022).
     Alibi {},
@@ -116,6 +134,12 @@ pub enum PositionalConfig {
         /// γ of `ζ_j = (2j / d + γ) / (1 + γ)`.
         #[serde(default = "xpos::default_gamma")]
         gamma: f64,
+        /// Randomized positions (Ruoss et al. 2023): while training, each sequence's positions
+        /// are a sorted random sample of distinct positions from `0..random_positions` instead
+        /// of `0, 1, …`; plain positions at inference. 0 (the default) turns it off; otherwise
+        /// at least the longest training sequence.
+        #[serde(default)]
+        random_positions: usize,
     },
 }
 
@@ -159,6 +183,7 @@ impl PositionalConfig {
                 d_pos: None,
                 every_layer: false,
                 position_shift: 0,
+                random_positions: 0,
             },
             PositionalKind::Learned => Self::Learned {
                 max_len,
@@ -166,6 +191,7 @@ impl PositionalConfig {
                 d_pos: None,
                 every_layer: false,
                 position_shift: 0,
+                random_positions: 0,
             },
             PositionalKind::Relative => Self::Relative {
                 max_distance: relative::default_max_distance(),
@@ -174,7 +200,7 @@ impl PositionalConfig {
             PositionalKind::T5 => {
                 Self::T5 { num_buckets: t5::default_num_buckets(), max_distance: t5::default_max_distance() }
             }
-            PositionalKind::Rope => Self::Rope { theta: rope::default_theta() },
+            PositionalKind::Rope => Self::Rope { theta: rope::default_theta(), random_positions: 0 },
             PositionalKind::Alibi => Self::Alibi {},
             PositionalKind::Fire => Self::Fire {
                 mlp_width: fire::default_mlp_width(),
@@ -186,6 +212,7 @@ impl PositionalConfig {
                 theta: rope::default_theta(),
                 scale_base: xpos::default_scale_base(),
                 gamma: xpos::default_gamma(),
+                random_positions: 0,
             },
         }
     }
@@ -230,6 +257,23 @@ impl PositionalConfig {
         }
     }
 
+    /// The range `0..n` randomized training positions are drawn from; 0 when off or for kinds
+    /// that do not read absolute positions.
+    pub fn random_positions(&self) -> usize {
+        match *self {
+            Self::Sinusoidal { random_positions, .. }
+            | Self::Learned { random_positions, .. }
+            | Self::Rope { random_positions, .. }
+            | Self::Xpos { random_positions, .. } => random_positions,
+            Self::None {}
+            | Self::Relative { .. }
+            | Self::T5 { .. }
+            | Self::Alibi {}
+            | Self::Fire { .. }
+            | Self::Kerple {} => 0,
+        }
+    }
+
     /// Width of the token embeddings of a stack of width `d_model` using this encoding.
     pub fn token_width(&self, d_model: usize) -> usize {
         self.absolute(d_model).map_or(d_model, |absolute| absolute.token_width(d_model))
@@ -240,6 +284,9 @@ impl PositionalConfig {
     /// # Errors
     /// [`ModelError::Config`] naming the field, the value and the rule.
     pub fn validate(&self, field: &str, d_model: usize, n_heads: usize, tie_embeddings: bool) -> Result<()> {
+        if let Some(message) = self.random_positions_rule(field) {
+            return Err(ModelError::Config(message));
+        }
         let message = match *self {
             Self::None {} => none::validate(),
             Self::Sinusoidal { layout, combine, d_pos, every_layer, .. } => absolute::validate(
@@ -253,22 +300,44 @@ impl PositionalConfig {
             .or_else(|| {
                 sinusoidal::validate(field, layout, d_pos.filter(|_| combine == Combine::Concat), d_model)
             }),
-            Self::Learned { max_len, combine, d_pos, every_layer, position_shift } => {
+            Self::Learned { max_len, combine, d_pos, every_layer, position_shift, .. } => {
                 absolute::validate(field, combine, d_pos, every_layer, d_model, tie_embeddings)
                     .or_else(|| learned::validate(field, max_len, position_shift))
             }
             Self::Relative { max_distance, .. } => relative::validate(field, max_distance),
             Self::T5 { num_buckets, max_distance } => t5::validate(field, num_buckets, max_distance),
-            Self::Rope { theta } => rope::validate(field, theta, d_model, n_heads),
+            Self::Rope { theta, .. } => rope::validate(field, theta, d_model, n_heads),
             Self::Alibi {} => alibi::validate(),
             Self::Fire { mlp_width, init_c, init_threshold } => {
                 fire::validate(field, mlp_width, init_c, init_threshold)
             }
             Self::Kerple {} => kerple::validate(),
-            Self::Xpos { theta, scale_base, gamma } => rope::validate(field, theta, d_model, n_heads)
+            Self::Xpos { theta, scale_base, gamma, .. } => rope::validate(field, theta, d_model, n_heads)
                 .or_else(|| xpos::validate(field, scale_base, gamma)),
         };
         message.map_or(Ok(()), |message| Err(ModelError::Config(message)))
+    }
+
+    /// The rule randomized positions break, if any: a learned table must hold the range, and
+    /// SHAPE's shifts are the other way of moving positions while training.
+    fn random_positions_rule(&self, field: &str) -> Option<String> {
+        let range = self.random_positions();
+        match *self {
+            _ if range == 0 => None,
+            Self::Learned { max_len, .. } if range > max_len => Some(format!(
+                "{field}.random_positions ({range}) must be at most {field}.max_len ({max_len}): \
+                 positions are drawn from 0..random_positions"
+            )),
+            Self::Sinusoidal { position_shift, .. } | Self::Learned { position_shift, .. }
+                if position_shift > 0 =>
+            {
+                Some(format!(
+                    "{field}.random_positions ({range}) and {field}.position_shift ({position_shift}) \
+                     both move positions while training: set one of them"
+                ))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -298,7 +367,7 @@ mod tests {
         );
         assert_eq!(
             parse("positional = { kind = \"rope\" }").unwrap(),
-            PositionalConfig::Rope { theta: 10000.0 }
+            PositionalConfig::Rope { theta: 10000.0, random_positions: 0 }
         );
         assert_eq!(parse("positional = { kind = \"alibi\" }").unwrap(), PositionalConfig::Alibi {});
         assert_eq!(
@@ -308,7 +377,7 @@ mod tests {
         assert_eq!(parse("positional = { kind = \"kerple\" }").unwrap(), PositionalConfig::Kerple {});
         assert_eq!(
             parse("positional = { kind = \"xpos\", scale_base = 64 }").unwrap(),
-            PositionalConfig::Xpos { theta: 10000.0, scale_base: 64.0, gamma: 0.4 }
+            PositionalConfig::Xpos { theta: 10000.0, scale_base: 64.0, gamma: 0.4, random_positions: 0 }
         );
         assert_eq!(
             parse("positional = { kind = \"learned\", max_len = 9, combine = \"concat\", d_pos = 4 }")
@@ -318,7 +387,8 @@ mod tests {
                 combine: Combine::Concat,
                 d_pos: Some(4),
                 every_layer: false,
-                position_shift: 0
+                position_shift: 0,
+                random_positions: 0
             }
         );
     }
@@ -365,26 +435,57 @@ mod tests {
             d_pos,
             every_layer: false,
             position_shift: 0,
+            random_positions: 0,
         };
         assert!(check(concat(None), false).contains("model.encoder.positional.combine = \"concat\" needs"));
         assert!(check(concat(Some(32)), false).contains("d_pos (32) must be between 1 and"));
         assert!(check(concat(Some(8)), true).contains("needs model.tie_embeddings = false"));
-        assert!(check(PositionalConfig::Rope { theta: 0.5 }, true).contains("theta (0.5)"));
+        assert!(
+            check(PositionalConfig::Rope { theta: 0.5, random_positions: 0 }, true).contains("theta (0.5)")
+        );
         assert!(check(PositionalConfig::Fire { mlp_width: 0, init_c: 0.1, init_threshold: 512.0 }, true)
             .contains("model.encoder.positional.mlp_width (0)"));
         assert!(check(PositionalConfig::Fire { mlp_width: 8, init_c: 0.0, init_threshold: 512.0 }, true)
             .contains("init_c (0)"));
-        assert!(check(PositionalConfig::Xpos { theta: 10000.0, scale_base: -1.0, gamma: 0.4 }, true)
-            .contains("model.encoder.positional.scale_base (-1)"));
-        assert!(PositionalConfig::Xpos { theta: 10000.0, scale_base: 512.0, gamma: 0.4 }
-            .validate("p", 36, 4, true)
-            .unwrap_err()
-            .to_string()
-            .contains("(9) must be even"));
+        assert!(check(
+            PositionalConfig::Xpos { theta: 10000.0, scale_base: -1.0, gamma: 0.4, random_positions: 0 },
+            true
+        )
+        .contains("model.encoder.positional.scale_base (-1)"));
+        assert!(PositionalConfig::Xpos {
+            theta: 10000.0,
+            scale_base: 512.0,
+            gamma: 0.4,
+            random_positions: 0
+        }
+        .validate("p", 36, 4, true)
+        .unwrap_err()
+        .to_string()
+        .contains("(9) must be even"));
         assert!(check(PositionalConfig::Relative { max_distance: 0, values: true }, true)
             .contains("max_distance (0)"));
         assert!(concat(Some(8)).validate("p", 32, 4, false).is_ok());
-        let odd_heads = PositionalConfig::Rope { theta: 10000.0 }.validate("p", 36, 4, true).unwrap_err();
+        let odd_heads = PositionalConfig::Rope { theta: 10000.0, random_positions: 0 }
+            .validate("p", 36, 4, true)
+            .unwrap_err();
         assert!(odd_heads.to_string().contains("head width d_model / n_heads (9) must be even"));
+        let learned = |max_len, position_shift, random_positions| PositionalConfig::Learned {
+            max_len,
+            combine: Combine::Add,
+            d_pos: None,
+            every_layer: false,
+            position_shift,
+            random_positions,
+        };
+        assert!(check(learned(64, 0, 65), true)
+            .contains("model.encoder.positional.random_positions (65) must be at most model.encoder.positional.max_len (64)"));
+        assert!(check(learned(64, 4, 32), true)
+            .contains("random_positions (32) and model.encoder.positional.position_shift (4)"));
+        assert!(learned(64, 0, 64).validate("p", 32, 4, true).is_ok());
+        assert_eq!(learned(64, 0, 48).random_positions(), 48);
+        let random_rope = parse("positional = { kind = \"rope\", random_positions = 256 }").unwrap();
+        assert_eq!(random_rope, PositionalConfig::Rope { theta: 10000.0, random_positions: 256 });
+        assert_eq!(random_rope.random_positions(), 256);
+        assert!(parse("positional = { kind = \"t5\", random_positions = 256 }").is_err());
     }
 }

@@ -144,11 +144,11 @@ impl PositionalEncoding {
     ) -> Result<Self> {
         Ok(match *cfg {
             PositionalConfig::None {} => Self::None(NoPositions),
-            PositionalConfig::Sinusoidal { layout, combine, d_pos, every_layer, position_shift } => {
+            PositionalConfig::Sinusoidal { layout, combine, d_pos, every_layer, position_shift, .. } => {
                 let absolute = Absolute::new(d_model, combine, d_pos, every_layer, position_shift);
                 Self::Sinusoidal(Sinusoidal::new(layout, absolute))
             }
-            PositionalConfig::Learned { max_len, combine, d_pos, every_layer, position_shift } => {
+            PositionalConfig::Learned { max_len, combine, d_pos, every_layer, position_shift, .. } => {
                 let absolute = Absolute::new(d_model, combine, d_pos, every_layer, position_shift);
                 Self::Learned(Learned::new(max_len, absolute, vb)?)
             }
@@ -158,13 +158,13 @@ impl PositionalEncoding {
             PositionalConfig::T5 { num_buckets, max_distance } => {
                 Self::T5(T5Bias::new(num_buckets, max_distance, n_heads, !causal, vb)?)
             }
-            PositionalConfig::Rope { theta } => Self::Rope(Rotary::new(theta, d_model / n_heads)?),
+            PositionalConfig::Rope { theta, .. } => Self::Rope(Rotary::new(theta, d_model / n_heads)?),
             PositionalConfig::Alibi {} => Self::Alibi(Alibi::new(n_heads, causal)),
             PositionalConfig::Fire { mlp_width, init_c, init_threshold } => {
                 Self::Fire(Fire::new(n_heads, mlp_width, init_c, init_threshold, vb)?)
             }
             PositionalConfig::Kerple {} => Self::Kerple(Kerple::new(n_heads, vb)?),
-            PositionalConfig::Xpos { theta, scale_base, gamma } => {
+            PositionalConfig::Xpos { theta, scale_base, gamma, .. } => {
                 Self::Xpos(Xpos::new(theta, scale_base, gamma, d_model / n_heads)?)
             }
         })
@@ -248,6 +248,56 @@ impl PositionalEncoding {
         Ok(Frame {
             embedding: hooks.embed(b_sz, span, rng, dtype, device)?,
             rotation: hooks.rotate(span, dtype, device)?,
+            score_bias: hooks.score_bias(span, None, dtype, device)?,
+            relative: hooks.relative(span, device)?,
+        })
+    }
+
+    /// [`frame`](Self::frame) while training with randomized positions (Ruoss et al. 2023,
+    /// <https://arxiv.org/abs/2305.16843>): each of the `b_sz` sequences of a whole-sequence
+    /// pass (queries and keys at the same `q_len` positions from 0) is placed at its own sorted
+    /// sample of `q_len` distinct positions from `0..range`, drawn from `rng`
+    /// ([`DropoutRng::sorted_positions`]), so that a model trained on short sequences has seen
+    /// the positions of long ones. The kinds that read absolute positions (position vectors,
+    /// RoPE's and xPos's rotations) read the sampled ones; no other hook takes part.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`](crate::ModelError::Config) when a sequence has more positions
+    /// than `range`, or the pass does not start at position 0 with queries and keys alike.
+    pub fn random_frame(
+        &self,
+        b_sz: usize,
+        span: Span,
+        range: usize,
+        rng: &mut DropoutRng,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Frame<'_>> {
+        if span != Span::same(span.q_len, 0) {
+            let message = format!("randomized positions take whole sequences from position 0, got {span:?}");
+            return Err(crate::ModelError::Config(message));
+        }
+        if span.q_len > range {
+            return Err(crate::ModelError::Config(format!(
+                "random_positions ({range}) must be at least the longest training sequence ({} positions, \
+                 with EOS or BOS)",
+                span.q_len
+            )));
+        }
+        let hooks = self.hooks();
+        let ids: Vec<u32> =
+            rng.sorted_positions(b_sz, span.q_len, range).into_iter().flatten().map(|id| id as u32).collect();
+        let ids = Tensor::from_vec(ids, b_sz * span.q_len, device)?;
+        let range_span = Span::same(range, 0);
+        Ok(Frame {
+            embedding: match hooks.embed(1, range_span, None, dtype, device)? {
+                Some(embedding) => Some(embedding.select_positions(&ids, (b_sz, span.q_len))?),
+                None => None,
+            },
+            rotation: match hooks.rotate(range_span, dtype, device)? {
+                Some(rotation) => Some(rotation.select_positions(&ids, (b_sz, span.q_len))?),
+                None => None,
+            },
             score_bias: hooks.score_bias(span, None, dtype, device)?,
             relative: hooks.relative(span, device)?,
         })
@@ -459,6 +509,87 @@ mod tests {
                 let diff = (own - alone.squeeze(0)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
                 assert!(diff < 1e-6, "{:?}, row {row}: {diff}", cfg.kind());
             }
+        }
+        Ok(())
+    }
+
+    /// With randomized positions, token t of sequence b reads exactly what it would read alone
+    /// at its sampled position: the same position vector (sinusoidal, learned), the same
+    /// rotation of queries and keys (RoPE, xPos). The samples are the stream's.
+    #[test]
+    fn random_frames_place_each_token_at_its_sampled_position() -> Result<()> {
+        let (b_sz, len, range, d) = (3, 5, 40, 16);
+        let configs = [
+            PositionalConfig::Sinusoidal {
+                layout: SinusoidalLayout::Interleaved,
+                combine: Combine::Add,
+                d_pos: None,
+                every_layer: false,
+                position_shift: 0,
+                random_positions: range,
+            },
+            PositionalConfig::Learned {
+                max_len: range,
+                combine: Combine::Add,
+                d_pos: None,
+                every_layer: false,
+                position_shift: 0,
+                random_positions: range,
+            },
+            PositionalConfig::Rope { theta: 10000.0, random_positions: range },
+            PositionalConfig::Xpos { theta: 10000.0, scale_base: 8.0, gamma: 0.4, random_positions: range },
+        ];
+        let (cpu, f32) = (&Device::Cpu, DType::F32);
+        let xs = Tensor::randn(0f32, 1.0, (b_sz, 2, len, d / 2), cpu)?;
+        let tokens = Tensor::zeros((b_sz, len, d), f32, cpu)?;
+        for cfg in configs {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, f32, cpu);
+            let encoding = PositionalEncoding::new(&cfg, d, 2, false, vb)?;
+            let mut rng = DropoutRng::new(9);
+            let positions = rng.clone().sorted_positions(b_sz, len, range);
+            let frame = encoding.random_frame(b_sz, Span::same(len, 0), range, &mut rng, f32, cpu)?;
+            assert_eq!(rng.state(), {
+                let mut drawn = DropoutRng::new(9);
+                drawn.sorted_positions(b_sz, len, range);
+                drawn.state()
+            });
+            let embedded = frame.embed(&tokens)?;
+            let (queries, keys) = match &frame.rotation {
+                Some(rotation) => (Some(rotation.rotate_queries(&xs)?), Some(rotation.rotate_keys(&xs)?)),
+                None => (None, None),
+            };
+            assert!(positions.iter().any(|sample| sample != &(0..len).collect::<Vec<_>>()));
+            for (b, sample) in positions.iter().enumerate() {
+                for (t, &position) in sample.iter().enumerate() {
+                    let alone = encoding.frame(1, Span::same(1, position), None, f32, cpu)?;
+                    let token = tokens.narrow(0, b, 1)?.narrow(1, t, 1)?;
+                    let diff = |got: &Tensor, want: &Tensor| -> Result<f32> {
+                        Ok((got - want)?.abs()?.max_all()?.to_scalar::<f32>()?)
+                    };
+                    let got = embedded.narrow(0, b, 1)?.narrow(1, t, 1)?;
+                    assert!(diff(&got, &alone.embed(&token)?)? < 1e-6, "{:?} ({b}, {t})", cfg.kind());
+                    if let (Some(queries), Some(keys), Some(rotation)) = (&queries, &keys, &alone.rotation) {
+                        let x = xs.narrow(0, b, 1)?.narrow(2, t, 1)?;
+                        let got = queries.narrow(0, b, 1)?.narrow(2, t, 1)?;
+                        assert!(
+                            diff(&got, &rotation.rotate_queries(&x)?)? < 1e-6,
+                            "{:?} ({b}, {t})",
+                            cfg.kind()
+                        );
+                        let got = keys.narrow(0, b, 1)?.narrow(2, t, 1)?;
+                        assert!(
+                            diff(&got, &rotation.rotate_keys(&x)?)? < 1e-6,
+                            "{:?} ({b}, {t})",
+                            cfg.kind()
+                        );
+                    }
+                }
+            }
+            assert!(encoding
+                .random_frame(b_sz, Span::same(range + 1, 0), range, &mut rng, f32, cpu)
+                .is_err());
+            assert!(encoding.random_frame(b_sz, Span::after(1, 3), range, &mut rng, f32, cpu).is_err());
         }
         Ok(())
     }

@@ -12,7 +12,14 @@ fn sinusoidal(
     d_pos: Option<usize>,
     every_layer: bool,
 ) -> PositionalConfig {
-    PositionalConfig::Sinusoidal { layout, combine, d_pos, every_layer, position_shift: 0 }
+    PositionalConfig::Sinusoidal {
+        layout,
+        combine,
+        d_pos,
+        every_layer,
+        position_shift: 0,
+        random_positions: 0,
+    }
 }
 
 /// A tiny model for each variant, named for failure messages: chosen options of every kind,
@@ -42,6 +49,7 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
                 d_pos: None,
                 every_layer: false,
                 position_shift: 0,
+                random_positions: 0,
             }),
         ),
         (
@@ -55,6 +63,7 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
                     d_pos: Some(12),
                     every_layer: false,
                     position_shift: 0,
+                    random_positions: 0,
                 })
             },
         ),
@@ -67,19 +76,24 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
             },
         ),
         ("t5", tiny(PositionalConfig::T5 { num_buckets: 8, max_distance: 12 })),
-        ("rope", tiny(PositionalConfig::Rope { theta: 10000.0 })),
+        ("rope", tiny(PositionalConfig::Rope { theta: 10000.0, random_positions: 0 })),
         ("alibi", tiny(PositionalConfig::Alibi {})),
         // A threshold the test sentences pass, so that FIRE's bias depends on query positions.
         ("fire threshold 3", tiny(PositionalConfig::Fire { mlp_width: 8, init_c: 0.5, init_threshold: 3.0 })),
         // Decay fast enough to matter within the test sentences.
-        ("xpos scale_base 4", tiny(PositionalConfig::Xpos { theta: 10000.0, scale_base: 4.0, gamma: 0.4 })),
+        (
+            "xpos scale_base 4",
+            tiny(PositionalConfig::Xpos { theta: 10000.0, scale_base: 4.0, gamma: 0.4, random_positions: 0 }),
+        ),
         (
             "relative encoder, rope decoder",
             ModelConfig {
                 encoder: StackConfig {
                     positional: Some(PositionalConfig::Relative { max_distance: 4, values: true }),
                 },
-                decoder: StackConfig { positional: Some(PositionalConfig::Rope { theta: 100.0 }) },
+                decoder: StackConfig {
+                    positional: Some(PositionalConfig::Rope { theta: 100.0, random_positions: 0 }),
+                },
                 ..ModelConfig::tiny()
             },
         ),

@@ -344,7 +344,7 @@ fn set_attention_positions(
             let max_distance = to_i32("max_distance", max_distance)?;
             bin.set(format!("{attn}/relative_attention_max_distance"), Array::int32(max_distance));
         }
-        PositionalConfig::Rope { theta } => {
+        PositionalConfig::Rope { theta, .. } => {
             bin.set(format!("{attn}/rotary_dim"), Array::int32(0));
             bin.set(format!("{attn}/rotary_interleave"), Array::flag(true));
             bin.set(format!("{attn}/rotary_base"), Array::scalar_f32(theta as f32));

@@ -18,6 +18,10 @@
 //! kind = "sinusoidal"
 //! position_shift = 40
 //!
+//! [positional.rope_yarn]        # `rope_scaling`: trained as plain RoPE, tested stretched
+//! kind = "rope"
+//! rope_scaling = "yarn:4:21"
+//!
 //! [run.data]                    # a run config without corpus paths, out_dir and seed
 //! vocab_size = 64
 //! [run.model]
@@ -30,6 +34,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use locus_data::synthetic::Task;
+use locus_model::positional::RopeScaling;
 use serde::Deserialize;
 
 use crate::config::RunConfig;
@@ -67,7 +72,9 @@ pub struct LabConfig {
     pub jobs: usize,
     /// The encodings compared: a `positional` table name, or a positional kind with its defaults.
     pub encodings: Vec<String>,
-    /// Named positional configs (`[positional.NAME]`, as `[model.positional]`).
+    /// Named positional configs (`[positional.NAME]`, as `[model.positional]`, plus an optional
+    /// `rope_scaling = "linear:S" | "ntk:S" | "yarn:S:L"` applied when testing, see
+    /// [`RopeScaling`]).
     #[serde(default)]
     pub positional: BTreeMap<String, toml::Table>,
     /// The run template: `[run.data]`, `[run.model]`, `[run.train]` of a run config, without
@@ -79,6 +86,9 @@ pub struct LabConfig {
 fn one_job() -> usize {
     1
 }
+
+/// The key of a `[positional.NAME]` table that the lab applies at test time.
+const ROPE_SCALING: &str = "rope_scaling";
 
 /// One cell of the grid.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -132,10 +142,25 @@ impl LabConfig {
         load_config(path, overrides)
     }
 
-    /// The `[model.positional]` table of encoding `name`.
+    /// The RoPE scaling encoding `name` is tested with (its table's `rope_scaling`), if any.
+    ///
+    /// # Errors
+    /// A `rope_scaling` that is not a string of the form [`RopeScaling`] parses.
+    pub fn rope_scaling(&self, name: &str) -> Result<Option<RopeScaling>> {
+        let Some(value) = self.positional.get(name).and_then(|table| table.get(ROPE_SCALING)) else {
+            return Ok(None);
+        };
+        let bad = |why: String| TrainError::Config(format!("lab: positional.{name}.{ROPE_SCALING}: {why}"));
+        let text = value.as_str().ok_or_else(|| bad(format!("expected a string, got {value}")))?;
+        text.parse().map(Some).map_err(bad)
+    }
+
+    /// The `[model.positional]` table of encoding `name` (without the lab's `rope_scaling`).
     fn positional_table(&self, name: &str) -> Result<toml::Table> {
         if let Some(table) = self.positional.get(name) {
-            return Ok(table.clone());
+            let mut table = table.clone();
+            table.remove(ROPE_SCALING);
+            return Ok(table);
         }
         use locus_model::positional::PositionalKind;
         let Ok(kind) = name.parse::<PositionalKind>() else {
@@ -257,6 +282,7 @@ impl ConfigFile for LabConfig {
         }
         for name in &self.encodings {
             self.positional_table(name)?;
+            self.rope_scaling(name)?;
         }
         let probe = Cell { encoding: self.encodings[0].clone(), task: self.tasks[0], seed: self.seeds[0] };
         self.run_config(&probe).map(|_| ())
@@ -290,6 +316,36 @@ mod tests {
             run.model.decoder_positional(),
             PositionalConfig::Sinusoidal { position_shift: 40, .. }
         ));
+    }
+
+    /// The frontier grid: randomized positions reach the model, and `rope_scaling` is kept
+    /// for testing, out of the model's config.
+    #[test]
+    fn the_frontier_config_trains_random_positions_and_tests_with_rope_scaling() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/lab/length-frontier.toml");
+        let cfg = LabConfig::load(&path, &[]).unwrap();
+        let cell = |encoding: &str| Cell { encoding: encoding.into(), task: Task::Copy, seed: 1 };
+        let run = cfg.run_config(&cell("rope_random")).unwrap();
+        assert_eq!(
+            run.model.encoder_positional(),
+            &PositionalConfig::Rope { theta: 10000.0, random_positions: 128 }
+        );
+        let run = cfg.run_config(&cell("rope_yarn")).unwrap();
+        assert_eq!(
+            run.model.decoder_positional(),
+            &PositionalConfig::Rope { theta: 10000.0, random_positions: 0 }
+        );
+        assert_eq!(
+            cfg.rope_scaling("rope_yarn").unwrap(),
+            Some(RopeScaling::Yarn { factor: 4.0, original_len: 21 })
+        );
+        assert_eq!(cfg.rope_scaling("rope").unwrap(), None);
+        let bad = ["positional.rope_yarn.rope_scaling=\"yarn:4\"".to_string()];
+        let err = LabConfig::load(&path, &bad).unwrap_err().to_string();
+        assert!(
+            err.contains("lab: positional.rope_yarn.rope_scaling: unknown rope scaling \"yarn:4\""),
+            "{err}"
+        );
     }
 
     #[test]
