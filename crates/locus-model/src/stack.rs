@@ -58,9 +58,9 @@ impl<L> Stack<L> {
         vb: VarBuilder,
         new_layer: impl Fn(&ModelConfig, VarBuilder) -> candle_core::Result<L>,
     ) -> Result<Self> {
-        let positional_cfg = positional;
+        let random_positions = positional.random_positions();
         let mut positional =
-            PositionalEncoding::new(positional_cfg, cfg.d_model, cfg.n_heads, causal, vb.pp("positional"))?;
+            PositionalEncoding::new(positional, cfg.d_model, cfg.n_heads, causal, vb.pp("positional"))?;
         let mut layers = Vec::with_capacity(n_layers);
         for i in 0..n_layers {
             let vb = vb.pp(format!("layers.{i}"));
@@ -71,7 +71,6 @@ impl<L> Stack<L> {
             NormPosition::Pre => Some(LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp("final_norm"))?),
             NormPosition::Post => None,
         };
-        let random_positions = positional_cfg.random_positions();
         Ok(Self {
             positional,
             random_positions,

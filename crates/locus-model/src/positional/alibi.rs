@@ -138,12 +138,7 @@ impl Hooks for Alibi {
                 let minus_infinity = Tensor::full(f32::NEG_INFINITY, (len, len), &Device::Cpu)?;
                 values = hidden.lt(0f32)?.where_cond(&minus_infinity, &values)?;
             }
-            tables.push(PositionTable::new(
-                format!("head {head}: -{slope:.4}·|i - j|"),
-                "key position j",
-                "query position i",
-                values,
-            ));
+            tables.push(PositionTable::pairs(format!("head {head}: -{slope:.4}·|i - j|"), values));
         }
         Ok(tables)
     }

@@ -198,21 +198,14 @@ impl Hooks for Fire {
         let span = Span::same(len, 0);
         let to_cpu =
             |t: Tensor| -> candle_core::Result<Tensor> { t.to_dtype(DType::F32)?.to_device(&Device::Cpu) };
-        let mut tables = vec![PositionTable::new(
+        let mut tables = vec![PositionTable::pairs(
             format!("FIRE input ψ(i - j) / ψ(max(L, i)) ({})", weights.describe()),
-            "key position j",
-            "query position i",
             to_cpu(self.normalized_distances(span, None)?.squeeze(0)?)?,
         )];
         let bias = to_cpu(self.bias(span, None)?.squeeze(0)?)?;
-        for head in 0..bias.dim(0)? {
-            tables.push(PositionTable::new(
-                format!("head {head} bias ({})", weights.describe()),
-                "key position j",
-                "query position i",
-                bias.get(head)?,
-            ));
-        }
+        tables.extend(PositionTable::per_head(&bias, |head| {
+            format!("head {head} bias ({})", weights.describe())
+        })?);
         Ok(tables)
     }
 }

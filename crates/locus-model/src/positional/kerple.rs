@@ -116,16 +116,10 @@ impl Hooks for Kerple {
         let (scale, rate) = self.parameters()?;
         let (scale, rate) =
             (scale.to_dtype(DType::F64)?.to_vec1::<f64>()?, rate.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-        let mut tables = Vec::with_capacity(scale.len());
-        for (head, (r1, r2)) in scale.iter().zip(&rate).enumerate() {
-            tables.push(PositionTable::new(
-                format!("head {head} ({}): -{r1:.3}·log(1 + {r2:.3}·|i - j|)", weights.describe()),
-                "key position j",
-                "query position i",
-                bias.get(head)?,
-            ));
-        }
-        Ok(tables)
+        PositionTable::per_head(&bias, |head| {
+            let (r1, r2) = (scale[head], rate[head]);
+            format!("head {head} ({}): -{r1:.3}·log(1 + {r2:.3}·|i - j|)", weights.describe())
+        })
     }
 }
 

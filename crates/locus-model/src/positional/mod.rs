@@ -284,23 +284,41 @@ impl PositionalEncoding {
                 span.q_len
             )));
         }
-        let hooks = self.hooks();
         let ids: Vec<u32> =
             rng.sorted_positions(b_sz, span.q_len, range).into_iter().flatten().map(|id| id as u32).collect();
         let ids = Tensor::from_vec(ids, b_sz * span.q_len, device)?;
-        let range_span = Span::same(range, 0);
+        let (embedding, rotation) =
+            self.gathered(Span::same(range, 0), &ids, (b_sz, span.q_len), dtype, device)?;
+        let hooks = self.hooks();
         Ok(Frame {
-            embedding: match hooks.embed(1, range_span, None, dtype, device)? {
-                Some(embedding) => Some(embedding.select_positions(&ids, (b_sz, span.q_len))?),
-                None => None,
-            },
-            rotation: match hooks.rotate(range_span, dtype, device)? {
-                Some(rotation) => Some(rotation.select_positions(&ids, (b_sz, span.q_len))?),
-                None => None,
-            },
+            embedding,
+            rotation,
             score_bias: hooks.score_bias(span, None, dtype, device)?,
             relative: hooks.relative(span, device)?,
         })
+    }
+
+    /// The position vectors and rotation of `covering`'s positions, gathered at `ids` (rows of
+    /// that span, `b_sz × q_len` of them, sequence by sequence): each sequence of a batch
+    /// `shape = (b_sz, q_len)` at positions of its own.
+    fn gathered(
+        &self,
+        covering: Span,
+        ids: &Tensor,
+        shape: (usize, usize),
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Option<Embedding>, Option<Rotation>)> {
+        let hooks = self.hooks();
+        let embedding = match hooks.embed(1, covering, None, dtype, device)? {
+            Some(embedding) => Some(embedding.select_positions(ids, shape)?),
+            None => None,
+        };
+        let rotation = match hooks.rotate(covering, dtype, device)? {
+            Some(rotation) => Some(rotation.select_positions(ids, shape)?),
+            None => None,
+        };
+        Ok((embedding, rotation))
     }
 
     /// [`frame`](Self::frame) for sequences that start at different positions of `span`
@@ -341,16 +359,11 @@ impl PositionalEncoding {
             .flat_map(|&first| (first - lowest..first - lowest + span.q_len).map(|id| id as u32))
             .collect();
         let ids = Tensor::from_vec(ids, origins.len() * span.q_len, device)?;
-        let per_sequence = |n: usize| (origins.len(), n);
+        let (embedding, rotation) =
+            self.gathered(covering, &ids, (origins.len(), span.q_len), dtype, device)?;
         Ok(Frame {
-            embedding: match hooks.embed(1, covering, None, dtype, device)? {
-                Some(embedding) => Some(embedding.select_positions(&ids, per_sequence(span.q_len))?),
-                None => None,
-            },
-            rotation: match hooks.rotate(covering, dtype, device)? {
-                Some(rotation) => Some(rotation.select_positions(&ids, per_sequence(span.q_len))?),
-                None => None,
-            },
+            embedding,
+            rotation,
             score_bias: hooks.score_bias(span, Some(&firsts), dtype, device)?,
             relative: hooks.relative(span, device)?,
         })
@@ -471,6 +484,17 @@ pub struct PositionTable {
 impl PositionTable {
     fn new(title: impl Into<String>, x_label: &'static str, y_label: &'static str, values: Tensor) -> Self {
         Self { title: title.into(), x_label, y_label, values }
+    }
+
+    /// A value per (query position i, key position j): `values` is `(len, len)`.
+    fn pairs(title: impl Into<String>, values: Tensor) -> Self {
+        Self::new(title, "key position j", "query position i", values)
+    }
+
+    /// One [`pairs`](Self::pairs) table per head of `bias`, `(n_heads, len, len)`, titled
+    /// `title(head)`.
+    fn per_head(bias: &Tensor, title: impl Fn(usize) -> String) -> Result<Vec<Self>> {
+        (0..bias.dim(0)?).map(|head| Ok(Self::pairs(title(head), bias.get(head)?))).collect()
     }
 }
 

@@ -215,10 +215,8 @@ impl Hooks for Shaw {
         let k = self.max_distance;
         let distances: Vec<f32> =
             relative_indices(len, len, 0, 0, k).iter().map(|&index| index as f32 - k as f32).collect();
-        let mut tables = vec![PositionTable::new(
+        let mut tables = vec![PositionTable::pairs(
             format!("clipped distance j - i (max {k})"),
-            "key position j",
-            "query position i",
             Tensor::from_vec(distances, (len, len), &Device::Cpu)?,
         )];
         if let Some(first) = self.layers.first() {

@@ -165,11 +165,6 @@ impl Rotary {
         Self { scaling, cos: TableCache::new(), sin: TableCache::new(), ..self.clone() }
     }
 
-    /// How positions are stretched.
-    pub fn scaling(&self) -> RopeScaling {
-        self.scaling
-    }
-
     /// Width of the vectors it rotates.
     pub fn head_dim(&self) -> usize {
         self.head_dim

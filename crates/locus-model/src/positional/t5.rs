@@ -210,21 +210,11 @@ impl Hooks for T5Bias {
     fn tables(&self, len: usize, weights: Weights) -> crate::Result<Vec<PositionTable>> {
         let direction = if self.bidirectional { "bidirectional" } else { "causal" };
         let buckets = self.bucket_table(len)?.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
-        let mut tables = vec![PositionTable::new(
-            format!("T5 bucket of j - i ({direction})"),
-            "key position j",
-            "query position i",
-            buckets,
-        )];
+        let mut tables = vec![PositionTable::pairs(format!("T5 bucket of j - i ({direction})"), buckets)];
         let bias = self.bias(Span::same(len, 0))?.squeeze(0)?;
-        for head in 0..bias.dim(0)? {
-            tables.push(PositionTable::new(
-                format!("head {head} bias ({})", weights.describe()),
-                "key position j",
-                "query position i",
-                bias.get(head)?,
-            ));
-        }
+        tables.extend(PositionTable::per_head(&bias, |head| {
+            format!("head {head} bias ({})", weights.describe())
+        })?);
         Ok(tables)
     }
 }

@@ -190,12 +190,7 @@ impl Hooks for Xpos {
                 "position",
                 scales,
             ),
-            PositionTable::new(
-                "<q'_i, k'_j> / d for q = k = 1",
-                "key position j",
-                "query position i",
-                scores,
-            ),
+            PositionTable::pairs("<q'_i, k'_j> / d for q = k = 1", scores),
         ])
     }
 }

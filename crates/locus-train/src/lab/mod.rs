@@ -92,10 +92,10 @@ fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device, progress: Observer) -
         TrainOptions { progress: &lines, resume: None, should_stop: &|_| false, comm: &SingleProcess };
     let summary = train(&run, device, options)?;
     let checkpoint = load_checkpoint(&run.train.out_dir.join("best"), device)?;
-    let model = match cfg.rope_scaling(&cell.encoding)? {
-        Some(scaling) => checkpoint.model.for_inference()?.with_rope_scaling(scaling)?,
-        None => checkpoint.model.for_inference()?,
-    };
+    let mut model = checkpoint.model.for_inference()?;
+    if let Some(scaling) = cfg.rope_scaling(&cell.encoding)? {
+        model = model.with_rope_scaling(scaling)?;
+    }
     let mut translator = Translator::new(&model, &checkpoint.tokenizer);
     translator.limits = OUTPUT_LIMITS;
     let mut buckets = Vec::with_capacity(cfg.test_lengths.len());
