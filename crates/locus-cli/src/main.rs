@@ -52,6 +52,9 @@ enum Command {
     Score(commands::score::ScoreArgs),
     /// Train and test a grid of encodings × synthetic tasks × seeds on length extrapolation.
     Lab(commands::lab::LabArgs),
+    /// Draw what a checkpoint attends to when it translates a sentence: encoder, decoder and
+    /// cross-attention heatmaps with the tokens on the axes.
+    Attention(commands::attention::AttentionArgs),
     /// Inspect positional encodings (`locus pe show`).
     Pe(commands::pe::PeArgs),
     /// Draw a run's loss, BLEU and learning rate against steps (from its metrics.jsonl).
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => pool::on_a_pool_thread(|| commands::evaluate::run(args)),
         Command::Score(args) => commands::score::run(args),
         Command::Lab(args) => commands::lab::run(args),
+        Command::Attention(args) => commands::attention::run(args),
         Command::Pe(args) => commands::pe::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Average(args) => commands::average::run(args),

@@ -1,7 +1,7 @@
 //! `locus translate` and `locus evaluate` with the search options: n-best lists and scores in
 //! both output formats, seeded sampling, answers streamed line by line from a pipe, clear
 //! errors for contradictory options and incompatible checkpoints, and several checkpoints
-//! scored in one table.
+//! scored in one table; `locus attention` draws what the model attends to.
 
 mod common;
 
@@ -201,4 +201,61 @@ fn several_checkpoints_make_one_table() {
         records[0]["ter_signature"],
         "nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:2.6.0"
     );
+}
+
+/// `locus attention` draws, for the sentence and the translation `locus translate` gives it, a
+/// panel per stack, layer and head (encoder self-, decoder self- and cross-attention), with
+/// the tokens on the axes; `--layer` and `--head` pick one, and `--tgt` draws a given
+/// translation. Whether the maps are the model's is tested on the model (`attention_maps`).
+#[test]
+fn attention_draws_every_head_of_the_translation() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_run(dir.path());
+    let checkpoint = run.join("best").display().to_string();
+    let sentence = "ein hund läuft über die wiese";
+    let input = dir.path().join("input.de");
+    std::fs::write(&input, format!("{sentence}\n")).unwrap();
+    let translation = translate(&run.join("best"), &input, &[]);
+    let attention = |extra: &[&str]| {
+        let args = [&["attention", "--checkpoint", &checkpoint, "--src", sentence], extra].concat();
+        locus(&args)
+    };
+
+    // Every layer and head of the tiny model (1 + 1 layers, 4 heads): 3 rows of 4 panels, each
+    // 420 × 380 pixels and 72 more each way for the token labels.
+    let png = dir.path().join("all.png");
+    let out = attention(&["--out", &png.display().to_string()]);
+    assert!(out.status.success(), "attention failed: {}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), translation, "the translation drawn");
+    let image = image::open(&png).unwrap();
+    assert_eq!((image.width(), image.height()), (4 * 492, 3 * 452));
+
+    // One head: three panels, titled, with the source's tokens and the target's EOS as labels.
+    let svg = dir.path().join("one.svg");
+    let out =
+        attention(&["--layer", "0", "--head", "3", "--tgt", "EIN HUND", "--out", &svg.display().to_string()]);
+    assert!(out.status.success(), "attention --head failed: {}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "EIN HUND\n");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    for title in ["encoder self-attention, layer 0, head 3", "decoder self-attention, layer 0, head 3"] {
+        assert!(svg.contains(title), "no panel '{title}'");
+    }
+    assert!(svg.contains("cross-attention, layer 0, head 3"));
+    for label in ["&lt;s&gt;", "&lt;/s&gt;", "query (the token it predicts)", "key (source token)"] {
+        assert!(svg.contains(label), "no label {label}");
+    }
+
+    // Bad requests are named.
+    let png = png.display().to_string();
+    for (extra, named) in [
+        (&["--layer", "1", "--out", &png][..], "--layer 1"),
+        (&["--head", "4", "--out", &png][..], "--head 4"),
+        (&["--out", "picture.pdf"][..], "picture.pdf"),
+    ] {
+        let out = attention(extra);
+        assert!(!out.status.success(), "{extra:?} succeeded");
+        assert!(stderr(&out).contains(named), "{extra:?}: {}", stderr(&out));
+    }
+    let out = locus(&["attention", "--checkpoint", &checkpoint, "--src", "  ", "--out", &png]);
+    assert!(!out.status.success() && stderr(&out).contains("--src is blank"), "{}", stderr(&out));
 }

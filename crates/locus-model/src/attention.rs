@@ -5,6 +5,9 @@
 //! (padding and causal masks, T5 and ALiBi biases), rotated queries and keys (RoPE), and
 //! relative key and value vectors (Shaw et al.), the last two handed to each self-attention
 //! call by the stack's positional frame ([`LayerPositions`]).
+//!
+//! A pass may also record its attention probabilities ([`AttentionMaps`]): `locus attention`
+//! draws them.
 
 use std::f64::consts::FRAC_1_SQRT_2;
 
@@ -96,6 +99,20 @@ impl KeyValues {
     }
 }
 
+/// The attention probabilities of one teacher-forced pass, one tensor per layer, each
+/// `(b_sz, n_heads, q_len, k_len)` with rows summing to 1 ([`Seq2Seq::attention_maps`]).
+///
+/// [`Seq2Seq::attention_maps`]: crate::Seq2Seq::attention_maps
+#[derive(Debug, Clone, Default)]
+pub struct AttentionMaps {
+    /// Encoder self-attention: source positions over source positions.
+    pub encoder: Vec<Tensor>,
+    /// Decoder self-attention: target positions over the target positions up to each.
+    pub decoder: Vec<Tensor>,
+    /// Cross-attention: target positions over source positions.
+    pub cross: Vec<Tensor>,
+}
+
 /// Multi-head attention with separate query, key, value and output projections.
 #[derive(Debug, Clone)]
 pub struct MultiHeadAttention {
@@ -152,12 +169,15 @@ impl MultiHeadAttention {
     }
 
     /// Attends from the queries `xs` to `kv`, adding `bias` to the scores before the softmax;
-    /// `positions` rotates the queries (RoPE) and adds relative vectors (Shaw et al.).
+    /// `positions` rotates the queries (RoPE) and adds relative vectors (Shaw et al.). With
+    /// `record`, the attention probabilities (before dropout) are pushed onto it; they are then
+    /// composed from candle operations, since the fused [`attention`] does not return them.
     ///
     /// # Shapes
     /// - `xs`: `(b_sz, q_len, d_model)`;
     /// - `kv`: keys and values of `k_len` positions;
     /// - `bias`: broadcastable to `(b_sz, n_heads, q_len, k_len)`;
+    /// - the recorded probabilities: `(b_sz, n_heads, q_len, k_len)`;
     /// - returns `(b_sz, q_len, d_model)`.
     pub fn forward(
         &self,
@@ -166,6 +186,7 @@ impl MultiHeadAttention {
         bias: Option<&Tensor>,
         positions: LayerPositions,
         rng: Option<&mut DropoutRng>,
+        record: Option<&mut Vec<Tensor>>,
     ) -> candle_core::Result<Tensor> {
         let (b_sz, q_len, d_model) = xs.dims3()?;
         let scale = (self.head_dim as f64).powf(-0.5);
@@ -174,43 +195,52 @@ impl MultiHeadAttention {
             Some(rotation) => rotation.rotate_queries(&queries)?,
             None => queries,
         };
-        let context = match positions.relative {
-            None => {
+        let context = match (positions.relative, record) {
+            (None, None) => {
                 let dropout = self.dropout.mask(b_sz * self.n_heads * q_len * kv.len(), xs.device(), rng)?;
                 attention(&queries, &kv.keys, &kv.values, scale, bias, dropout.as_ref())?
             }
-            Some((relative, ids)) => {
-                let context = self.relative_context(relative, ids, &queries, kv, scale, bias, rng)?;
+            (relative, record) => {
+                let context = self.composed_context(relative, &queries, kv, scale, bias, rng, record)?;
                 context.transpose(1, 2)?.reshape((b_sz, q_len, d_model))?
             }
         };
         self.out_proj.forward(&context)
     }
 
-    /// Attention with Shaw et al.'s relative vectors, composed from candle operations (the
-    /// fused [`attention`] has no relative terms): `(b_sz, n_heads, q_len, head_dim)`.
+    /// Attention composed from candle operations, for what the fused [`attention`] cannot do:
+    /// Shaw et al.'s relative vectors, and recording the probabilities into `record`.
+    /// Returns `(b_sz, n_heads, q_len, head_dim)`.
     #[allow(clippy::too_many_arguments)]
-    fn relative_context(
+    fn composed_context(
         &self,
-        relative: &RelativePositions,
-        ids: &RelativeIds,
+        relative: Option<(&RelativePositions, &RelativeIds)>,
         queries: &Tensor,
         kv: &KeyValues,
         scale: f64,
         bias: Option<&Tensor>,
         rng: Option<&mut DropoutRng>,
+        record: Option<&mut Vec<Tensor>>,
     ) -> candle_core::Result<Tensor> {
         let queries = (queries * scale)?;
-        let score_bias = relative.score_bias(&queries, ids)?;
-        let scores = (queries.matmul(&kv.keys.t()?)? + score_bias)?;
-        let scores = match bias {
-            Some(bias) => scores.broadcast_add(bias)?,
-            None => scores,
-        };
-        let weights = self.dropout.forward(&softmax_last_dim(&scores)?, rng)?;
+        let mut scores = queries.matmul(&kv.keys.t()?)?;
+        if let Some((relative, ids)) = relative {
+            scores = (scores + relative.score_bias(&queries, ids)?)?;
+        }
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let probabilities = softmax_last_dim(&scores)?;
+        if let Some(record) = record {
+            record.push(probabilities.clone());
+        }
+        let weights = self.dropout.forward(&probabilities, rng)?;
         let context = weights.matmul(&kv.values)?;
-        match relative.value_term(&weights, ids)? {
-            Some(values) => context + values,
+        match relative {
+            Some((relative, ids)) => match relative.value_term(&weights, ids)? {
+                Some(values) => context + values,
+                None => Ok(context),
+            },
             None => Ok(context),
         }
     }

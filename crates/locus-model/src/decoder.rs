@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use crate::attention::{KeyValues, MultiHeadAttention};
+use crate::attention::{AttentionMaps, KeyValues, MultiHeadAttention};
 use crate::config::ModelConfig;
 use crate::dropout::DropoutRng;
 use crate::error::Result;
@@ -170,11 +170,13 @@ impl DecoderLayer {
     }
 
     /// Decodes `xs` attending to itself (through `self_bias`, and to the cached past when
-    /// `cache` is given) and to `memory`.
+    /// `cache` is given) and to `memory`. With `maps`, the self-attention and cross-attention
+    /// probabilities are pushed onto `maps.decoder` and `maps.cross`.
     ///
     /// # Shapes
     /// - `xs`: `(b_sz, tgt_len, d_model)`, the new positions only when decoding incrementally;
     /// - `self_bias`: broadcastable to `(b_sz, heads, tgt_len, past + tgt_len)`.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         xs: &Tensor,
@@ -183,6 +185,7 @@ impl DecoderLayer {
         memory: MemoryRef,
         mut cache: Option<&mut LayerCache>,
         mut rng: Option<&mut DropoutRng>,
+        mut maps: Option<&mut AttentionMaps>,
     ) -> candle_core::Result<Tensor> {
         let xs = self.residual.apply(&self.self_attn_norm, xs, rng.as_deref_mut(), |h, rng| {
             let mut kv = self.self_attn.key_values(h, positions)?;
@@ -192,7 +195,8 @@ impl DecoderLayer {
                 }
                 cache.self_kv = Some(kv.detach());
             }
-            self.self_attn.forward(h, &kv, Some(self_bias), positions, rng)
+            let record = maps.as_deref_mut().map(|maps| &mut maps.decoder);
+            self.self_attn.forward(h, &kv, Some(self_bias), positions, rng, record)
         })?;
         let xs = self.residual.apply(&self.cross_attn_norm, &xs, rng.as_deref_mut(), |h, rng| {
             let kv = match cache {
@@ -204,7 +208,8 @@ impl DecoderLayer {
                 }
                 None => self.cross_attn.key_values(memory.hidden, LayerPositions::default())?,
             };
-            self.cross_attn.forward(h, &kv, Some(memory.padding_bias), LayerPositions::default(), rng)
+            let record = maps.map(|maps| &mut maps.cross);
+            self.cross_attn.forward(h, &kv, Some(memory.padding_bias), LayerPositions::default(), rng, record)
         })?;
         self.residual.apply(&self.ffn_norm, &xs, rng, |h, rng| self.ffn.forward(h, rng))
     }
@@ -232,6 +237,7 @@ impl Decoder {
     /// positions decoded before and the cache grows by `tgt_len`. Without `cache`, while
     /// training (`rng` is `Some`), an absolute encoding with `position_shift` moves each
     /// sequence on by its own random shift (SHAPE); with `cache` positions are never shifted.
+    /// With `maps`, each layer's attention probabilities are pushed onto it.
     ///
     /// # Shapes
     /// `tokens`: `(b_sz, tgt_len, token_width)`; returns `(b_sz, tgt_len, d_model)`.
@@ -241,6 +247,7 @@ impl Decoder {
         memory: MemoryRef,
         mut cache: Option<&mut DecoderCache>,
         rng: Option<&mut DropoutRng>,
+        mut maps: Option<&mut AttentionMaps>,
     ) -> Result<Tensor> {
         let past = cache.as_deref().map_or(0, DecoderCache::offset);
         let tgt_len = tokens.dim(1)?;
@@ -264,7 +271,7 @@ impl Decoder {
             rng,
             |(i, layer, xs, bias, positions), rng| {
                 let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-                layer.forward(xs, bias, positions, memory, layer_cache, rng)
+                layer.forward(xs, bias, positions, memory, layer_cache, rng, maps.as_deref_mut())
             },
         )?;
         if let Some(cache) = cache {

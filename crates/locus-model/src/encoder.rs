@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use crate::attention::MultiHeadAttention;
+use crate::attention::{AttentionMaps, MultiHeadAttention};
 use crate::config::ModelConfig;
 use crate::dropout::DropoutRng;
 use crate::error::Result;
@@ -44,6 +44,9 @@ impl EncoderLayer {
         })
     }
 
+    /// The layer's output; with `maps`, its attention probabilities are pushed onto
+    /// `maps.encoder`.
+    ///
     /// # Shapes
     /// `xs`: `(b_sz, src_len, d_model)`; `bias` broadcastable to `(b_sz, heads, src_len, src_len)`.
     pub fn forward(
@@ -52,10 +55,11 @@ impl EncoderLayer {
         bias: Option<&Tensor>,
         positions: LayerPositions,
         mut rng: Option<&mut DropoutRng>,
+        maps: Option<&mut AttentionMaps>,
     ) -> candle_core::Result<Tensor> {
         let xs = self.residual.apply(&self.self_attn_norm, xs, rng.as_deref_mut(), |h, rng| {
             let kv = self.self_attn.key_values(h, positions)?;
-            self.self_attn.forward(h, &kv, bias, positions, rng)
+            self.self_attn.forward(h, &kv, bias, positions, rng, maps.map(|maps| &mut maps.encoder))
         })?;
         self.residual.apply(&self.ffn_norm, &xs, rng, |h, rng| self.ffn.forward(h, rng))
     }
@@ -83,6 +87,7 @@ impl Encoder {
         padding_bias: &Tensor,
         offset: usize,
         rng: Option<&mut DropoutRng>,
+        mut maps: Option<&mut AttentionMaps>,
     ) -> Result<Tensor> {
         let span = Span::same(tokens.dim(1)?, offset);
         self.run(
@@ -91,7 +96,9 @@ impl Encoder {
             padding_bias,
             SequenceStarts::Shiftable,
             rng,
-            |(_, layer, xs, bias, positions), rng| layer.forward(xs, Some(bias), positions, rng),
+            |(_, layer, xs, bias, positions), rng| {
+                layer.forward(xs, Some(bias), positions, rng, maps.as_deref_mut())
+            },
         )
     }
 }

@@ -33,6 +33,7 @@ pub mod stack;
 mod testing;
 pub mod transformer;
 
+pub use attention::AttentionMaps;
 pub use config::{Activation, ModelConfig, NormPosition, StackConfig};
 pub use dropout::{DropoutRng, DropoutRngState};
 pub use error::{ModelError, Result};

@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::attention::AttentionMaps;
 use crate::config::ModelConfig;
 use crate::decoder::{Decoder, DecoderCache, DecoderLayer, MemoryRef};
 use crate::dropout::DropoutRng;
@@ -242,9 +243,20 @@ impl Seq2Seq {
         if let Some(rng) = rng.as_deref_mut() {
             rng.seed_device(self.device())?;
         }
+        self.encode_recorded(src, offset, rng, None)
+    }
+
+    /// [`Seq2Seq::encode_shifted`], pushing each layer's attention probabilities onto `maps`.
+    fn encode_recorded(
+        &self,
+        src: &Tensor,
+        offset: usize,
+        rng: Option<&mut DropoutRng>,
+        maps: Option<&mut AttentionMaps>,
+    ) -> Result<Memory> {
         let padding_bias = padding_bias(src, self.tokens.pad, self.dtype())?;
         let tokens = (lookup(&self.embeddings.source, src)? * self.embed_scale)?;
-        let hidden = self.encoder.forward(&tokens, &padding_bias, offset, rng)?;
+        let hidden = self.encoder.forward(&tokens, &padding_bias, offset, rng, maps)?;
         Ok(Memory { hidden, padding_bias })
     }
 
@@ -266,9 +278,34 @@ impl Seq2Seq {
         if let Some(rng) = rng.as_deref_mut() {
             rng.seed_device(self.device())?;
         }
+        self.decode_recorded(tgt_in, memory, rng, None)
+    }
+
+    /// [`Seq2Seq::decode`], pushing each layer's attention probabilities onto `maps`.
+    fn decode_recorded(
+        &self,
+        tgt_in: &Tensor,
+        memory: &Memory,
+        rng: Option<&mut DropoutRng>,
+        maps: Option<&mut AttentionMaps>,
+    ) -> Result<Tensor> {
         let tokens = (lookup(&self.embeddings.target, tgt_in)? * self.embed_scale)?;
-        let hidden = self.decoder.forward(&tokens, memory.as_ref(), None, rng)?;
+        let hidden = self.decoder.forward(&tokens, memory.as_ref(), None, rng, maps)?;
         self.project(&hidden)
+    }
+
+    /// The attention probabilities of the inference pass that encodes `src` and decodes
+    /// `tgt_in` with teacher forcing (what the model attends to when it translates `src` into
+    /// the target `tgt_in` continues), with the logits of that pass.
+    ///
+    /// # Shapes
+    /// `src`: `(b_sz, src_len)`, `tgt_in`: `(b_sz, tgt_len)` `u32` ids (see [`AttentionMaps`]
+    /// for the maps); the logits are `(b_sz, tgt_len, vocab)`.
+    pub fn attention_maps(&self, src: &Tensor, tgt_in: &Tensor) -> Result<(AttentionMaps, Tensor)> {
+        let mut maps = AttentionMaps::default();
+        let memory = self.encode_recorded(src, 0, None, Some(&mut maps))?;
+        let logits = self.decode_recorded(tgt_in, &memory, None, Some(&mut maps))?;
+        Ok((maps, logits))
     }
 
     /// Encodes `src` and decodes `tgt_in` with teacher forcing: `(b_sz, tgt_len, vocab)` logits.
@@ -306,7 +343,7 @@ impl Seq2Seq {
     /// `tokens`: `(b_sz, 1)`; returns `(b_sz, vocab)`.
     pub fn decode_step(&self, tokens: &Tensor, memory: &Memory, cache: &mut DecoderCache) -> Result<Tensor> {
         let tokens = (lookup(&self.embeddings.target, tokens)? * self.embed_scale)?;
-        let hidden = self.decoder.forward(&tokens, memory.as_ref(), Some(cache), None)?;
+        let hidden = self.decoder.forward(&tokens, memory.as_ref(), Some(cache), None, None)?;
         Ok(self.project(&hidden)?.squeeze(1)?)
     }
 }

@@ -228,6 +228,20 @@ impl<'a> Translator<'a> {
         Ok((tokens, LineTranslation { translations: vec![empty], source_len, cropped }))
     }
 
+    /// The tokens (EOS excluded) of the best translation of the source `tokens` (from
+    /// [`source`](Self::source), EOS excluded) under this translator's search and limits: the
+    /// output [`translate`](Self::translate) detokenizes, as tokens.
+    pub fn best_tokens(&self, tokens: &[u32]) -> Result<Vec<u32>> {
+        let row: Vec<u32> = tokens.iter().copied().chain([self.model.tokens().eos]).collect();
+        let src = pad_rows(&[row], self.model.tokens().pad, self.model.device())?;
+        let best = self
+            .search_batch(&src, &[tokens.len()], &[0])?
+            .into_iter()
+            .next()
+            .and_then(|hyps| hyps.into_iter().next());
+        Ok(best.map(|hyp| hyp.tokens).unwrap_or_default())
+    }
+
     /// An empty batch for continuous greedy decoding with this translator's model: sentences
     /// join it by [`admit`](Self::admit) and leave it as they end.
     pub fn running_batch<Id: Copy>(&self) -> Result<RunningBatch<'a, Id>> {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod attention;
 pub mod average;
 pub mod bench;
 pub mod evaluate;

@@ -130,5 +130,6 @@ fn heatmap(table: PositionTable) -> Result<Heatmap> {
         x_label: table.x_label.into(),
         y_label: table.y_label.into(),
         values: table.values.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+        ..Default::default()
     })
 }

@@ -27,6 +27,11 @@ pub struct Heatmap {
     pub y_label: String,
     /// The matrix, row by row; all rows must have the same, non-zero length.
     pub values: Vec<Vec<f32>>,
+    /// A label per column (tokens, say), drawn upwards under the panel; empty: the column
+    /// indices.
+    pub x_ticks: Vec<String>,
+    /// A label per row, drawn left of the panel; empty: the row indices.
+    pub y_ticks: Vec<String>,
 }
 
 /// Width in pixels of one panel of the grid (the canvas is `columns * PANEL_WIDTH` wide).
@@ -40,6 +45,12 @@ const MARGIN_LEFT: i32 = 58;
 const MARGIN_RIGHT: i32 = 100;
 const MARGIN_TOP: i32 = 38;
 const MARGIN_BOTTOM: i32 = 52;
+/// The widest a row or column label may be (longer ones shrink, then are cut short), and the
+/// space the grid adds left of (below) every panel when some panel labels its rows (columns).
+const TICK_LABEL_WIDTH: i32 = 72;
+/// Labelled rows and columns are labelled one by one while cells are at least this many
+/// pixels; on smaller cells, every so many.
+const MIN_LABELLED_CELL: usize = 12;
 /// Gap between the plot area and the colour bar, and the bar's width.
 const BAR_GAP: i32 = 14;
 const BAR_WIDTH: i32 = 14;
@@ -55,16 +66,22 @@ const MAX_VECTOR_CELLS: usize = 128 * 128;
 ///
 /// Non-finite values (NaN, ±inf, e.g. masked attention scores) are left out of the colour scale and
 /// drawn in a light grey, with a legend entry under the colour bar. Each panel takes 420 x 380
-/// pixels; with fewer panels than `columns`, the grid has only as many columns as panels. Large
-/// matrices are drawn at one pixel per screen pixel, each pixel showing the mean of the cells it
-/// covers.
+/// pixels, plus [`TICK_LABEL_WIDTH`] left (below) when some panel has row (column) labels; with
+/// fewer panels than `columns`, the grid has only as many columns as panels. Large matrices are
+/// drawn at one pixel per screen pixel, each pixel showing the mean of the cells it covers.
 ///
 /// # Errors
-/// When there are no panels, `columns` is 0, a panel has no values or ragged rows, the extension is
-/// not .svg or .png, or the file cannot be written.
+/// When there are no panels, `columns` is 0, a panel has no values or ragged rows, labels that
+/// do not match its rows or columns, the extension is not .svg or .png, or the file cannot be
+/// written.
 pub fn draw_heatmaps(panels: &[Heatmap], columns: usize, out: &Path) -> Result<()> {
     validate(panels, columns)?;
-    render(&Grid { panels, columns: columns.min(panels.len()) }, out, "heatmaps")
+    let space_if = |labelled: bool| if labelled { TICK_LABEL_WIDTH } else { 0 };
+    let extra = Extra {
+        left: space_if(panels.iter().any(|panel| !panel.y_ticks.is_empty())),
+        bottom: space_if(panels.iter().any(|panel| !panel.x_ticks.is_empty())),
+    };
+    render(&Grid { panels, columns: columns.min(panels.len()), extra }, out, "heatmaps")
 }
 
 /// Checks the panel list and the grid width.
@@ -79,6 +96,15 @@ fn validate(panels: &[Heatmap], columns: usize) -> Result<()> {
         ensure!(!first.is_empty(), "{name} has no values (zero columns)");
         if let Some((r, row)) = panel.values.iter().enumerate().find(|(_, row)| row.len() != first.len()) {
             bail!("{name} has ragged rows: row 0 has {} values but row {r} has {}", first.len(), row.len());
+        }
+        for (axis, ticks, len) in
+            [("column", &panel.x_ticks, first.len()), ("row", &panel.y_ticks, panel.values.len())]
+        {
+            ensure!(
+                ticks.is_empty() || ticks.len() == len,
+                "{name} has {} {axis} labels for {len} {axis}s",
+                ticks.len()
+            );
         }
     }
     Ok(())
@@ -95,27 +121,44 @@ struct PanelLayout {
     bar: Rect,
 }
 
-fn panel_layout(index: usize, columns: usize) -> PanelLayout {
-    let panel = grid_cell(index, columns, (PANEL_WIDTH, PANEL_HEIGHT));
+/// Pixels every panel of a grid gets beyond [`PANEL_WIDTH`] × [`PANEL_HEIGHT`] for row and
+/// column labels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Extra {
+    left: i32,
+    bottom: i32,
+}
+
+impl Extra {
+    /// The size of a panel with this extra space.
+    fn panel_size(self) -> (u32, u32) {
+        (PANEL_WIDTH + self.left as u32, PANEL_HEIGHT + self.bottom as u32)
+    }
+}
+
+fn panel_layout(index: usize, columns: usize, extra: Extra) -> PanelLayout {
+    let panel = grid_cell(index, columns, extra.panel_size());
     let plot = Rect {
-        x0: panel.x0 + MARGIN_LEFT,
+        x0: panel.x0 + MARGIN_LEFT + extra.left,
         y0: panel.y0 + MARGIN_TOP,
         x1: panel.x1 - MARGIN_RIGHT,
-        y1: panel.y1 - MARGIN_BOTTOM,
+        y1: panel.y1 - MARGIN_BOTTOM - extra.bottom,
     };
     let bar = Rect { x0: plot.x1 + BAR_GAP, y0: plot.y0, x1: plot.x1 + BAR_GAP + BAR_WIDTH, y1: plot.y1 };
     PanelLayout { panel, plot, bar }
 }
 
-/// The panels and the number of grid columns (at most the number of panels).
+/// The panels, the number of grid columns (at most the number of panels) and the space for
+/// labels.
 struct Grid<'a> {
     panels: &'a [Heatmap],
     columns: usize,
+    extra: Extra,
 }
 
 impl Figure for Grid<'_> {
     fn size(&self) -> (u32, u32) {
-        grid_size(self.panels.len(), self.columns, (PANEL_WIDTH, PANEL_HEIGHT))
+        grid_size(self.panels.len(), self.columns, self.extra.panel_size())
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, format: Format) -> Result<()>
@@ -124,7 +167,7 @@ impl Figure for Grid<'_> {
     {
         root.fill(&WHITE)?;
         for (i, panel) in self.panels.iter().enumerate() {
-            draw_panel(root, panel, panel_layout(i, self.columns), format)?;
+            draw_panel(root, panel, panel_layout(i, self.columns, self.extra), format)?;
         }
         Ok(())
     }
@@ -164,24 +207,42 @@ where
     }
     frame(root, plot)?;
 
-    // Ticks and tick labels (cell indices, at cell centres).
-    let x_ticks = ticks(ncols, (w / (digits(ncols - 1) * 7 + 18)).max(2));
+    // Ticks and tick labels (the panel's labels or the cell indices, at cell centres).
+    let x_ticks = match panel.x_ticks.is_empty() {
+        true => ticks(ncols, (w / (digits(ncols - 1) * 7 + 18)).max(2)),
+        false => ticks(ncols, (w / MIN_LABELLED_CELL).max(2)),
+    };
     for c in x_ticks {
         let x = plot.x0 + ((c as f64 + 0.5) * w as f64 / ncols as f64) as i32;
         line(root, (x, plot.y1), (x, plot.y1 + 4))?;
         let index = c.to_string();
-        Label::new(&index, TICK_SIZE, HAlign::Center, VAlign::Top).draw(root, (x, plot.y1 + 7), format)?;
+        let label = match panel.x_ticks.get(c) {
+            Some(text) => {
+                Label { h: HAlign::Right, rotate: true, ..Label::fitted(text, TICK_SIZE, TICK_LABEL_WIDTH)? }
+            }
+            None => Label::new(&index, TICK_SIZE, HAlign::Center, VAlign::Top),
+        };
+        label.draw(root, (x, plot.y1 + 7), format)?;
     }
-    for r in ticks(nrows, (h / 24).max(2)) {
+    let y_ticks = match panel.y_ticks.is_empty() {
+        true => ticks(nrows, (h / 24).max(2)),
+        false => ticks(nrows, (h / MIN_LABELLED_CELL).max(2)),
+    };
+    for r in y_ticks {
         let y = plot.y0 + ((r as f64 + 0.5) * h as f64 / nrows as f64) as i32;
         line(root, (plot.x0 - 5, y), (plot.x0 - 1, y))?;
         let index = r.to_string();
-        Label::new(&index, TICK_SIZE, HAlign::Right, VAlign::Center).draw(root, (plot.x0 - 8, y), format)?;
+        let label = match panel.y_ticks.get(r) {
+            Some(text) => Label { h: HAlign::Right, ..Label::fitted(text, TICK_SIZE, TICK_LABEL_WIDTH)? },
+            None => Label::new(&index, TICK_SIZE, HAlign::Right, VAlign::Center),
+        };
+        label.draw(root, (plot.x0 - 8, y), format)?;
     }
 
     // Axis labels and title, shrunk to fit when long.
     let x_label = Label::fitted(&panel.x_label, LABEL_SIZE, plot.width() + 40)?;
-    x_label.draw(root, ((plot.x0 + plot.x1) / 2, plot.y1 + 35), format)?;
+    let below = if panel.x_ticks.is_empty() { 35 } else { TICK_LABEL_WIDTH + 20 };
+    x_label.draw(root, ((plot.x0 + plot.x1) / 2, plot.y1 + below), format)?;
     let y_label = Label { rotate: true, ..Label::fitted(&panel.y_label, LABEL_SIZE, plot.height())? };
     y_label.draw(root, (area.x0 + 14, (plot.y0 + plot.y1) / 2), format)?;
     let title = Label::fitted(&panel.title, TITLE_SIZE, area.width() - 16)?;
@@ -312,7 +373,13 @@ mod tests {
     use super::*;
 
     fn panel(title: &str, values: Vec<Vec<f32>>) -> Heatmap {
-        Heatmap { title: title.into(), x_label: "column".into(), y_label: "row".into(), values }
+        Heatmap {
+            title: title.into(),
+            x_label: "column".into(),
+            y_label: "row".into(),
+            values,
+            ..Default::default()
+        }
     }
 
     fn ramp(rows: usize, cols: usize) -> Vec<Vec<f32>> {
@@ -332,7 +399,7 @@ mod tests {
         (nrows, ncols): (usize, usize),
         (row, col): (usize, usize),
     ) -> (u32, u32) {
-        let plot = panel_layout(index, columns).plot;
+        let plot = panel_layout(index, columns, Extra::default()).plot;
         let x = plot.x0 + ((col as f64 + 0.5) * plot.width() as f64 / ncols as f64) as i32;
         let y = plot.y0 + ((row as f64 + 0.5) * plot.height() as f64 / nrows as f64) as i32;
         (x as u32, y as u32)
@@ -406,7 +473,7 @@ mod tests {
         // The unused fourth slot of the grid stays white.
         assert_eq!(img.get_pixel(PANEL_WIDTH + 200, PANEL_HEIGHT + 200).0, [255, 255, 255]);
         // The colour bar's top and bottom rows are the map's ends.
-        let bar = panel_layout(0, 2).bar;
+        let bar = panel_layout(0, 2, Extra::default()).bar;
         let x = ((bar.x0 + bar.x1) / 2) as u32;
         assert_eq!(img.get_pixel(x, bar.y0 as u32).0, seq.top());
         assert_eq!(img.get_pixel(x, (bar.y1 - 1) as u32).0, seq.bottom());
@@ -444,7 +511,7 @@ mod tests {
         let stripes: Vec<Vec<f32>> = (0..512).map(|_| (0..512).map(|c| (c % 2) as f32).collect()).collect();
         draw_heatmaps(&[panel("stripes", stripes)], 1, &out).unwrap();
         let img = read_png(&out);
-        let plot = panel_layout(0, 1).plot;
+        let plot = panel_layout(0, 1, Extra::default()).plot;
         let map = ColorMap::Sequential;
         let allowed = [map.at(1.0 / 3.0), map.at(0.5), map.at(2.0 / 3.0)];
         for x in plot.x0..plot.x1 {
@@ -498,7 +565,7 @@ mod tests {
         assert_eq!(grid_size(1, 3, (PANEL_WIDTH, PANEL_HEIGHT)), (PANEL_WIDTH, PANEL_HEIGHT));
         assert_eq!(grid_size(3, 2, (PANEL_WIDTH, PANEL_HEIGHT)), (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT));
         assert_eq!(grid_size(2, 5, (PANEL_WIDTH, PANEL_HEIGHT)), (2 * PANEL_WIDTH, PANEL_HEIGHT));
-        assert_eq!(panel_layout(3, 2).panel, Rect { x0: 420, y0: 380, x1: 840, y1: 760 });
+        assert_eq!(panel_layout(3, 2, Extra::default()).panel, Rect { x0: 420, y0: 380, x1: 840, y1: 760 });
     }
 
     #[test]
