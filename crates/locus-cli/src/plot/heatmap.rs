@@ -208,11 +208,9 @@ where
     frame(root, plot)?;
 
     // Ticks and tick labels (the panel's labels or the cell indices, at cell centres).
-    let x_ticks = match panel.x_ticks.is_empty() {
-        true => ticks(ncols, (w / (digits(ncols - 1) * 7 + 18)).max(2)),
-        false => ticks(ncols, (w / MIN_LABELLED_CELL).max(2)),
-    };
-    for c in x_ticks {
+    let column_spacing =
+        if panel.x_ticks.is_empty() { digits(ncols - 1) * 7 + 18 } else { MIN_LABELLED_CELL };
+    for c in ticks(ncols, (w / column_spacing).max(2)) {
         let x = plot.x0 + ((c as f64 + 0.5) * w as f64 / ncols as f64) as i32;
         line(root, (x, plot.y1), (x, plot.y1 + 4))?;
         let index = c.to_string();
@@ -224,11 +222,8 @@ where
         };
         label.draw(root, (x, plot.y1 + 7), format)?;
     }
-    let y_ticks = match panel.y_ticks.is_empty() {
-        true => ticks(nrows, (h / 24).max(2)),
-        false => ticks(nrows, (h / MIN_LABELLED_CELL).max(2)),
-    };
-    for r in y_ticks {
+    let row_spacing = if panel.y_ticks.is_empty() { 24 } else { MIN_LABELLED_CELL };
+    for r in ticks(nrows, (h / row_spacing).max(2)) {
         let y = plot.y0 + ((r as f64 + 0.5) * h as f64 / nrows as f64) as i32;
         line(root, (plot.x0 - 5, y), (plot.x0 - 1, y))?;
         let index = r.to_string();
