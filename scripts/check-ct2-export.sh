@@ -3,7 +3,8 @@
 # test_2016_flickr (German→English) with CTranslate2 (Python API, tokenized with the
 # checkpoint's tokenizer.json through the `tokenizers` package) and with Locus, greedy and with
 # beam 4, on the same number of threads, and prints the share of identical output lines, BLEU of
-# each (sacreBLEU) and sentences/s of each; then BLEU of the int8 export (greedy). Locus runs with
+# each (sacreBLEU) and sentences/s of each; then the same for Locus's int8 decoding
+# (`--quantize int8`) against the int8 export (`--quantization int8`). Locus runs with
 # its default workers (one per thread); CTranslate2 is timed both ways it splits threads: one
 # translator on all of them (inter_threads 1, intra_threads THREADS) and one translator per thread
 # (inter_threads THREADS, intra_threads 1, the batches submitted at once).
@@ -37,11 +38,13 @@ zcat -f "$src" > "$work/src.txt"
 zcat -f "$ref" > "$work/ref.txt"
 
 now() { date +%s.%N; }
-for beam in 1 4; do
-  start=$(now)
-  "$locus" --threads "$threads" translate --checkpoint "$checkpoint" --beam "$beam" \
-    --input "$work/src.txt" --output "$work/locus.beam$beam.txt"
-  echo "$(now) - $start" | bc > "$work/locus.beam$beam.seconds"
+for quantize in none int8; do
+  for beam in 1 4; do
+    start=$(now)
+    "$locus" --threads "$threads" translate --checkpoint "$checkpoint" --beam "$beam" --quantize "$quantize" \
+      --input "$work/src.txt" --output "$work/locus.$quantize.beam$beam.txt"
+    echo "$(now) - $start" | bc > "$work/locus.$quantize.beam$beam.seconds"
+  done
 done
 
 "$venv/bin/python" - "$checkpoint" "$work" "$threads" <<'PY'
@@ -89,20 +92,17 @@ def bleu(hyps):
 
 
 print(f"checkpoint {checkpoint}: {len(lines)} sentences, {threads} threads, CTranslate2 {ctranslate2.__version__}")
-print(f"| search | identical lines | BLEU Locus | BLEU CTranslate2 | sent/s Locus | sent/s CTranslate2 1×{threads} | sent/s CTranslate2 {threads}×1 |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-for beam in (1, 4):
-    locus = open(f"{work}/locus.beam{beam}.txt", encoding="utf-8").read().split("\n")[: len(lines)]
-    locus_s = float(open(f"{work}/locus.beam{beam}.seconds").read())
-    ct2, ct2_s = translate(f"{work}/ct2", beam)
-    ct2_workers, ct2_workers_s = translate(f"{work}/ct2", beam, inter_threads=threads)
-    assert ct2_workers == ct2, "CTranslate2's output depends on its threads"
-    same = sum(a == b for a, b in zip(locus, ct2)) / len(lines)
-    name = "greedy" if beam == 1 else f"beam {beam}"
-    print(f"| {name} | {100 * same:.1f}% | {bleu(locus):.2f} | {bleu(ct2):.2f} | "
-          f"{len(lines) / locus_s:.1f} | {len(lines) / ct2_s:.1f} | {len(lines) / ct2_workers_s:.1f} |")
-int8, int8_s = translate(f"{work}/ct2-int8", 1)
-_, int8_workers_s = translate(f"{work}/ct2-int8", 1, inter_threads=threads)
-print(f"int8 (greedy): BLEU {bleu(int8):.2f}, {len(lines) / int8_s:.1f} sent/s 1×{threads}, "
-      f"{len(lines) / int8_workers_s:.1f} sent/s {threads}×1")
+print(f"| weights | search | identical lines | BLEU Locus | BLEU CTranslate2 | sent/s Locus | sent/s CTranslate2 1×{threads} | sent/s CTranslate2 {threads}×1 |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for quantize, model, weights in (("none", "ct2", "f32"), ("int8", "ct2-int8", "int8")):
+    for beam in (1, 4):
+        locus = open(f"{work}/locus.{quantize}.beam{beam}.txt", encoding="utf-8").read().split("\n")[: len(lines)]
+        locus_s = float(open(f"{work}/locus.{quantize}.beam{beam}.seconds").read())
+        ct2, ct2_s = translate(f"{work}/{model}", beam)
+        ct2_workers, ct2_workers_s = translate(f"{work}/{model}", beam, inter_threads=threads)
+        assert ct2_workers == ct2, "CTranslate2's output depends on its threads"
+        same = sum(a == b for a, b in zip(locus, ct2)) / len(lines)
+        name = "greedy" if beam == 1 else f"beam {beam}"
+        print(f"| {weights} | {name} | {100 * same:.1f}% | {bleu(locus):.2f} | {bleu(ct2):.2f} | "
+              f"{len(lines) / locus_s:.1f} | {len(lines) / ct2_s:.1f} | {len(lines) / ct2_workers_s:.1f} |")
 PY

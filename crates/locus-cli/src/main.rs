@@ -13,6 +13,7 @@ mod job;
 mod plot;
 mod pool;
 mod progress;
+mod quantize_args;
 mod search_args;
 mod serve;
 

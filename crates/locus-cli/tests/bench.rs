@@ -68,6 +68,8 @@ fn bench_train_and_translate_report_their_figures() {
         "2",
         "--workers",
         "2",
+        "--quantize",
+        "int8",
         "--json",
         "--device",
         "cpu",
@@ -75,6 +77,7 @@ fn bench_train_and_translate_report_their_figures() {
     assert!(out.status.success(), "{}", stderr(&out));
     let record = last_json(&out.stdout);
     assert_eq!(record["sentences"], 200);
+    assert_eq!(record["quantize"], "int8");
     assert_eq!(record["workers"], 2);
     assert!(record["latency_p95_s"].as_f64().unwrap() >= record["latency_p50_s"].as_f64().unwrap());
     assert!(record["generated_tokens_per_s"].as_f64().unwrap() > 0.0);

@@ -1,7 +1,8 @@
 //! `locus translate` and `locus evaluate` with the search options: n-best lists and scores in
 //! both output formats, seeded sampling, answers streamed line by line from a pipe, clear
 //! errors for contradictory options and incompatible checkpoints, and several checkpoints
-//! scored in one table; `locus attention` draws what the model attends to.
+//! scored in one table; `--quantize int8` decodes with the int8 model; `locus attention`
+//! draws what the model attends to.
 
 mod common;
 
@@ -69,6 +70,35 @@ fn nbest_scores_formats_and_sampling() {
     let sampled =
         |seed: &str| translate(&best, &input, &["--sample", "--nbest", "2", "--seed", seed, "--top-k", "5"]);
     assert_eq!(sampled("3"), sampled("3"));
+}
+
+/// `--quantize int8` reaches the model: `translate` scores its translations with int8 products
+/// (close to the f32 scores, and not equal), `evaluate` scores with it, and an unknown
+/// quantization is refused naming the value.
+#[test]
+fn int8_decoding_scores_close_to_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained_run(dir.path());
+    let input = dir.path().join("input.de");
+    std::fs::write(&input, "ein hund läuft\nzwei kinder spielen ball\n").unwrap();
+    let best = run.join("best");
+    let scores = |extra: &[&str]| -> Vec<f64> {
+        let text = translate(&best, &input, &[&["--scores", "--max-len", "1"], extra].concat());
+        text.lines().map(|line| line.split('\t').next().unwrap().parse().unwrap()).collect()
+    };
+    // One output token each (--max-len 1), so both score the same tokens.
+    let (f32, int8) = (scores(&[]), scores(&["--quantize", "int8"]));
+    for (a, b) in f32.iter().zip(&int8) {
+        assert!(a != b && (a - b).abs() < 0.05 * a.abs().max(1.0), "f32 {f32:?}, int8 {int8:?}");
+    }
+    let (checkpoint, input) = (best.display().to_string(), input.display().to_string());
+    let evaluate =
+        ["evaluate", "--device", "cpu", "--checkpoint", &checkpoint, "--src", &input, "--ref", &input];
+    let out = locus(&[&evaluate[..], &["--quantize", "int8", "--json"]].concat());
+    assert!(out.status.success(), "evaluate --quantize int8 failed: {}", stderr(&out));
+    let out = locus(&[&evaluate[..], &["--quantize", "int4"]].concat());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("invalid value 'int4' for '--quantize"), "{}", stderr(&out));
 }
 
 #[test]

@@ -16,7 +16,7 @@ use candle_nn::{Init, VarBuilder};
 
 use crate::config::ModelConfig;
 use crate::dropout::{Dropout, DropoutRng};
-use crate::linear::Linear;
+use crate::linear::{Linear, Quantization};
 use crate::ops::{attention, softmax_last_dim};
 use crate::positional::{LayerPositions, RelativeIds, RelativePositions};
 
@@ -143,13 +143,13 @@ impl MultiHeadAttention {
         })
     }
 
-    /// This attention with its projections laid out for decoding ([`Linear::for_inference`]).
-    pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
+    /// This attention with its projections laid out, or quantized, for decoding ([`Linear::for_inference`]).
+    pub(crate) fn for_inference(&self, quantization: Quantization) -> candle_core::Result<Self> {
         Ok(Self {
-            q_proj: self.q_proj.for_inference()?,
-            k_proj: self.k_proj.for_inference()?,
-            v_proj: self.v_proj.for_inference()?,
-            out_proj: self.out_proj.for_inference()?,
+            q_proj: self.q_proj.for_inference(quantization)?,
+            k_proj: self.k_proj.for_inference(quantization)?,
+            v_proj: self.v_proj.for_inference(quantization)?,
+            out_proj: self.out_proj.for_inference(quantization)?,
             ..self.clone()
         })
     }

@@ -8,6 +8,7 @@ use crate::config::ModelConfig;
 use crate::dropout::DropoutRng;
 use crate::error::Result;
 use crate::feed_forward::FeedForward;
+use crate::linear::Quantization;
 use crate::norm::LayerNorm;
 use crate::positional::{LayerPositions, Span};
 use crate::residual::Residual;
@@ -35,11 +36,11 @@ impl EncoderLayer {
         })
     }
 
-    /// This layer with its linear layers laid out for decoding ([`Linear::for_inference`]).
-    pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
+    /// This layer with its linear layers laid out, or quantized, for decoding ([`Linear::for_inference`]).
+    pub(crate) fn for_inference(&self, quantization: Quantization) -> candle_core::Result<Self> {
         Ok(Self {
-            self_attn: self.self_attn.for_inference()?,
-            ffn: self.ffn.for_inference()?,
+            self_attn: self.self_attn.for_inference(quantization)?,
+            ffn: self.ffn.for_inference(quantization)?,
             ..self.clone()
         })
     }

@@ -5,7 +5,7 @@ use candle_nn::VarBuilder;
 
 use crate::config::{Activation, ModelConfig};
 use crate::dropout::{Dropout, DropoutRng};
-use crate::linear::Linear;
+use crate::linear::{Linear, Quantization};
 
 /// Two linear maps around a non-linearity, applied to every position independently.
 #[derive(Debug, Clone)]
@@ -27,9 +27,13 @@ impl FeedForward {
         })
     }
 
-    /// This block with its layers laid out for decoding ([`Linear::for_inference`]).
-    pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
-        Ok(Self { fc1: self.fc1.for_inference()?, fc2: self.fc2.for_inference()?, ..self.clone() })
+    /// This block with its layers laid out, or quantized, for decoding ([`Linear::for_inference`]).
+    pub(crate) fn for_inference(&self, quantization: Quantization) -> candle_core::Result<Self> {
+        Ok(Self {
+            fc1: self.fc1.for_inference(quantization)?,
+            fc2: self.fc2.for_inference(quantization)?,
+            ..self.clone()
+        })
     }
 
     /// # Shapes

@@ -38,6 +38,7 @@ pub use config::{Activation, ModelConfig, NormPosition, StackConfig};
 pub use dropout::{DropoutRng, DropoutRngState};
 pub use error::{ModelError, Result};
 pub use init::SeededVarMap;
+pub use linear::Quantization;
 pub use positional::{PositionalConfig, PositionalEncoding};
 pub use search::beam::{beam_search, BeamOptions};
 pub use search::continuous::{Admission, Finished, RunningBatch};

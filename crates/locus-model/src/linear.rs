@@ -1,18 +1,43 @@
 //! Fully connected layers: `y = x Wᵀ + b`.
 
+use std::sync::Arc;
+
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 use crate::ops;
 
+/// How a model for decoding stores its linear layers ([`Seq2Seq::for_inference`]).
+///
+/// [`Seq2Seq::for_inference`]: crate::Seq2Seq::for_inference
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::Display)]
+#[strum(serialize_all = "lowercase")]
+pub enum Quantization {
+    /// The weights as trained.
+    #[default]
+    None,
+    /// Weights in 8 bits per output channel, inputs quantized per row at each product, on the
+    /// CPU ([`ops::Int8Linear`]).
+    Int8,
+}
+
 /// A linear layer with a bias, applied to the last dimension; it runs as the fused
-/// [`linear`](crate::ops::linear) operation.
+/// [`linear`](crate::ops::linear) operation, or as an [`ops::Int8Linear`].
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// `(out_dim, in_dim)`.
-    weight: Tensor,
-    /// `(out_dim,)`.
-    bias: Tensor,
+    weights: Weights,
+}
+
+/// A linear layer's parameters.
+#[derive(Debug, Clone)]
+enum Weights {
+    Float {
+        /// `(out_dim, in_dim)`.
+        weight: Tensor,
+        /// `(out_dim,)`.
+        bias: Tensor,
+    },
+    Int8(Arc<ops::Int8Linear>),
 }
 
 impl Linear {
@@ -54,39 +79,71 @@ impl Linear {
     ) -> candle_core::Result<Self> {
         let weight = vb.get_with_hints((out_dim, in_dim), "weight", weight)?;
         let bias = vb.get_with_hints(out_dim, "bias", bias)?;
-        Ok(Self { weight, bias })
+        Ok(Self { weights: Weights::Float { weight, bias } })
     }
 
-    /// This layer with its weight in the layout the fused op reads fastest when decoding
-    /// ([`ops::decoding_layout`]: a column-major copy on the CPU). The copy does not follow
-    /// later updates of the weight.
-    pub(crate) fn for_inference(&self) -> candle_core::Result<Self> {
-        Ok(Self { weight: ops::decoding_layout(&self.weight)?, bias: self.bias.clone() })
+    /// This layer for decoding: with [`Quantization::None`], its weight in the layout the fused
+    /// op reads fastest when decoding ([`ops::decoding_layout`]: a column-major copy on the
+    /// CPU); with [`Quantization::Int8`], quantized. The copy does not follow later updates of
+    /// the weight.
+    ///
+    /// # Errors
+    /// Int8 on a device other than the CPU.
+    pub(crate) fn for_inference(&self, quantization: Quantization) -> candle_core::Result<Self> {
+        let Weights::Float { weight, bias } = &self.weights else {
+            return Ok(self.clone());
+        };
+        let weights = match quantization {
+            Quantization::None => {
+                Weights::Float { weight: ops::decoding_layout(weight)?, bias: bias.clone() }
+            }
+            Quantization::Int8 => Weights::Int8(Arc::new(ops::Int8Linear::quantize(weight, Some(bias))?)),
+        };
+        Ok(Self { weights })
     }
 
     /// Width of the output.
     pub fn out_dim(&self) -> usize {
-        self.bias.elem_count()
+        match &self.weights {
+            Weights::Float { bias, .. } => bias.elem_count(),
+            Weights::Int8(layer) => layer.out_dim(),
+        }
     }
 
     /// # Shapes
     /// `xs`: `(..., in_dim)`; returns `(..., out_dim)`.
     pub fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        ops::linear(xs, &self.weight, &self.bias)
+        match &self.weights {
+            Weights::Float { weight, bias } => ops::linear(xs, weight, bias),
+            Weights::Int8(layer) => layer.forward(xs, false),
+        }
     }
 
     /// `forward(xs)` split into `heads`: `(b, t, in_dim)` to `(b, heads, t, out_dim / heads)`.
     pub fn forward_heads(&self, xs: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
-        ops::linear_heads(xs, &self.weight, &self.bias, heads)
+        match &self.weights {
+            Weights::Float { weight, bias } => ops::linear_heads(xs, weight, bias, heads),
+            Weights::Int8(layer) => {
+                let (b, time, _) = xs.dims3()?;
+                layer.forward(xs, false)?.reshape((b, time, heads, ()))?.transpose(1, 2)?.contiguous()
+            }
+        }
     }
 
-    /// `dropout(relu(forward(xs)))` as one operation, with `dropout` a mask over the output.
+    /// `dropout(relu(forward(xs)))` as one operation, with `dropout` a mask over the output
+    /// (an int8 layer decodes, so it has no dropout).
     pub fn forward_relu(
         &self,
         xs: &Tensor,
         dropout: Option<&ops::DropoutMask>,
     ) -> candle_core::Result<Tensor> {
-        ops::linear_relu(xs, &self.weight, &self.bias, dropout)
+        match &self.weights {
+            Weights::Float { weight, bias } => ops::linear_relu(xs, weight, bias, dropout),
+            Weights::Int8(_) if dropout.is_some() => {
+                candle_core::bail!("an int8 linear layer is for decoding, not for training with dropout")
+            }
+            Weights::Int8(layer) => layer.forward(xs, true),
+        }
     }
 }
 
@@ -95,14 +152,48 @@ mod tests {
     use super::*;
     use crate::testing::random;
 
+    fn float(layer: &Linear) -> (&Tensor, &Tensor) {
+        match &layer.weights {
+            Weights::Float { weight, bias } => (weight, bias),
+            Weights::Int8(_) => panic!("an int8 layer"),
+        }
+    }
+
     /// The copy for inference holds the same weight in column-major storage, and the same bias.
     #[test]
     fn the_inference_copy_stores_the_weight_by_columns() {
-        let layer = Linear { weight: random((3, 4), 1).unwrap(), bias: random(3, 2).unwrap() };
-        let copy = layer.for_inference().unwrap();
-        assert!(layer.weight.is_contiguous());
-        assert!(!copy.weight.is_contiguous() && copy.weight.t().unwrap().is_contiguous());
-        assert_eq!(copy.weight.to_vec2::<f64>().unwrap(), layer.weight.to_vec2::<f64>().unwrap());
-        assert_eq!(copy.bias.to_vec1::<f64>().unwrap(), layer.bias.to_vec1::<f64>().unwrap());
+        let layer = Linear {
+            weights: Weights::Float { weight: random((3, 4), 1).unwrap(), bias: random(3, 2).unwrap() },
+        };
+        let copy = layer.for_inference(Quantization::None).unwrap();
+        let ((weight, bias), (copy_weight, copy_bias)) = (float(&layer), float(&copy));
+        assert!(weight.is_contiguous());
+        assert!(!copy_weight.is_contiguous() && copy_weight.t().unwrap().is_contiguous());
+        assert_eq!(copy_weight.to_vec2::<f64>().unwrap(), weight.to_vec2::<f64>().unwrap());
+        assert_eq!(copy_bias.to_vec1::<f64>().unwrap(), bias.to_vec1::<f64>().unwrap());
+    }
+
+    /// The int8 copy gives the float layer's outputs within quantization error, in every
+    /// form (plain, split into heads, with ReLU).
+    #[test]
+    fn the_int8_copy_computes_the_same_layer() -> candle_core::Result<()> {
+        let layer = Linear {
+            weights: Weights::Float {
+                weight: random((8, 16), 1)?.to_dtype(candle_core::DType::F32)?,
+                bias: random(8, 2)?.to_dtype(candle_core::DType::F32)?,
+            },
+        };
+        let int8 = layer.for_inference(Quantization::Int8)?;
+        assert!(matches!(int8.weights, Weights::Int8(_)) && int8.out_dim() == 8);
+        let xs = random((2, 3, 16), 3)?.to_dtype(candle_core::DType::F32)?;
+        let close = |a: Tensor, b: Tensor| -> candle_core::Result<()> {
+            let diff = crate::testing::max_diff(&a, &b)?;
+            assert!(diff > 0.0 && diff < 0.05, "{diff}");
+            Ok(())
+        };
+        close(layer.forward(&xs)?, int8.forward(&xs)?)?;
+        close(layer.forward_heads(&xs, 2)?, int8.forward_heads(&xs, 2)?)?;
+        close(layer.forward_relu(&xs, None)?, int8.forward_relu(&xs, None)?)?;
+        Ok(())
     }
 }

@@ -1,16 +1,20 @@
 //! The encoder-decoder model: embeddings, positional encodings, both stacks and the output
 //! projection, with full (teacher-forced) and incremental (cached) decoding.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::attention::AttentionMaps;
 use crate::config::ModelConfig;
-use crate::decoder::{Decoder, DecoderCache, DecoderLayer, MemoryRef};
+use crate::decoder::{Decoder, DecoderCache, MemoryRef};
 use crate::dropout::DropoutRng;
-use crate::encoder::{Encoder, EncoderLayer};
+use crate::encoder::Encoder;
 use crate::error::Result;
+use crate::linear::Quantization;
 use crate::mask::{padding_bias, MASKED};
+use crate::ops::Int8Linear;
 use crate::positional::RopeScaling;
 
 /// Ids of the special tokens the model relies on.
@@ -80,6 +84,8 @@ struct Embeddings {
     source: Tensor,
     target: Tensor,
     output: Tensor,
+    /// `output` quantized, in a model quantized for decoding.
+    output_int8: Option<Arc<Int8Linear>>,
 }
 
 impl Embeddings {
@@ -91,12 +97,13 @@ impl Embeddings {
         };
         if cfg.tie_embeddings {
             let shared = table("embed.weight", cfg.d_model)?;
-            Ok(Self { source: shared.clone(), target: shared.clone(), output: shared })
+            Ok(Self { source: shared.clone(), target: shared.clone(), output: shared, output_int8: None })
         } else {
             Ok(Self {
                 source: table("encoder.embed.weight", cfg.encoder_positional().token_width(cfg.d_model))?,
                 target: table("decoder.embed.weight", cfg.decoder_positional().token_width(cfg.d_model))?,
                 output: table("output_projection.weight", cfg.d_model)?,
+                output_int8: None,
             })
         }
     }
@@ -141,23 +148,33 @@ impl Seq2Seq {
         })
     }
 
-    /// A copy of this model for decoding: on the CPU, every linear layer's weight and the
-    /// output projection are copied into column-major storage
+    /// A copy of this model for decoding. With [`Quantization::None`], on the CPU, every linear
+    /// layer's weight and the output projection are copied into column-major storage
     /// ([`decoding_layout`](crate::ops::decoding_layout)), which the fused products read
     /// fastest at the few rows of a decoding step (a greedy step over 8 sentences of the
-    /// quickstart's model, on one thread: 3.1-3.8 ms before, 2.8-2.9 ms after, 2026-12-07); the
-    /// other parameters are shared. It computes what this model computes (up to the rounding of
-    /// a different summation order), but does not follow later updates of the copied weights:
-    /// it is for a model that no longer trains.
+    /// quickstart's model, on one thread: 3.1-3.8 ms before, 2.8-2.9 ms after, 2026-12-07); it
+    /// computes what this model computes (up to the rounding of a different summation order).
+    /// With [`Quantization::Int8`], those weights are quantized instead ([`Int8Linear`]), and
+    /// the products are int8 ones. The other parameters are shared. The copy does not follow
+    /// later updates of the copied weights: it is for a model that no longer trains.
     ///
     /// # Errors
-    /// Out of memory for the copies.
-    pub fn for_inference(&self) -> Result<Self> {
-        let output = crate::ops::decoding_layout(&self.embeddings.output)?;
+    /// Out of memory for the copies; int8 on a device other than the CPU.
+    pub fn for_inference(&self, quantization: Quantization) -> Result<Self> {
+        let embeddings = match quantization {
+            Quantization::None => Embeddings {
+                output: crate::ops::decoding_layout(&self.embeddings.output)?,
+                ..self.embeddings.clone()
+            },
+            Quantization::Int8 => Embeddings {
+                output_int8: Some(Arc::new(Int8Linear::quantize(&self.embeddings.output, None)?)),
+                ..self.embeddings.clone()
+            },
+        };
         Ok(Self {
-            embeddings: Embeddings { output, ..self.embeddings.clone() },
-            encoder: self.encoder.map_layers(EncoderLayer::for_inference)?,
-            decoder: self.decoder.map_layers(DecoderLayer::for_inference)?,
+            embeddings,
+            encoder: self.encoder.map_layers(|layer| layer.for_inference(quantization))?,
+            decoder: self.decoder.map_layers(|layer| layer.for_inference(quantization))?,
             ..self.clone()
         })
     }
@@ -262,7 +279,10 @@ impl Seq2Seq {
 
     /// Projects decoder states onto the vocabulary.
     fn project(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(crate::ops::linear_without_bias(hidden, &self.embeddings.output)?)
+        Ok(match &self.embeddings.output_int8 {
+            Some(output) => output.forward(hidden, false)?,
+            None => crate::ops::linear_without_bias(hidden, &self.embeddings.output)?,
+        })
     }
 
     /// Teacher-forced decoding of whole target prefixes: logits for every position.

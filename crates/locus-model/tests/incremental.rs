@@ -4,7 +4,8 @@
 //! permutation-equivariant. Searches over the cache agree: greedy equals a full-recomputation
 //! search, beam size 1 equals greedy, and beam search's n-best lists are sorted and distinct.
 //! Continuous batching decodes every sentence as greedy search does alone, whenever it joins.
-//! The copy of a model for inference decodes as the model does. RoPE scaling keeps cached
+//! The copy of a model for inference decodes as the model does, and its int8 copy within
+//! quantization error, with cached decoding equal to full recomputation. RoPE scaling keeps cached
 //! decoding exact.
 
 mod common;
@@ -126,11 +127,39 @@ fn the_inference_copy_decodes_as_the_model_for_every_variant() {
     };
     for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
         let model = build(&cfg, seed as u64);
-        let copy = model.for_inference().unwrap();
+        let copy = model.for_inference(locus_model::Quantization::None).unwrap();
         let diff =
             max_abs_diff(&model.forward(&src, &tgt, None).unwrap(), &copy.forward(&src, &tgt, None).unwrap());
         assert!(diff < 1e-5, "{name}: logits differ by {diff}");
         assert_eq!(outputs(&model), outputs(&copy), "{name}");
+    }
+}
+
+/// The int8 copy computes the model's logits within quantization error (and not exactly: it
+/// is quantized), and its cached decoding equals its full recomputation: each row is
+/// quantized on its own, so a position computes the same in both, up to the f32 rounding that
+/// may move a value across a rounding boundary of the quantization.
+#[test]
+fn the_int8_copy_decodes_within_quantization_error_for_every_variant() {
+    let (src, _) = common::padded_sources();
+    let tgt = Tensor::new(&[[1u32, 6, 7, 8, 9], [1, 10, 11, 0, 0], [1, 12, 0, 0, 0]], &Device::Cpu).unwrap();
+    for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
+        let model = build(&cfg, seed as u64);
+        let int8 = model.for_inference(locus_model::Quantization::Int8).unwrap();
+        let exact = model.forward(&src, &tgt, None).unwrap();
+        let quantized = int8.forward(&src, &tgt, None).unwrap();
+        let scale = exact.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = max_abs_diff(&exact, &quantized);
+        assert!(diff > 0.0 && diff < 0.05 * scale, "{name}: logits differ by {diff} (largest {scale})");
+        let memory = int8.encode(&src, None).unwrap();
+        let mut cache = int8.new_cache();
+        let full = int8.decode(&tgt, &memory, None).unwrap();
+        for step in 0..tgt.dim(1).unwrap() {
+            let cached =
+                int8.decode_step(&tgt.i((.., step..step + 1)).unwrap(), &memory, &mut cache).unwrap();
+            let diff = max_abs_diff(&cached, &full.i((.., step, ..)).unwrap());
+            assert!(diff < 1e-3 * scale, "{name}, step {step}: cached logits differ by {diff}");
+        }
     }
 }
 

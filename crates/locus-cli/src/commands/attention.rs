@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, IndexOp};
 use clap::Args;
 use locus_data::SubwordTokenizer;
-use locus_model::{AttentionMaps, Seq2Seq};
+use locus_model::{AttentionMaps, Quantization, Seq2Seq};
 use locus_train::batch::pad_rows;
 use locus_train::{load_checkpoint, Translator};
 
@@ -51,7 +51,7 @@ pub struct AttentionArgs {
 pub fn run(args: AttentionArgs) -> Result<()> {
     let device = Device::Cpu;
     let checkpoint = load_checkpoint(&args.checkpoint, &device)?;
-    let model = checkpoint.model.for_inference()?;
+    let model = checkpoint.model.for_inference(Quantization::None)?;
     let tokenizer = &checkpoint.tokenizer;
     let mut translator = Translator::new(&model, tokenizer);
     args.search.configure(&mut translator)?;

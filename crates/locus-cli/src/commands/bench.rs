@@ -24,6 +24,7 @@ use crate::device::parse_device;
 use crate::job::Job;
 use crate::pool::WorkerArgs;
 use crate::progress::ProgressDisplay;
+use crate::quantize_args::QuantizeArgs;
 use crate::search_args::SearchArgs;
 use locus_train::Observer;
 
@@ -130,6 +131,8 @@ pub struct TranslateBenchArgs {
     workers: WorkerArgs,
     #[command(flatten)]
     search: SearchArgs,
+    #[command(flatten)]
+    quantize: QuantizeArgs,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -292,7 +295,7 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
         .into_iter()
         .filter(|l| !l.trim().is_empty())
         .collect();
-    let model = checkpoint.model.for_inference()?;
+    let model = args.quantize.for_inference(&checkpoint.model)?;
     let mut translator = Translator::new(&model, &checkpoint.tokenizer);
     args.search.configure(&mut translator)?;
     translator.batch_size = args.batch_size;
@@ -331,13 +334,14 @@ fn translate(args: TranslateBenchArgs) -> Result<()> {
         "sentences": lines.len(), "seconds": seconds, "sentences_per_s": lines.len() as f64 / seconds,
         "generated_tokens_per_s": generated as f64 / seconds,
         "latency_p50_s": quantile(&latencies, 0.5), "latency_p95_s": quantile(&latencies, 0.95),
-        "batch_size": args.batch_size, "workers": workers,
+        "batch_size": args.batch_size, "workers": workers, "quantize": args.quantize.quantize.to_string(),
         "busy_s": busy, "encoder_s": encoder, "decoder_steps_s": steps, "decoder_steps": phases.steps,
         "search_s": search, "peak_rss_gib": gib(peak_rss_bytes()),
     });
     println!(
-        "{} sentences in {seconds:.2} s ({workers} worker(s)): {:.1} sentences/s, {:.0} generated tokens/s (EOS included)",
+        "{} sentences in {seconds:.2} s ({workers} worker(s), quantize {}): {:.1} sentences/s, {:.0} generated tokens/s (EOS included)",
         lines.len(),
+        args.quantize.quantize,
         lines.len() as f64 / seconds,
         generated as f64 / seconds
     );

@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::commands::translate::RopeScalingArgs;
 use crate::device::parse_device;
 use crate::pool::WorkerArgs;
+use crate::quantize_args::QuantizeArgs;
 use crate::search_args::SearchArgs;
 
 /// Arguments of `locus evaluate`.
@@ -57,6 +58,8 @@ pub struct EvaluateArgs {
     search: SearchArgs,
     #[command(flatten)]
     rope: RopeScalingArgs,
+    #[command(flatten)]
+    quantize: QuantizeArgs,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -90,7 +93,7 @@ fn evaluate_one(args: &EvaluateArgs, index: usize, sources: &[String], reference
     let device = parse_device(&args.device)?;
     let path = &args.checkpoint[index];
     let checkpoint = load_checkpoint(path, &device)?;
-    let model = args.rope.apply(checkpoint.model.for_inference()?)?;
+    let model = args.rope.apply(args.quantize.for_inference(&checkpoint.model)?)?;
     let mut translator = Translator::new(&model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
     translator.workers = args.workers.count_on(&device);

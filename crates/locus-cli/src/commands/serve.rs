@@ -19,6 +19,7 @@ use locus_train::{load_checkpoint, Translator};
 
 use crate::device::parse_device;
 use crate::pool::WorkerArgs;
+use crate::quantize_args::QuantizeArgs;
 use crate::search_args::{SearchArgs, SearchBounds};
 use crate::serve::batcher::{BatchLimits, Queue};
 use crate::serve::http::{router, AppState};
@@ -52,6 +53,8 @@ pub struct ServeArgs {
     batch_size: usize,
     #[command(flatten)]
     pub(crate) workers: WorkerArgs,
+    #[command(flatten)]
+    quantize: QuantizeArgs,
     /// Most source tokens (EOS included) decoded together: a batch is due when the waiting
     /// requests hold this many, or when the oldest has waited --max-wait-ms.
     #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
@@ -119,7 +122,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let workers = args.workers.count_on(&device);
-    let (model, tokenizer) = (&checkpoint.model.for_inference()?, &checkpoint.tokenizer);
+    let (model, tokenizer) = (&args.quantize.for_inference(&checkpoint.model)?, &checkpoint.tokenizer);
     std::thread::scope(|scope| {
         // Each worker takes its own batches from the queue and translates them with its own
         // translator over the one loaded model.

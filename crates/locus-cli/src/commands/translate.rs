@@ -35,6 +35,7 @@ use serde_json::json;
 
 use crate::device::parse_device;
 use crate::pool::WorkerArgs;
+use crate::quantize_args::QuantizeArgs;
 use crate::search_args::SearchArgs;
 
 /// Most lines translated together from a file, or from stdin when that much is waiting: long
@@ -90,6 +91,8 @@ pub struct TranslateArgs {
     search: SearchArgs,
     #[command(flatten)]
     rope: RopeScalingArgs,
+    #[command(flatten)]
+    quantize: QuantizeArgs,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -325,7 +328,7 @@ pub fn run(args: TranslateArgs) -> Result<()> {
     };
     let device = parse_device(&args.device)?;
     let checkpoint = load_checkpoint(&args.checkpoint, &device)?;
-    let model = args.rope.apply(checkpoint.model.for_inference()?)?;
+    let model = args.rope.apply(args.quantize.for_inference(&checkpoint.model)?)?;
     let mut translator = Translator::new(&model, &checkpoint.tokenizer);
     translator.batch_size = args.batch_size;
     translator.workers = args.workers.count_on(&device);

@@ -12,6 +12,7 @@
 mod attention;
 mod cross_entropy;
 mod dropout;
+mod int8;
 mod layer_norm;
 mod linear;
 mod matmul;
@@ -22,6 +23,7 @@ mod softmax;
 pub use attention::attention;
 pub use cross_entropy::{smoothed_cross_entropy_rows, CrossEntropyLoss};
 pub use dropout::{apply_dropout, DropoutMask};
+pub use int8::Int8Linear;
 pub use layer_norm::layer_norm;
 pub use linear::{decoding_layout, linear, linear_heads, linear_relu, linear_without_bias};
 pub use residual_norm::add_layer_norm;

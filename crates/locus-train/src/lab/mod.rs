@@ -19,7 +19,7 @@ use std::time::Instant;
 use candle_core::Device;
 use locus_data::read_lines;
 use locus_data::synthetic::{generate, write_examples, TaskSpec};
-use locus_model::LengthLimits;
+use locus_model::{LengthLimits, Quantization};
 
 use crate::checkpoint::load_checkpoint;
 use crate::distributed::SingleProcess;
@@ -92,7 +92,7 @@ fn run_cell(cfg: &LabConfig, cell: &Cell, device: &Device, progress: Observer) -
         TrainOptions { progress: &lines, resume: None, should_stop: &|_| false, comm: &SingleProcess };
     let summary = train(&run, device, options)?;
     let checkpoint = load_checkpoint(&run.train.out_dir.join("best"), device)?;
-    let mut model = checkpoint.model.for_inference()?;
+    let mut model = checkpoint.model.for_inference(Quantization::None)?;
     if let Some(scaling) = cfg.rope_scaling(&cell.encoding)? {
         model = model.with_rope_scaling(scaling)?;
     }
