@@ -86,7 +86,7 @@ fn int8_decoding_scores_close_to_f32() {
         let text = translate(&best, &input, &[&["--scores", "--max-len", "1"], extra].concat());
         text.lines().map(|line| line.split('\t').next().unwrap().parse().unwrap()).collect()
     };
-    // One output token each (--max-len 1), so both score the same tokens.
+    // At most one output token each (--max-len 1): each score is one or two tokens' log-probabilities.
     let (f32, int8) = (scores(&[]), scores(&["--quantize", "int8"]));
     for (a, b) in f32.iter().zip(&int8) {
         assert!(a != b && (a - b).abs() < 0.05 * a.abs().max(1.0), "f32 {f32:?}, int8 {int8:?}");

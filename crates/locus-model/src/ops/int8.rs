@@ -89,11 +89,6 @@ impl Int8Linear {
         Ok(Self { in_dim, out_dim, depth, packed, scales, offsets, bias: padded_bias })
     }
 
-    /// Width of the input.
-    pub fn in_dim(&self) -> usize {
-        self.in_dim
-    }
-
     /// Width of the output.
     pub fn out_dim(&self) -> usize {
         self.out_dim
