@@ -19,6 +19,7 @@ mod matmul;
 mod residual_norm;
 pub(crate) mod rows;
 mod softmax;
+pub(crate) mod sum_exp;
 
 pub use attention::attention;
 pub use cross_entropy::{smoothed_cross_entropy_rows, CrossEntropyLoss};

@@ -270,7 +270,13 @@ mod tests {
     /// Below the threshold only distances matter; past it, a query's position changes its bias.
     #[test]
     fn the_threshold_bounds_where_positions_matter() -> Result<()> {
-        let (fire, _) = new_fire(2, 4, 0.1, 16.0)?;
+        let (fire, vars) = new_fire(2, 4, 0.1, 16.0)?;
+        // Every hidden unit on and read with weight 1 (biases 0): a random draw with all four
+        // off, or output weights that cancel, would hide the positions from the last assertion.
+        let var_of = |tensor: &Tensor| vars.iter().find(|var| var.as_tensor().id() == tensor.id()).unwrap();
+        var_of(&fire.hidden_weight).set(&Tensor::ones((4, 1), DType::F64, &Device::Cpu)?)?;
+        var_of(&fire.hidden_bias).set(&Tensor::zeros(4, DType::F64, &Device::Cpu)?)?;
+        var_of(&fire.out_weight).set(&Tensor::ones((2, 4), DType::F64, &Device::Cpu)?)?;
         let early = fire.bias(Span { q_len: 2, k_len: 6, q_offset: 4, k_offset: 0 }, None)?;
         let later = fire.bias(Span { q_len: 2, k_len: 6, q_offset: 10, k_offset: 6 }, None)?;
         assert_eq!((&early - &later)?.abs()?.max_all()?.to_scalar::<f64>()?, 0.0);

@@ -8,8 +8,9 @@
 //! - [`sampling`]: ancestral sampling with temperature, top-k (Fan et al. 2018) and top-p
 //!   (Holtzman et al. 2020), seeded.
 //!
-//! Beam search and sampling drive a [`Scorer`]: anything that gives next-token
-//! log-probabilities for a batch of rows and can reorder or drop rows. [`Seq2SeqScorer`] is the
+//! Beam search and sampling drive a [`Scorer`]: anything that gives next-token logits
+//! (log-probabilities up to a constant per row) for a batch of rows and can reorder or drop
+//! rows. [`Seq2SeqScorer`] is the
 //! model with its cache; tests use hand-built distributions.
 
 pub mod beam;
@@ -79,8 +80,9 @@ pub trait Scorer {
     fn vocab_size(&self) -> usize;
 
     /// Appends each row's latest token (`tokens[r]` for row `r`; BOS at the first step) and
-    /// returns the log-probabilities of the next token: a `(rows, vocab_size)` tensor on the
-    /// scorer's device, left there for the search to select from.
+    /// returns the logits of the next token, its log-probabilities up to a constant per row:
+    /// a `(rows, vocab_size)` tensor on the scorer's device, left there for the search to
+    /// normalise and select from (beam search never writes the whole normalised matrix).
     fn step(&mut self, tokens: &[u32]) -> Result<Tensor>;
 
     /// Keeps the rows `rows` for the following steps, in that order (repeats allowed).
@@ -119,7 +121,7 @@ impl Scorer for Seq2SeqScorer<'_> {
         let input = Tensor::from_slice(tokens, (tokens.len(), 1), self.device())?;
         let logits = phases::decoder_step(|| self.model.decode_step(&input, &self.memory, &mut self.cache))?;
         // Detached, so that the step's intermediate tensors are freed as it returns.
-        Ok(crate::ops::log_softmax_last_dim(&logits)?.detach())
+        Ok(logits.detach())
     }
 
     /// Reorders the self-attention cache; the encoder memory and the cross-attention keys

@@ -113,8 +113,9 @@ pub fn sample(
     while !active.is_empty() {
         // Sampling reads whole rows: top-p needs each row sorted, and drawing on the host
         // keeps a seed's samples the same on every device.
+        let logits = scorer.step(&step_tokens)?;
         let log_probs: Vec<f32> =
-            scorer.step(&step_tokens)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            crate::ops::log_softmax_last_dim(&logits)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let (mut keep_rows, mut still_active, mut next_tokens) = (Vec::new(), Vec::new(), Vec::new());
         for (row, &r) in active.iter().enumerate() {
             let row_log_probs = &log_probs[row * vocab..(row + 1) * vocab];
