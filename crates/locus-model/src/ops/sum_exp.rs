@@ -69,8 +69,7 @@ fn exp_lanes(xs: [f32; LANES]) -> [f32; LANES] {
     const LN2_HIGH: f32 = 0.693_359_4; // 0.693359375 exactly
     const LN2_LOW: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23
-    const P: [f32; 6] =
-        [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+    const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
     let mut out = [0f32; LANES];
     for (out, x) in out.iter_mut().zip(xs) {
         let x = if x > LOWEST { x } else { LOWEST };
