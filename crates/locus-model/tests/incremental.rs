@@ -380,7 +380,7 @@ fn continuous_batching_decodes_every_sentence_as_alone_for_every_variant() {
     let mut ended_by_eos = 0;
     for (seed, (name, cfg)) in common::variants().into_iter().enumerate() {
         let model = build(&cfg, EOS_SEED_OFFSET + seed as u64);
-        let mut batch = RunningBatch::new(&model).unwrap();
+        let mut batch = RunningBatch::new(&model);
         let mut got = vec![None; sources.len()];
         let mut step = 0;
         while step < 7 || !batch.is_empty() {

@@ -244,8 +244,8 @@ impl<'a> Translator<'a> {
 
     /// An empty batch for continuous greedy decoding with this translator's model: sentences
     /// join it by [`admit`](Self::admit) and leave it as they end.
-    pub fn running_batch<Id: Copy>(&self) -> Result<RunningBatch<'a, Id>> {
-        Ok(RunningBatch::new(self.model)?)
+    pub fn running_batch<Id: Copy>(&self) -> RunningBatch<'a, Id> {
+        RunningBatch::new(self.model)
     }
 
     /// How the source `tokens` (from [`source`](Self::source)) is decoded in a

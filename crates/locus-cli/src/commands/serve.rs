@@ -132,7 +132,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     let mut translator = Translator::new(model, tokenizer);
                     translator.batch_size = limits.max_sentences;
                     translator.max_tokens = limits.max_tokens;
-                    run_worker(&queue, &mut translator, &limits, &metrics)
+                    run_worker(&queue, &mut translator, &limits, &metrics);
+                    Ok(())
                 })
             })
         })?;

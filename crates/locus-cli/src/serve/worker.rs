@@ -30,21 +30,13 @@ use crate::search_args::SearchArgs;
 
 /// Translates the queue's requests until it is closed and empty. `translator`'s batch size and
 /// token budget split each beam or sampling group into model batches.
-///
-/// # Errors
-/// Only if the running batch cannot be set up (before any request is taken).
-pub fn run_worker(
-    queue: &Queue,
-    translator: &mut Translator,
-    limits: &BatchLimits,
-    metrics: &Metrics,
-) -> locus_train::Result<()> {
-    let mut greedy = GreedyRequests::new(translator.running_batch()?);
+pub fn run_worker(queue: &Queue, translator: &mut Translator, limits: &BatchLimits, metrics: &Metrics) {
+    let mut greedy = GreedyRequests::new(translator.running_batch());
     loop {
         let taken = if greedy.batch.is_empty() {
             match queue.next_batch(limits) {
                 Some(batch) => batch,
-                None => return Ok(()),
+                None => return,
             }
         } else {
             queue.take_joining(limits, greedy.batch.len())

@@ -15,12 +15,12 @@
 //!
 //! [`greedy_decode_to`]: super::greedy::greedy_decode_to
 
-use candle_core::{DType, Tensor, D};
+use candle_core::Tensor;
 
-use super::{eos_ban, phases, Hypothesis};
+use super::top_k::most_probable;
+use super::{phases, Hypothesis};
 use crate::decoder::DecoderCache;
 use crate::error::Result;
-use crate::ops::log_softmax_last_dim;
 use crate::transformer::{Memory, Seq2Seq};
 
 /// A sentence for a [`RunningBatch`]: who asked for it and its output length limits.
@@ -64,14 +64,12 @@ pub struct RunningBatch<'a, Id> {
     /// The encoder output and the key/value cache of the rows; `None` while there are none.
     decoding: Option<(Memory, DecoderCache)>,
     rows: Vec<Row<Id>>,
-    /// Added to a row's log-probabilities while EOS is not allowed: `-inf` at EOS.
-    no_eos: Tensor,
 }
 
 impl<'a, Id: Copy> RunningBatch<'a, Id> {
     /// An empty batch decoding with `model`.
-    pub fn new(model: &'a Seq2Seq) -> Result<Self> {
-        Ok(Self { model, decoding: None, rows: Vec::new(), no_eos: eos_ban(model)? })
+    pub fn new(model: &'a Seq2Seq) -> Self {
+        Self { model, decoding: None, rows: Vec::new() }
     }
 
     /// Sentences still decoding.
@@ -134,21 +132,10 @@ impl<'a, Id: Copy> RunningBatch<'a, Id> {
         let inputs: Vec<u32> = self.rows.iter().map(|row| row.next_input).collect();
         let inputs = Tensor::from_vec(inputs, (self.rows.len(), 1), &device)?;
         let logits = phases::decoder_step(|| self.model.decode_step(&inputs, memory, cache))?;
-        let mut log_probs = log_softmax_last_dim(&logits)?;
-        let before_min_len: Vec<u8> = self
-            .rows
-            .iter()
-            .map(|row| u8::from(row.hypothesis.tokens.len() < row.admission.min_len))
-            .collect();
-        if before_min_len.contains(&1) {
-            let masked = log_probs.broadcast_add(&self.no_eos)?;
-            let mask = Tensor::from_vec(before_min_len, (self.rows.len(), 1), &device)?;
-            log_probs = mask.broadcast_as(log_probs.shape())?.where_cond(&masked, &log_probs)?;
-        }
-        let next = log_probs.argmax_keepdim(D::Minus1)?;
-        let chosen = log_probs.gather(&next, 1)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let next = next.flatten_all()?.to_vec1::<u32>()?;
         let eos = self.model.tokens().eos;
+        let rows = &self.rows;
+        let (next, chosen) =
+            most_probable(&logits, eos, |r| rows[r].hypothesis.tokens.len() < rows[r].admission.min_len)?;
         let mut finished = Vec::new();
         for ((row, token), log_prob) in self.rows.iter_mut().zip(next).zip(chosen) {
             row.next_input = token;

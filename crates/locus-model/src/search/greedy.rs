@@ -2,7 +2,8 @@
 //! most probable next token.
 //!
 //! The whole loop stays on the model's device: the chosen tokens feed the next step directly,
-//! and which sentences are still going is tracked there too. The host looks only every
+//! and which sentences are still going is tracked there too (on the CPU, the choice reads the
+//! logits in place, [`most_probable`]). The host looks only every
 //! [`stop_check_interval`] steps, to stop once every sentence has ended and to drop ended
 //! sentences from the batch; it reads the steps' tokens and log-probabilities in one copy each
 //! time it drops some, and at the end.
@@ -11,6 +12,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::ops::log_softmax_last_dim;
 
+use super::top_k::most_probable;
 use super::{eos_ban, phases, Hypothesis, LengthLimits};
 use crate::error::Result;
 use crate::transformer::Seq2Seq;
@@ -110,13 +112,22 @@ fn decode_checking_every(
             }
         }
         let logits = phases::decoder_step(|| model.decode_step(&step_input, &memory, &mut cache))?;
-        let mut log_probs = log_softmax_last_dim(&logits)?;
-        if step < min_len {
-            log_probs = log_probs.broadcast_add(&no_eos)?;
-        }
-        let next = log_probs.argmax_keepdim(D::Minus1)?;
+        let (next, chosen) = if device.is_cpu() {
+            // The logits are host memory: choose from them in place.
+            let (tokens, log_probs) = most_probable(&logits, eos, |_| step < min_len)?;
+            let n = tokens.len();
+            (Tensor::from_vec(tokens, (n, 1), device)?, Tensor::from_vec(log_probs, (n, 1), device)?)
+        } else {
+            let mut log_probs = log_softmax_last_dim(&logits)?;
+            if step < min_len {
+                log_probs = log_probs.broadcast_add(&no_eos)?;
+            }
+            let next = log_probs.argmax_keepdim(D::Minus1)?;
+            let chosen = log_probs.gather(&next, 1)?.to_dtype(DType::F32)?;
+            (next, chosen)
+        };
         // Detached: kept until read, it must not keep the step's graph alive with it.
-        pending.log_probs.push(log_probs.gather(&next, 1)?.to_dtype(DType::F32)?.detach());
+        pending.log_probs.push(chosen.detach());
         // A sentence goes on unless it chose EOS or has reached its limit with this token.
         let within_limit = max_lens_on_device.gt((step + 1) as f64)?;
         going = going.mul(&next.squeeze(1)?.ne(eos)?)?.mul(&within_limit)?;

@@ -56,6 +56,26 @@ pub fn row_top_k_log_probs(logits: &Tensor, k: usize) -> Result<RowTopK> {
     }
 }
 
+/// Each row's most probable next token and its log-probability (normalised over the whole
+/// row, EOS included); a row for which `eos_banned(row)` holds takes its most probable token
+/// other than EOS (EOS itself, at `-inf`, if the row has no other). Greedy search's choice,
+/// from the logits in place: what `log_softmax`, adding `-inf` at EOS, arg-max and gather
+/// give, without writing the normalised matrix.
+pub fn most_probable(
+    logits: &Tensor,
+    eos: u32,
+    eos_banned: impl Fn(usize) -> bool,
+) -> Result<(Vec<u32>, Vec<f32>)> {
+    let top = row_top_k_log_probs(logits, 2)?;
+    Ok((0..top.log_normalizers.len())
+        .map(|row| {
+            top.row(row)
+                .find(|&(token, _)| token != eos || !eos_banned(row))
+                .unwrap_or((eos, f32::NEG_INFINITY))
+        })
+        .unzip())
+}
+
 /// Entries of a row compared at once when looking for one above the worst kept.
 const CHUNK: usize = 16;
 
@@ -214,6 +234,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Greedy's choice equals `log_softmax`, the EOS ban, arg-max and gather composed.
+    #[test]
+    fn the_most_probable_token_is_what_log_softmax_and_arg_max_choose() {
+        let eos = 2;
+        let logits = matrix(&[&[0.5, 1.0, 3.0, 2.0], &[0.1, 4.0, 1.0, 4.0], &[-1.0, 0.0, 5.0, 1.5]]);
+        let log_probs = crate::ops::log_softmax_last_dim(&logits).unwrap().to_vec2::<f32>().unwrap();
+        let banned = |row: usize| row != 1;
+        let (tokens, chosen) = most_probable(&logits, eos, banned).unwrap();
+        // Row 0: EOS (3.0) is banned, so 3; row 1: a tie between 1 and 3 goes to 1; row 2: 3.
+        assert_eq!(tokens, [3, 1, 3]);
+        for (row, (&token, &log_prob)) in tokens.iter().zip(&chosen).enumerate() {
+            assert!((log_prob - log_probs[row][token as usize]).abs() < 1e-6, "row {row}");
+        }
+        let (tokens, _) = most_probable(&logits, eos, |_| false).unwrap();
+        assert_eq!(tokens, [2, 1, 2], "unbanned, EOS wins where it is the best");
+        let only_eos = matrix(&[&[0.0]]);
+        assert_eq!(most_probable(&only_eos, 0, |_| true).unwrap(), (vec![0], vec![f32::NEG_INFINITY]));
     }
 
     /// The device algorithm (run here on the CPU) selects what the host scan selects, on
