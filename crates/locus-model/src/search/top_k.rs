@@ -2,7 +2,8 @@
 //! lives, with their log-probabilities.
 //!
 //! Beam search needs, per hypothesis, only its best `2 × beam + 1` next tokens and their
-//! log-probabilities, not the whole vocabulary's. Ranking a row by logit is ranking it by
+//! log-probabilities, not the whole vocabulary's; greedy search on the CPU needs the best one
+//! ([`most_probable`]). Ranking a row by logit is ranking it by
 //! log-probability (`log_softmax` subtracts one constant per row, its log-sum-exp), so
 //! [`row_top_k_log_probs`] selects on the logits, then subtracts each row's log-sum-exp from
 //! the few it keeps: the `rows × vocab` log-probability matrix is never written. Copying
