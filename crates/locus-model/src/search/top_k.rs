@@ -44,7 +44,7 @@ impl RowTopK {
 /// the row: `logit − log Σ exp(row)`.
 ///
 /// On the CPU the matrix already is host memory: one pass per row keeps its best `k`, a second
-/// sums `exp(x − max)` ([`sum_exp`]). On another device, `k` rounds of arg-max (each masking
+/// sums `exp(x − max)` (`ops::sum_exp`, vectorised). On another device, `k` rounds of arg-max (each masking
 /// its winners) and the log-sum-exp run there, and only the winners and normalisers are copied
 /// back. Both give the same entries (`-inf` entries may repeat on a device when a row has fewer
 /// than `k` finite values) and log-probabilities equal up to rounding.
