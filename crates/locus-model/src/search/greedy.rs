@@ -2,8 +2,8 @@
 //! most probable next token.
 //!
 //! The whole loop stays on the model's device: the chosen tokens feed the next step directly,
-//! and which sentences are still going is tracked there too (on the CPU, the choice reads the
-//! logits in place, [`most_probable`]). The host looks only every
+//! and which sentences are still going is tracked there too (on the CPU, each choice reads the
+//! logits in place: [`Choice`]). The host looks only every
 //! [`stop_check_interval`] steps, to stop once every sentence has ended and to drop ended
 //! sentences from the batch; it reads the steps' tokens and log-probabilities in one copy each
 //! time it drops some, and at the end.
@@ -57,7 +57,50 @@ pub fn greedy_decode_to(
     max_lens: &[usize],
     min_len: usize,
 ) -> Result<Vec<Hypothesis>> {
-    decode_checking_every(model, src, max_lens, min_len, stop_check_interval(src.device()))
+    let choice = Choice::for_device(model)?;
+    decode_checking_every(model, src, max_lens, min_len, stop_check_interval(src.device()), &choice)
+}
+
+/// How a step's tokens are chosen from its logits.
+enum Choice {
+    /// On the host, from the logits in place ([`most_probable`]): on the CPU, where they are
+    /// host memory, this writes no `rows × vocab` log-probabilities.
+    InPlace,
+    /// `log_softmax`, the EOS ban (`no_eos`, `-inf` at EOS), arg-max and gather, all on the
+    /// device: nothing waits for it, and the host reads the choices only when it looks.
+    OnDevice { no_eos: Tensor },
+}
+
+impl Choice {
+    /// In place on the CPU, on the device elsewhere.
+    fn for_device(model: &Seq2Seq) -> Result<Self> {
+        Ok(if model.device().is_cpu() {
+            Choice::InPlace
+        } else {
+            Choice::OnDevice { no_eos: eos_ban(model)? }
+        })
+    }
+
+    /// Each row's most probable token, `(rows, 1)` `u32`, and its log-probability, `(rows, 1)`
+    /// f32, on the logits' device; EOS is not chosen while `eos_banned`.
+    fn choose(&self, logits: &Tensor, eos: u32, eos_banned: bool) -> Result<(Tensor, Tensor)> {
+        match self {
+            Choice::InPlace => {
+                let (tokens, log_probs) = most_probable(logits, eos, |_| eos_banned)?;
+                let (n, device) = (tokens.len(), logits.device());
+                Ok((Tensor::from_vec(tokens, (n, 1), device)?, Tensor::from_vec(log_probs, (n, 1), device)?))
+            }
+            Choice::OnDevice { no_eos } => {
+                let mut log_probs = log_softmax_last_dim(logits)?;
+                if eos_banned {
+                    log_probs = log_probs.broadcast_add(no_eos)?;
+                }
+                let next = log_probs.argmax_keepdim(D::Minus1)?;
+                let chosen = log_probs.gather(&next, 1)?.to_dtype(DType::F32)?;
+                Ok((next, chosen))
+            }
+        }
+    }
 }
 
 /// [`greedy_decode_to`], looking whether every sentence has ended every `check_every` steps.
@@ -74,14 +117,13 @@ fn decode_checking_every(
     max_lens: &[usize],
     min_len: usize,
     check_every: usize,
+    choice: &Choice,
 ) -> Result<Vec<Hypothesis>> {
     let device = src.device();
     let eos = model.tokens().eos;
     let longest = max_lens.iter().copied().max().unwrap_or(0);
     let mut memory = phases::encoding(|| model.encode(src, None))?.detach();
     let mut cache = model.new_cache();
-    // Before `min_len` tokens, EOS is masked out.
-    let no_eos = eos_ban(model)?;
     // On the device: each row's length limit, and 1 while it is still going.
     let mut max_lens_on_device =
         Tensor::new(max_lens.iter().map(|&len| len as u32).collect::<Vec<_>>(), device)?;
@@ -112,20 +154,8 @@ fn decode_checking_every(
             }
         }
         let logits = phases::decoder_step(|| model.decode_step(&step_input, &memory, &mut cache))?;
-        let (next, chosen) = if device.is_cpu() {
-            // The logits are host memory: choose from them in place.
-            let (tokens, log_probs) = most_probable(&logits, eos, |_| step < min_len)?;
-            let n = tokens.len();
-            (Tensor::from_vec(tokens, (n, 1), device)?, Tensor::from_vec(log_probs, (n, 1), device)?)
-        } else {
-            let mut log_probs = log_softmax_last_dim(&logits)?;
-            if step < min_len {
-                log_probs = log_probs.broadcast_add(&no_eos)?;
-            }
-            let next = log_probs.argmax_keepdim(D::Minus1)?;
-            let chosen = log_probs.gather(&next, 1)?.to_dtype(DType::F32)?;
-            (next, chosen)
-        };
+        // Before `min_len` tokens, EOS is not allowed.
+        let (next, chosen) = choice.choose(&logits, eos, step < min_len)?;
         // Detached: kept until read, it must not keep the step's graph alive with it.
         pending.log_probs.push(chosen.detach());
         // A sentence goes on unless it chose EOS or has reached its limit with this token.
@@ -203,11 +233,19 @@ mod tests {
             let vb = SeededVarMap::var_builder(&varmap, seed, DType::F32, &Device::Cpu);
             let model = Seq2Seq::new(&ModelConfig::tiny(), 6, tokens, vb).unwrap();
             for check_every in [1, 3] {
-                let batched = decode_checking_every(&model, &src, &max_lens, 0, check_every).unwrap();
+                let batched =
+                    decode_checking_every(&model, &src, &max_lens, 0, check_every, &Choice::InPlace).unwrap();
                 for (row, hypothesis) in batched.iter().enumerate() {
                     let alone = Tensor::new(&[rows[row]], &Device::Cpu).unwrap();
-                    let expected =
-                        decode_checking_every(&model, &alone, &max_lens[row..row + 1], 0, 1).unwrap();
+                    let expected = decode_checking_every(
+                        &model,
+                        &alone,
+                        &max_lens[row..row + 1],
+                        0,
+                        1,
+                        &Choice::InPlace,
+                    )
+                    .unwrap();
                     let case = format!("seed {seed}, row {row}, checking every {check_every}");
                     assert_eq!(hypothesis.tokens, expected[0].tokens, "{case}");
                     // Batched products round differently from a row's alone.
@@ -215,6 +253,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The device's way of choosing (what a GPU runs; here on the CPU) chooses the tokens the
+    /// in-place way does, with the same log-probabilities up to rounding, with and without a
+    /// minimum length. Seeds are tried until the EOS ban has changed some output (a sentence
+    /// that ends before `min_len` without it) at least three times.
+    #[test]
+    fn choosing_on_the_device_gives_what_choosing_in_place_gives() {
+        let tokens = TokenIds { pad: 0, bos: 1, eos: 2 };
+        let src = Tensor::new(&[[3u32, 4, 5, 3, 4, 2], [5, 5, 2, 0, 0, 0], [4, 2, 0, 0, 0, 0]], &Device::Cpu)
+            .unwrap();
+        let (max_lens, min_len) = ([9, 8, 7], 5);
+        let mut ban_mattered = 0;
+        for seed in 0..64 {
+            let varmap = VarMap::new();
+            let vb = SeededVarMap::var_builder(&varmap, seed, DType::F32, &Device::Cpu);
+            let model = Seq2Seq::new(&ModelConfig::tiny(), 6, tokens, vb).unwrap();
+            let on_device = Choice::OnDevice { no_eos: eos_ban(&model).unwrap() };
+            for min_len in [0, min_len] {
+                let in_place =
+                    decode_checking_every(&model, &src, &max_lens, min_len, 1, &Choice::InPlace).unwrap();
+                let device = decode_checking_every(&model, &src, &max_lens, min_len, 1, &on_device).unwrap();
+                for (row, (a, b)) in in_place.iter().zip(&device).enumerate() {
+                    let case = format!("seed {seed}, min_len {min_len}, row {row}");
+                    assert_eq!(a.tokens, b.tokens, "{case}");
+                    assert!(a.tokens.len() >= min_len, "{case}");
+                    assert!((a.log_prob - b.log_prob).abs() < 1e-5, "{case}");
+                    ban_mattered += usize::from(min_len == 0 && a.tokens.len() < 5);
+                }
+            }
+            if ban_mattered >= 3 {
+                break;
+            }
+        }
+        assert!(ban_mattered >= 3, "the EOS ban changed only {ban_mattered} outputs");
     }
 
     /// A greedy search counts its encoder pass and each of its decoder steps: with EOS masked
@@ -251,9 +324,10 @@ mod tests {
             let varmap = VarMap::new();
             let vb = SeededVarMap::var_builder(&varmap, seed, DType::F32, &Device::Cpu);
             let model = Seq2Seq::new(&ModelConfig::tiny(), 6, tokens, vb).unwrap();
-            let every_step = decode_checking_every(&model, &src, &max_lens, 0, 1).unwrap();
+            let every_step = decode_checking_every(&model, &src, &max_lens, 0, 1, &Choice::InPlace).unwrap();
             for check_every in [3, 8] {
-                let sparse = decode_checking_every(&model, &src, &max_lens, 0, check_every).unwrap();
+                let sparse =
+                    decode_checking_every(&model, &src, &max_lens, 0, check_every, &Choice::InPlace).unwrap();
                 assert_eq!(sparse, every_step, "seed {seed}, checking every {check_every} steps");
             }
             ended_early +=

@@ -44,9 +44,9 @@ impl RowTopK {
 /// the row: `logit − log Σ exp(row)`.
 ///
 /// On the CPU the matrix already is host memory: one pass per row keeps its best `k`, a second
-/// sums `exp(x − max)` (`ops::sum_exp`, vectorised). On another device, `k` rounds of arg-max (each masking
-/// its winners) and the log-sum-exp run there, and only the winners and normalisers are copied
-/// back. Both give the same entries (`-inf` entries may repeat on a device when a row has fewer
+/// sums `exp(x − max)` (`ops::sum_exp`, vectorised). On another device, `k` rounds of arg-max
+/// (each masking its winners) and the log-sum-exp run there, and only the winners and
+/// normalisers are copied back. Both give the same entries (`-inf` entries may repeat on a device when a row has fewer
 /// than `k` finite values) and log-probabilities equal up to rounding.
 pub fn row_top_k_log_probs(logits: &Tensor, k: usize) -> Result<RowTopK> {
     let logits = logits.to_dtype(DType::F32)?;
