@@ -2,7 +2,8 @@
 # Checks `locus export ctranslate2` on a checkpoint: exports it, translates Multi30k's
 # test_2016_flickr (German→English) with CTranslate2 (Python API, tokenized with the
 # checkpoint's tokenizer.json through the `tokenizers` package) and with Locus, greedy and with
-# beam 4, on the same number of threads, and prints the share of identical output lines, BLEU of
+# beam 4 (Locus both with its own stopping rule and with `--early-stop`, CTranslate2's), on the
+# same number of threads, and prints the share of identical output lines, BLEU of
 # each (sacreBLEU) and sentences/s of each; then the same for Locus's int8 decoding
 # (`--quantize int8`) against the int8 export (`--quantization int8`). Locus runs with
 # its default workers (one per thread); CTranslate2 is timed both ways it splits threads: one
@@ -39,11 +40,13 @@ zcat -f "$ref" > "$work/ref.txt"
 
 now() { date +%s.%N; }
 for quantize in none int8; do
-  for beam in 1 4; do
+  for search in 1 4 4e; do
+    stopping=()
+    [ "$search" != 4e ] || stopping=(--early-stop)
     start=$(now)
-    "$locus" --threads "$threads" translate --checkpoint "$checkpoint" --beam "$beam" --quantize "$quantize" \
-      --input "$work/src.txt" --output "$work/locus.$quantize.beam$beam.txt"
-    echo "$(now) - $start" | bc > "$work/locus.$quantize.beam$beam.seconds"
+    "$locus" --threads "$threads" translate --checkpoint "$checkpoint" --beam "${search%e}" "${stopping[@]}" \
+      --quantize "$quantize" --input "$work/src.txt" --output "$work/locus.$quantize.beam$search.txt"
+    echo "$(now) - $start" | bc > "$work/locus.$quantize.beam$search.seconds"
   done
 done
 
@@ -95,14 +98,15 @@ print(f"checkpoint {checkpoint}: {len(lines)} sentences, {threads} threads, CTra
 print(f"| weights | search | identical lines | BLEU Locus | BLEU CTranslate2 | sent/s Locus | sent/s CTranslate2 1×{threads} | sent/s CTranslate2 {threads}×1 |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for quantize, model, weights in (("none", "ct2", "f32"), ("int8", "ct2-int8", "int8")):
-    for beam in (1, 4):
-        locus = open(f"{work}/locus.{quantize}.beam{beam}.txt", encoding="utf-8").read().split("\n")[: len(lines)]
-        locus_s = float(open(f"{work}/locus.{quantize}.beam{beam}.seconds").read())
+    for search in ("1", "4", "4e"):
+        beam = int(search.rstrip("e"))
+        locus = open(f"{work}/locus.{quantize}.beam{search}.txt", encoding="utf-8").read().split("\n")[: len(lines)]
+        locus_s = float(open(f"{work}/locus.{quantize}.beam{search}.seconds").read())
         ct2, ct2_s = translate(f"{work}/{model}", beam)
         ct2_workers, ct2_workers_s = translate(f"{work}/{model}", beam, inter_threads=threads)
         assert ct2_workers == ct2, "CTranslate2's output depends on its threads"
         same = sum(a == b for a, b in zip(locus, ct2)) / len(lines)
-        name = "greedy" if beam == 1 else f"beam {beam}"
+        name = "greedy" if beam == 1 else f"beam {beam}" + (", Locus --early-stop" if search.endswith("e") else "")
         print(f"| {weights} | {name} | {100 * same:.1f}% | {bleu(locus):.2f} | {bleu(ct2):.2f} | "
               f"{len(lines) / locus_s:.1f} | {len(lines) / ct2_s:.1f} | {len(lines) / ct2_workers_s:.1f} |")
 PY

@@ -24,6 +24,11 @@ pub struct SearchArgs {
     /// log-probability / ((5 + length) / 6)^alpha; 0 ranks by log-probability alone.
     #[arg(long, alias = "lenpen", default_value_t = 1.0)]
     length_penalty: f64,
+    /// End a sentence's beam search as soon as --beam hypotheses have finished, as fairseq and
+    /// CTranslate2 do: fewer steps, but it may miss a longer, better-scoring translation that
+    /// the default (searching until no live hypothesis can beat the n-best list) finds.
+    #[arg(long)]
+    early_stop: bool,
     /// Output length limit per source token: at most max-len-a × source length + max-len-b
     /// tokens.
     #[arg(long, default_value_t = 1.5)]
@@ -94,7 +99,12 @@ impl SearchArgs {
         if self.beam == 1 {
             return Ok((Search::Greedy, limits));
         }
-        let options = BeamOptions { beam: self.beam, nbest: self.nbest, length_penalty: self.length_penalty };
+        let options = BeamOptions {
+            beam: self.beam,
+            nbest: self.nbest,
+            length_penalty: self.length_penalty,
+            early_stop: self.early_stop,
+        };
         Ok((Search::Beam(options), limits))
     }
 

@@ -117,7 +117,7 @@ fn the_inference_copy_decodes_as_the_model_for_every_variant() {
     let tgt = Tensor::new(&[[1u32, 6, 7, 8, 9], [1, 10, 11, 0, 0], [1, 12, 0, 0, 0]], &Device::Cpu).unwrap();
     let limits = LengthLimits { max_len_a: 0.0, max_len_b: 12, min_len: 0 };
     let max_lens: Vec<usize> = lens.iter().map(|&len| limits.max_len(len)).collect();
-    let options = BeamOptions { beam: 3, nbest: 2, length_penalty: 1.0 };
+    let options = BeamOptions { beam: 3, nbest: 2, length_penalty: 1.0, early_stop: false };
     let outputs = |model: &Seq2Seq| {
         let greedy = greedy_decode(model, &src, &lens, &limits).unwrap();
         let beams = beam(model, &src, &max_lens, &limits, options);
@@ -253,7 +253,7 @@ fn beam_of_one_is_greedy_for_every_encoding() {
         let max_lens: Vec<usize> = lens.iter().map(|&len| limits.max_len(len)).collect();
         // Without a length penalty: with one, a beam of one may go on past greedy's EOS to a
         // longer output that scores better.
-        let options = BeamOptions { beam: 1, nbest: 1, length_penalty: 0.0 };
+        let options = BeamOptions { beam: 1, nbest: 1, length_penalty: 0.0, early_stop: false };
         let beam = beam(&model, &src, &max_lens, &limits, options);
         for (row, (g, b)) in greedy.iter().zip(&beam).enumerate() {
             assert_eq!(g.tokens, b[0].tokens, "{name}, row {row}");
@@ -272,7 +272,7 @@ fn nbest_lists_are_sorted_distinct_and_scored_as_forced_decoding() {
     let (src, lens) = common::padded_sources();
     let limits = LengthLimits { max_len_a: 1.0, max_len_b: 4, min_len: 0 };
     let max_lens: Vec<usize> = lens.iter().map(|&len| limits.max_len(len)).collect();
-    let options = BeamOptions { beam: 5, nbest: 5, length_penalty: 0.6 };
+    let options = BeamOptions { beam: 5, nbest: 5, length_penalty: 0.6, early_stop: false };
     let nbest = beam(&model, &src, &max_lens, &limits, options);
     let memory = model.encode(&src, None).unwrap();
     for (row, hyps) in nbest.iter().enumerate() {

@@ -360,7 +360,10 @@ mod tests {
             (0..23).map(|i| texts[i % 4].split(' ').take(1 + i % 5).collect::<Vec<_>>().join(" ")).collect();
         let mut translator = Translator::new(&model, &tokenizer);
         translator.batch_size = 2;
-        for search in [Search::Greedy, Search::Beam(BeamOptions { beam: 3, nbest: 2, length_penalty: 1.0 })] {
+        for search in [
+            Search::Greedy,
+            Search::Beam(BeamOptions { beam: 3, nbest: 2, length_penalty: 1.0, early_stop: false }),
+        ] {
             translator.search = search;
             translator.workers = 1;
             let alone = translator.translate_lines(&lines, 0).unwrap();
@@ -396,7 +399,10 @@ mod tests {
         assert!(!translated[0].cropped && translated[1].source_len == 0);
         assert!(translated.iter().all(|line| line.translations[0].length <= 11));
         translator.max_len = Some(2);
-        for search in [Search::Greedy, Search::Beam(BeamOptions { beam: 2, nbest: 2, length_penalty: 1.0 })] {
+        for search in [
+            Search::Greedy,
+            Search::Beam(BeamOptions { beam: 2, nbest: 2, length_penalty: 1.0, early_stop: false }),
+        ] {
             translator.search = search;
             let translated = translator.translate_lines(&lines, 0).unwrap();
             assert!(translated.iter().flat_map(|line| &line.translations).all(|t| t.length <= 2));

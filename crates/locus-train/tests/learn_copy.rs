@@ -92,7 +92,7 @@ fn tiny_model_learns_to_copy() {
     let greedy =
         Translator::new(&checkpoint.model, &checkpoint.tokenizer).translate_nbest(&test_lines, 0).unwrap();
     let mut beam = Translator::new(&checkpoint.model, &checkpoint.tokenizer);
-    beam.search = Search::Beam(BeamOptions { beam: 4, nbest: 1, length_penalty: 0.0 });
+    beam.search = Search::Beam(BeamOptions { beam: 4, nbest: 1, length_penalty: 0.0, early_stop: false });
     let beam = beam.translate_nbest(&test_lines, 0).unwrap();
     let beaten: Vec<_> = test_lines
         .iter()

@@ -7,7 +7,7 @@
 //!
 //! `text` (required) is the list of sentences; `scores` (default false) asks for each
 //! translation's scores; every other field is a search option of `locus translate`, by the same
-//! name (`beam`, `nbest`, `length_penalty`, `max_len_a`, `max_len_b`, `max_len`,
+//! name (`beam`, `nbest`, `length_penalty`, `early_stop`, `max_len_a`, `max_len_b`, `max_len`,
 //! `max_source_len`, `min_len`, `sample`, `temperature`, `top_k`, `top_p`, `seed`), overriding
 //! the server's default for this request, within the server's [`SearchBounds`].
 
@@ -116,6 +116,8 @@ fn deserialize<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, ServeErr
 mod tests {
     use super::*;
     use crate::search_args::parse_search_args;
+    use locus_model::BeamOptions;
+    use locus_train::translate::Search;
 
     fn limits() -> RequestLimits {
         let search = SearchBounds { max_beam: 4, max_output_len: 50, max_source_len: 100 };
@@ -135,11 +137,15 @@ mod tests {
 
     #[test]
     fn options_override_the_defaults_within_bounds() {
-        let request = parse(r#"{"text": ["a", "b"], "beam": 3, "scores": true}"#).unwrap();
+        let request =
+            parse(r#"{"text": ["a", "b"], "beam": 3, "early_stop": true, "scores": true}"#).unwrap();
         assert_eq!(request.text, ["a", "b"]);
         assert!(request.scores);
-        let expected = parse_search_args(&["--beam", "3", "--max-len", "50", "--max-source-len", "100"]);
+        let expected =
+            parse_search_args(&["--beam", "3", "--early-stop", "--max-len", "50", "--max-source-len", "100"]);
         assert_eq!(request.search, expected);
+        let (search, _) = request.search.resolve().unwrap();
+        assert!(matches!(search, Search::Beam(BeamOptions { beam: 3, early_stop: true, .. })), "{search:?}");
         let request = parse(r#"{"text": [], "max_len": 7, "max_source_len": 1000}"#).unwrap();
         let expected = parse_search_args(&["--max-len", "7", "--max-source-len", "100"]);
         assert_eq!(request.search, expected);

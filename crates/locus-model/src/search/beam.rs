@@ -37,6 +37,11 @@
 //! Face's default (`early_stopping=False`) divides by the penalty of the current length,
 //! which is not a bound when `alpha > 0`.
 //!
+//! With [`BeamOptions::early_stop`], a sentence is done instead as soon as `beam` hypotheses
+//! have finished (or at its length limit): today's fairseq rule, and CTranslate2's with its
+//! default patience of 1. It decodes fewer steps and returns what those tools return, but it
+//! may miss the better-scoring longer output that the default rule would find.
+//!
 //! The cost: with `alpha > 0` the bound divides by the penalty of the longest reachable
 //! output, so a sentence often runs many steps past its best output's EOS, until its live
 //! hypotheses' log-probabilities have fallen far enough (fairseq's help put `--no-early-stop`
@@ -64,11 +69,15 @@ pub struct BeamOptions {
     pub nbest: usize,
     /// GNMT's alpha: 0 ranks by summed log-probability, larger values favour longer outputs.
     pub length_penalty: f64,
+    /// Stop a sentence as soon as `beam` hypotheses have finished (fairseq's and CTranslate2's
+    /// rule), rather than when no live hypothesis can beat the n-best list any more (see the
+    /// [module documentation](self)).
+    pub early_stop: bool,
 }
 
 impl Default for BeamOptions {
     fn default() -> Self {
-        Self { beam: 4, nbest: 1, length_penalty: 1.0 }
+        Self { beam: 4, nbest: 1, length_penalty: 1.0, early_stop: false }
     }
 }
 
@@ -99,6 +108,8 @@ struct Sentence {
     live: Vec<Live>,
     /// The best `nbest` finished hypotheses so far, best first; ties in finishing order.
     finished: Vec<Hypothesis>,
+    /// How many hypotheses have finished, kept or not.
+    finished_count: usize,
     max_len: usize,
 }
 
@@ -106,6 +117,7 @@ impl Sentence {
     /// Adds a finished hypothesis to the n-best list (of at most `nbest`), after those that
     /// score as well.
     fn finish(&mut self, hypothesis: Hypothesis, nbest: usize) {
+        self.finished_count += 1;
         let at = self.finished.partition_point(|kept| kept.score.total_cmp(&hypothesis.score).is_ge());
         if at < nbest {
             self.finished.insert(at, hypothesis);
@@ -164,7 +176,7 @@ pub fn beam_search(
     limits: &LengthLimits,
     options: &BeamOptions,
 ) -> Result<Vec<Vec<Hypothesis>>> {
-    let BeamOptions { beam, nbest, length_penalty: alpha } = *options;
+    let BeamOptions { beam, nbest, length_penalty: alpha, early_stop } = *options;
     if beam == 0 || nbest == 0 || nbest > beam {
         return Err(ModelError::Search(format!("beam search needs 1 <= nbest ({nbest}) <= beam ({beam})")));
     }
@@ -173,6 +185,7 @@ pub fn beam_search(
         .map(|&max_len| Sentence {
             live: vec![Live { tokens: Vec::new(), log_prob: 0.0 }],
             finished: Vec::new(),
+            finished_count: 0,
             max_len,
         })
         .collect();
@@ -231,10 +244,12 @@ pub fn beam_search(
                 }
             }
             row_start += rows;
-            if at_limit
-                || next_live.is_empty()
-                || sentence.settled(&next_live, step + 1, nbest, limits.min_len, alpha)
-            {
+            let settled = if early_stop {
+                sentence.finished_count >= beam
+            } else {
+                sentence.settled(&next_live, step + 1, nbest, limits.min_len, alpha)
+            };
+            if at_limit || next_live.is_empty() || settled {
                 // Done: its rows do not continue.
                 next_rows.truncate(next_rows.len() - next_live.len());
                 next_tokens.truncate(next_tokens.len() - next_live.len());
@@ -304,7 +319,7 @@ mod tests {
     fn search(beam: usize, nbest: usize) -> Vec<Hypothesis> {
         let mut toy = Toy { rows: vec![Vec::new()], table };
         let limits = LengthLimits { max_len_a: 0.0, max_len_b: 5, min_len: 0 };
-        let options = BeamOptions { beam, nbest, length_penalty: 0.0 };
+        let options = BeamOptions { beam, nbest, length_penalty: 0.0, early_stop: false };
         beam_search(&mut toy, &[5], 0, 1, &limits, &options).unwrap().remove(0)
     }
 
@@ -333,7 +348,7 @@ mod tests {
     fn the_length_limit_forces_eos_and_min_len_forbids_it() {
         let mut toy = Toy { rows: vec![Vec::new()], table };
         let limits = LengthLimits { max_len_a: 0.0, max_len_b: 3, min_len: 2 };
-        let options = BeamOptions { beam: 2, nbest: 2, length_penalty: 0.0 };
+        let options = BeamOptions { beam: 2, nbest: 2, length_penalty: 0.0, early_stop: false };
         let hyps = beam_search(&mut toy, &[3], 0, 1, &limits, &options).unwrap().remove(0);
         assert!(hyps.iter().all(|h| (2..=3).contains(&h.tokens.len())), "{hyps:?}");
     }
@@ -358,11 +373,26 @@ mod tests {
         for alpha in [0.0, 1.0] {
             let mut toy = Toy { rows: vec![Vec::new()], table: late_best };
             let limits = LengthLimits { max_len_a: 0.0, max_len_b: 3, min_len: 0 };
-            let options = BeamOptions { beam: 2, nbest: 1, length_penalty: alpha };
+            let options = BeamOptions { beam: 2, nbest: 1, length_penalty: alpha, early_stop: false };
             let best = beam_search(&mut toy, &[3], 0, 1, &limits, &options).unwrap().remove(0);
             assert_eq!(best[0].tokens, [2, 2, 2], "alpha {alpha}: {best:?}");
             assert!((best[0].log_prob - (0.5f64 * 0.9 * 0.95).ln()).abs() < 1e-6, "alpha {alpha}");
         }
+    }
+
+    /// fairseq's and CTranslate2's rule stops at the third step, when "b" and "b a" have
+    /// finished, and so returns "b" (0.3 × 0.9), not the better "a a a".
+    #[test]
+    fn early_stop_ends_a_sentence_when_beam_hypotheses_have_finished() {
+        let mut toy = Toy { rows: vec![Vec::new()], table: late_best };
+        let limits = LengthLimits { max_len_a: 0.0, max_len_b: 3, min_len: 0 };
+        let options = BeamOptions { beam: 2, nbest: 2, length_penalty: 0.0, early_stop: true };
+        let found = beam_search(&mut toy, &[3], 0, 1, &limits, &options).unwrap().remove(0);
+        let tokens: Vec<&[u32]> = found.iter().map(|hyp| hyp.tokens.as_slice()).collect();
+        assert_eq!(tokens, [&[3][..], &[3, 2]]);
+        assert!((found[0].log_prob - (0.3f64 * 0.9).ln()).abs() < 1e-6);
+        // The third step read each row's second token; a fourth would have read a third.
+        assert_eq!(toy.rows[0].len(), 2, "the search stops after its third step");
     }
 
     #[test]
@@ -534,7 +564,7 @@ mod tests {
                     for nbest in [1, 3] {
                         let mut scorer = TreeScorer { tree: &tree, rows: vec![Vec::new()] };
                         let limits = LengthLimits { max_len_a: 0.0, max_len_b: max_len, min_len };
-                        let options = BeamOptions { beam, nbest, length_penalty: alpha };
+                        let options = BeamOptions { beam, nbest, length_penalty: alpha, early_stop: false };
                         let found =
                             beam_search(&mut scorer, &[max_len], TREE_EOS, TREE_BOS, &limits, &options)
                                 .unwrap();
