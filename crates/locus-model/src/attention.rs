@@ -75,6 +75,11 @@ impl KeyValues {
         Ok(KeyValues { keys: self.keys.narrow(2, first, len)?, values: self.values.narrow(2, first, len)? })
     }
 
+    /// The device the keys and values are on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.keys.device()
+    }
+
     /// Number of batch rows.
     pub fn rows(&self) -> usize {
         self.keys.dims()[0]
@@ -172,17 +177,21 @@ impl MultiHeadAttention {
     /// `positions` rotates the queries (RoPE) and adds relative vectors (Shaw et al.). With
     /// `record`, the attention probabilities (before dropout) are pushed onto it; they are then
     /// composed from candle operations, since the fused [`attention`] does not return them.
+    /// With `key_rows`, row `i` of `xs` attends to row `key_rows[i]` of `kv` (rows decoding
+    /// one source share its cross-attention keys and values).
     ///
     /// # Shapes
     /// - `xs`: `(b_sz, q_len, d_model)`;
-    /// - `kv`: keys and values of `k_len` positions;
+    /// - `kv`: keys and values of `k_len` positions, `b_sz` rows (any number with `key_rows`);
     /// - `bias`: broadcastable to `(b_sz, n_heads, q_len, k_len)`;
     /// - the recorded probabilities: `(b_sz, n_heads, q_len, k_len)`;
     /// - returns `(b_sz, q_len, d_model)`.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         xs: &Tensor,
         kv: &KeyValues,
+        key_rows: Option<&[u32]>,
         bias: Option<&Tensor>,
         positions: LayerPositions,
         rng: Option<&mut DropoutRng>,
@@ -198,9 +207,17 @@ impl MultiHeadAttention {
         let context = match (positions.relative, record) {
             (None, None) => {
                 let dropout = self.dropout.mask(b_sz * self.n_heads * q_len * kv.len(), xs.device(), rng)?;
-                attention(&queries, &kv.keys, &kv.values, scale, bias, dropout.as_ref())?
+                attention(&queries, &kv.keys, &kv.values, scale, bias, dropout.as_ref(), key_rows)?
             }
             (relative, record) => {
+                let gathered;
+                let kv = match key_rows {
+                    Some(key_rows) => {
+                        gathered = kv.select_rows(&Tensor::new(key_rows, xs.device())?)?;
+                        &gathered
+                    }
+                    None => kv,
+                };
                 let context = self.composed_context(relative, &queries, kv, scale, bias, rng, record)?;
                 context.transpose(1, 2)?.reshape((b_sz, q_len, d_model))?
             }

@@ -28,6 +28,12 @@ pub struct LayerCache {
 
 /// The decoder's key/value cache: one [`LayerCache`] per layer and the next position.
 ///
+/// The batch rows need not be the memory's (the encoded sources'): beam search decodes several
+/// hypotheses of each source, and finished sentences leave the batch. The cache keeps the
+/// memory row each batch row reads; the cross-attention keys and values stay in memory rows,
+/// shared by every row decoding that source, and move only when fewer than half of them are
+/// still read ([`DecoderCache::select_rows`]).
+///
 /// Sentences may join a batch that has already decoded some steps ([`DecoderCache::join`]):
 /// the cache then keeps, for every row, the cache position of its first token (its
 /// *origin*). A row attends to its own positions only, and the encodings that read absolute
@@ -41,12 +47,19 @@ pub struct DecoderCache {
     offset: usize,
     /// Each row's origin; empty while every row starts at 0.
     origins: Vec<usize>,
+    /// The memory row each batch row reads; `None` while row `i` reads memory row `i`.
+    memory_rows: Option<Vec<u32>>,
 }
 
 impl DecoderCache {
     /// An empty cache for a decoder of `n_layers` layers.
     pub fn new(n_layers: usize) -> Self {
-        Self { layers: vec![LayerCache::default(); n_layers], offset: 0, origins: Vec::new() }
+        Self {
+            layers: vec![LayerCache::default(); n_layers],
+            offset: 0,
+            origins: Vec::new(),
+            memory_rows: None,
+        }
     }
 
     /// Number of cached positions (the position of the next token of a row that started at 0).
@@ -60,25 +73,91 @@ impl DecoderCache {
         self.origins.iter().any(|&origin| origin > 0).then_some(self.origins.as_slice())
     }
 
-    /// Keeps the batch rows `rows` (a `u32` index tensor, repeats allowed) of every cached
-    /// key and value, in that order. Positions that no row kept attends to any more (before
-    /// every kept row's origin) are dropped.
-    pub fn select_rows(&mut self, rows: &Tensor) -> candle_core::Result<()> {
-        for layer in &mut self.layers {
-            for kv in [&mut layer.self_kv, &mut layer.cross_kv].into_iter().flatten() {
-                *kv = kv.select_rows(rows)?;
-            }
-        }
-        self.select_origins(rows)
+    /// The memory row each batch row reads, if some row reads another than its own.
+    pub fn memory_rows(&self) -> Option<&[u32]> {
+        self.memory_rows.as_deref()
     }
 
-    /// Adds rows that have decoded nothing yet after the rows of a cache that has decoded at
-    /// least one step: their first token goes at the next position ([`offset`](Self::offset)),
-    /// the positions before it are hidden from them. `cross` holds each layer's
-    /// cross-attention keys and values of the joining rows' sources. (Before the first step,
-    /// rows simply join the batch: that step computes the cache of every row.)
-    pub fn join(&mut self, cross: Vec<KeyValues>) -> candle_core::Result<()> {
-        let joining = cross.first().map_or(0, KeyValues::rows);
+    /// Keeps the batch rows `rows` (repeats allowed), in that order. The self-attention keys
+    /// and values are gathered; the cross-attention ones, which depend on the source alone,
+    /// stay where they are: each kept row reads the memory row it read before. Positions that
+    /// no kept row attends to any more (before every kept row's origin) are dropped.
+    ///
+    /// When fewer than half of the memory rows are still read, the cross-attention keys and
+    /// values are narrowed to those, and their indices (in increasing order) are returned:
+    /// the caller narrows its [`Memory`](crate::Memory) to the same rows
+    /// ([`Seq2Seq::select_rows`](crate::Seq2Seq::select_rows) does both).
+    pub fn select_rows(&mut self, rows: &[u32]) -> candle_core::Result<Option<Vec<u32>>> {
+        let memory_rows: Vec<u32> = rows
+            .iter()
+            .map(|&row| self.memory_rows.as_ref().map_or(row, |read| read[row as usize]))
+            .collect();
+        if let Some(device) = self.device() {
+            let rows = Tensor::new(rows, &device)?;
+            for kv in self.layers.iter_mut().filter_map(|layer| layer.self_kv.as_mut()) {
+                *kv = kv.select_rows(&rows)?;
+            }
+        }
+        self.memory_rows = Some(memory_rows);
+        self.select_origins(rows)?;
+        self.narrow_memory()
+    }
+
+    /// The device of the cached tensors, if any are cached.
+    fn device(&self) -> Option<candle_core::Device> {
+        let layer = self.layers.first()?;
+        let kv = layer.self_kv.as_ref().or(layer.cross_kv.as_ref())?;
+        Some(kv.device().clone())
+    }
+
+    /// Narrows the cross-attention keys and values to the memory rows still read, if that is
+    /// fewer than half of them; returns the rows kept.
+    fn narrow_memory(&mut self) -> candle_core::Result<Option<Vec<u32>>> {
+        let (Some(memory_rows), Some(cross)) =
+            (&self.memory_rows, self.layers.first().and_then(|layer| layer.cross_kv.as_ref()))
+        else {
+            return Ok(None);
+        };
+        let (held, device) = (cross.rows(), cross.device().clone());
+        let mut read = memory_rows.clone();
+        read.sort_unstable();
+        read.dedup();
+        if read.is_empty() || 2 * read.len() >= held {
+            return Ok(None);
+        }
+        let mut renumbered = vec![0; held];
+        read.iter().enumerate().for_each(|(new, &old)| renumbered[old as usize] = new as u32);
+        self.memory_rows = Some(memory_rows.iter().map(|&old| renumbered[old as usize]).collect());
+        let kept = Tensor::new(read.as_slice(), &device)?;
+        for kv in self.layers.iter_mut().filter_map(|layer| layer.cross_kv.as_mut()) {
+            *kv = kv.select_rows(&kept)?;
+        }
+        Ok(Some(read))
+    }
+
+    /// Adds `joining` rows that have decoded nothing yet after the batch's rows, reading the
+    /// `joining` memory rows added after the `held` ones. In a cache that has decoded at least
+    /// one step, their first token goes at the next position ([`offset`](Self::offset)), the
+    /// positions before it are hidden from them, and `cross` must hold each layer's
+    /// cross-attention keys and values of their sources. (Before the first step, rows simply
+    /// join the batch: that step computes the cache of every row.)
+    pub fn join(
+        &mut self,
+        held: usize,
+        joining: usize,
+        cross: Option<Vec<KeyValues>>,
+    ) -> candle_core::Result<()> {
+        if let Some(memory_rows) = &mut self.memory_rows {
+            memory_rows.extend((held..held + joining).map(|row| row as u32));
+        }
+        if self.offset == 0 {
+            return Ok(());
+        }
+        let Some(cross) = cross else {
+            candle_core::bail!(
+                "joining a cache that has decoded a step needs the cross-attention keys and values"
+            )
+        };
         let rows = self.layers.first().and_then(|layer| layer.self_kv.as_ref()).map_or(0, KeyValues::rows);
         for (layer, cross) in self.layers.iter_mut().zip(cross) {
             if let Some(kv) = &mut layer.self_kv {
@@ -94,11 +173,11 @@ impl DecoderCache {
     }
 
     /// Keeps the origins of `rows` and drops the positions before the earliest of them.
-    fn select_origins(&mut self, rows: &Tensor) -> candle_core::Result<()> {
+    fn select_origins(&mut self, rows: &[u32]) -> candle_core::Result<()> {
         if self.origins.is_empty() {
             return Ok(());
         }
-        self.origins = rows.to_vec1::<u32>()?.iter().map(|&row| self.origins[row as usize]).collect();
+        self.origins = rows.iter().map(|&row| self.origins[row as usize]).collect();
         let earliest = self.origins.iter().copied().min().unwrap_or(0);
         if earliest > 0 {
             for kv in self.layers.iter_mut().filter_map(|layer| layer.self_kv.as_mut()) {
@@ -109,28 +188,17 @@ impl DecoderCache {
         }
         Ok(())
     }
-
-    /// Keeps the batch rows `rows` of the self-attention keys and values only: enough when
-    /// every new row attends to the same source as the row in its place before (beam search
-    /// reordering the hypotheses of each sentence among that sentence's rows), since the
-    /// cross-attention keys and values depend on the source alone.
-    pub fn select_self_rows(&mut self, rows: &Tensor) -> candle_core::Result<()> {
-        for layer in &mut self.layers {
-            if let Some(kv) = &mut layer.self_kv {
-                *kv = kv.select_rows(rows)?;
-            }
-        }
-        self.select_origins(rows)
-    }
 }
 
 /// The encoder output a decoder layer attends to.
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryRef<'a> {
-    /// `(b_sz, src_len, d_model)`.
+    /// `(memory_rows, src_len, d_model)`.
     pub hidden: &'a Tensor,
-    /// `(b_sz, 1, 1, src_len)`: hides source padding.
+    /// `(b_sz, 1, 1, src_len)`: hides source padding, per batch row.
     pub padding_bias: &'a Tensor,
+    /// The memory row each batch row reads; `None`: its own (`memory_rows == b_sz`).
+    pub rows: Option<&'a [u32]>,
 }
 
 /// Self-attention, cross-attention and feed-forward, each in a residual block.
@@ -197,7 +265,7 @@ impl DecoderLayer {
                 cache.self_kv = Some(kv.detach());
             }
             let record = maps.as_deref_mut().map(|maps| &mut maps.decoder);
-            self.self_attn.forward(h, &kv, Some(self_bias), positions, rng, record)
+            self.self_attn.forward(h, &kv, None, Some(self_bias), positions, rng, record)
         })?;
         let xs = self.residual.apply(&self.cross_attn_norm, &xs, rng.as_deref_mut(), |h, rng| {
             let kv = match cache {
@@ -210,7 +278,8 @@ impl DecoderLayer {
                 None => self.cross_attn.key_values(memory.hidden, LayerPositions::default())?,
             };
             let record = maps.map(|maps| &mut maps.cross);
-            self.cross_attn.forward(h, &kv, Some(memory.padding_bias), LayerPositions::default(), rng, record)
+            let bias = Some(memory.padding_bias);
+            self.cross_attn.forward(h, &kv, memory.rows, bias, LayerPositions::default(), rng, record)
         })?;
         self.residual.apply(&self.ffn_norm, &xs, rng, |h, rng| self.ffn.forward(h, rng))
     }
@@ -263,6 +332,17 @@ impl Decoder {
             }
             (None, Some(_)) => SequenceStarts::Span,
             (None, None) => SequenceStarts::Shiftable,
+        };
+        // Rows reading other memory rows than their own take those rows' padding bias.
+        let memory_rows = cache.as_deref().and_then(DecoderCache::memory_rows).map(<[u32]>::to_vec);
+        let gathered_bias;
+        let memory = match &memory_rows {
+            Some(rows) => {
+                gathered_bias =
+                    memory.padding_bias.index_select(&Tensor::new(rows.as_slice(), device)?, 0)?;
+                MemoryRef { padding_bias: &gathered_bias, rows: Some(rows), ..memory }
+            }
+            None => memory,
         };
         let xs = self.run(
             tokens,

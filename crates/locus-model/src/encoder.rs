@@ -60,7 +60,7 @@ impl EncoderLayer {
     ) -> candle_core::Result<Tensor> {
         let xs = self.residual.apply(&self.self_attn_norm, xs, rng.as_deref_mut(), |h, rng| {
             let kv = self.self_attn.key_values(h, positions)?;
-            self.self_attn.forward(h, &kv, bias, positions, rng, maps.map(|maps| &mut maps.encoder))
+            self.self_attn.forward(h, &kv, None, bias, positions, rng, maps.map(|maps| &mut maps.encoder))
         })?;
         self.residual.apply(&self.ffn_norm, &xs, rng, |h, rng| self.ffn.forward(h, rng))
     }

@@ -39,7 +39,7 @@ pub struct Memory {
 
 impl Memory {
     fn as_ref(&self) -> MemoryRef<'_> {
-        MemoryRef { hidden: &self.hidden, padding_bias: &self.padding_bias }
+        MemoryRef { hidden: &self.hidden, padding_bias: &self.padding_bias, rows: None }
     }
 
     /// The same memory, cut from the encoder's autograd graph, so that holding it while
@@ -349,10 +349,24 @@ impl Seq2Seq {
     /// `memory` and `cache`, after its rows: they start decoding at the next step, each from
     /// its BOS, while the others go on (continuous batching, see [`DecoderCache::join`]).
     pub fn join(&self, memory: &mut Memory, cache: &mut DecoderCache, joining: &Memory) -> Result<()> {
-        if cache.offset() > 0 {
-            cache.join(self.decoder.cross_key_values(&joining.hidden)?)?;
-        }
+        let cross = match cache.offset() {
+            0 => None,
+            _ => Some(self.decoder.cross_key_values(&joining.hidden)?),
+        };
+        cache.join(memory.hidden.dim(0)?, joining.hidden.dim(0)?, cross)?;
         *memory = memory.cat_rows(joining)?;
+        Ok(())
+    }
+
+    /// Keeps the rows `rows` (repeats allowed), in that order, of a batch decoded
+    /// incrementally with `memory` and `cache`: beam search's reordering and widening, and
+    /// finished sentences leaving. Rows decoding one source share its memory row and
+    /// cross-attention keys and values, which move only when fewer than half of them are still
+    /// read ([`DecoderCache::select_rows`]).
+    pub fn select_rows(&self, memory: &mut Memory, cache: &mut DecoderCache, rows: &[u32]) -> Result<()> {
+        if let Some(kept) = cache.select_rows(rows)? {
+            *memory = memory.select_rows(&Tensor::new(kept.as_slice(), memory.hidden.device())?)?;
+        }
         Ok(())
     }
 

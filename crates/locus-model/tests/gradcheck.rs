@@ -93,7 +93,7 @@ fn attention_gradient_with_causal_bias() {
     let bias = causal_bias(4, 0, DType::F64, &Device::Cpu).unwrap();
     check(&varmap, || {
         let kv = attn.key_values(&xs, LayerPositions::default()).unwrap();
-        attn.forward(&xs, &kv, Some(&bias), LayerPositions::default(), None, None).unwrap()
+        attn.forward(&xs, &kv, None, Some(&bias), LayerPositions::default(), None, None).unwrap()
     });
 }
 

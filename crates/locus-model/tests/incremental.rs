@@ -12,6 +12,7 @@ mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarMap;
+use locus_model::decoder::DecoderCache;
 use locus_model::positional::RopeScaling;
 use locus_model::{
     beam_search, greedy_decode, greedy_decode_to, Admission, BeamOptions, LengthLimits, ModelConfig,
@@ -410,4 +411,46 @@ fn continuous_batching_decodes_every_sentence_as_alone_for_every_variant() {
         }
     }
     assert!(ended_by_eos > 0, "no sentence chose EOS: the test does not see EOS end a row");
+}
+
+/// Rows decoding one source share its memory row and cross-attention keys and values: widening
+/// each source to two rows and dropping sources leaves the memory alone until fewer than half
+/// of its rows are read, then narrows it to those. Each row decodes as its source alone does,
+/// step after step.
+#[test]
+fn rows_share_their_source_until_the_memory_is_narrowed() {
+    let model = build(&ModelConfig::tiny(), 3);
+    let (src, _) = common::padded_sources();
+    let step = |memory: &locus_model::Memory, cache: &mut DecoderCache, tokens: &[u32]| {
+        let tokens = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(1).unwrap();
+        model.decode_step(&tokens, memory, cache).unwrap()
+    };
+    let mut memory = model.encode(&src, None).unwrap();
+    let mut cache = model.new_cache();
+    step(&memory, &mut cache, &[TOKENS.bos; 3]);
+    model.select_rows(&mut memory, &mut cache, &[0, 0, 1, 1, 2, 2]).unwrap();
+    let widened = step(&memory, &mut cache, &[5, 6, 7, 8, 9, 10]);
+    // Rows of sources 1 and 2 stay (2 of 3 memory rows read): nothing moves.
+    model.select_rows(&mut memory, &mut cache, &[3, 2, 4]).unwrap();
+    assert_eq!((memory.hidden.dim(0).unwrap(), cache.memory_rows()), (3, Some(&[1, 1, 2][..])));
+    let kept_two = step(&memory, &mut cache, &[11, 12, 13]);
+    // Source 1 alone (1 of 3): the memory narrows to it.
+    model.select_rows(&mut memory, &mut cache, &[1, 0]).unwrap();
+    assert_eq!((memory.hidden.dim(0).unwrap(), cache.memory_rows()), (1, Some(&[0, 0][..])));
+    let kept_one = step(&memory, &mut cache, &[14, 15]);
+
+    // Each row: its source, the tokens fed to it after BOS, and its row in each step's logits.
+    let rows: [(u32, &[u32], [usize; 3]); 3] =
+        [(1, &[8, 11, 15], [3, 0, 1]), (1, &[7, 12, 14], [2, 1, 0]), (2, &[9, 13], [4, 2, usize::MAX])];
+    for (source, fed, at) in rows {
+        let src = src.index_select(&Tensor::new(&[source], &Device::Cpu).unwrap(), 0).unwrap();
+        let memory = model.encode(&src, None).unwrap();
+        let mut cache = model.new_cache();
+        step(&memory, &mut cache, &[TOKENS.bos]);
+        for ((&token, got), row) in fed.iter().zip([&widened, &kept_two, &kept_one]).zip(at) {
+            let alone = step(&memory, &mut cache, &[token]);
+            let diff = max_abs_diff(&got.i(row).unwrap(), &alone.i(0).unwrap());
+            assert!(diff < 1e-5, "source {source}, token {token}: {diff}");
+        }
+    }
 }

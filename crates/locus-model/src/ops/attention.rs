@@ -19,11 +19,16 @@ use super::softmax::softmax_last_dim;
 /// Attention of `queries` over `keys` and `values`, head by head.
 ///
 /// `scale` multiplies the scores (usually `1 / sqrt(head_dim)`); `bias` is added to them
-/// before the softmax; `dropout` masks the weights. A bias that needs a gradient (a learned
-/// one, as T5's) makes the op fall back to composed candle operations.
+/// before the softmax; `dropout` masks the weights. With `key_rows`, row `i` of the queries
+/// attends to row `key_rows[i]` of the keys and values: the hypotheses of one sentence share
+/// its cross-attention keys and values (incremental decoding, which is inference only: the
+/// fused op has no backward pass through shared rows, and says so if asked for one). A bias
+/// that needs a gradient (a learned one, as T5's) makes the op fall back to composed candle
+/// operations.
 ///
 /// # Shapes
-/// - `queries`: `(b, heads, q_len, head_dim)`; `keys`, `values`: `(b, heads, k_len, head_dim)`;
+/// - `queries`: `(b, heads, q_len, head_dim)`; `keys`, `values`: `(b, heads, k_len, head_dim)`,
+///   or `(rows, heads, k_len, head_dim)` with `key_rows` (`b` indices below `rows`);
 /// - `bias`: broadcastable to `(b, heads, q_len, k_len)`;
 /// - `dropout`: a mask over `(b, heads, q_len, k_len)`;
 /// - returns `(b, q_len, heads · head_dim)`: the heads merged.
@@ -34,10 +39,15 @@ pub fn attention(
     scale: f64,
     bias: Option<&Tensor>,
     dropout: Option<&DropoutMask>,
+    key_rows: Option<&[u32]>,
 ) -> Result<Tensor> {
     let (b, heads, q_len, head_dim) = queries.dims4()?;
-    let k_len = keys.dim(2)?;
-    if keys.dims() != [b, heads, k_len, head_dim] || values.dims() != keys.dims() {
+    let (rows, k_len) = (keys.dim(0)?, keys.dim(2)?);
+    let rows_fit = match key_rows {
+        Some(key_rows) => key_rows.len() == b && key_rows.iter().all(|&row| (row as usize) < rows),
+        None => rows == b,
+    };
+    if !rows_fit || keys.dims() != [rows, heads, k_len, head_dim] || values.dims() != keys.dims() {
         bail!("attention: queries {:?}, keys {:?}, values {:?}", queries.dims(), keys.dims(), values.dims())
     }
     let bias = bias.map(|bias| bias.broadcast_as((b, heads, q_len, k_len))).transpose()?;
@@ -48,9 +58,17 @@ pub fn attention(
             scale,
             bias,
             dropout: dropout.cloned(),
+            key_rows: key_rows.map(<[u32]>::to_vec),
         };
         queries.contiguous()?.apply_op3(&keys.contiguous()?, &values.contiguous()?, op)
     } else {
+        let (keys, values) = match key_rows {
+            Some(key_rows) => {
+                let key_rows = Tensor::new(key_rows, keys.device())?;
+                (keys.index_select(&key_rows, 0)?, values.index_select(&key_rows, 0)?)
+            }
+            None => (keys.clone(), values.clone()),
+        };
         let mut scores = (queries * scale)?.matmul(&keys.t()?)?;
         if let Some(bias) = bias {
             scores = (scores + bias)?;
@@ -59,7 +77,7 @@ pub fn attention(
         if let Some(mask) = dropout {
             weights = apply_dropout(&weights, mask)?;
         }
-        weights.matmul(values)?.transpose(1, 2)?.reshape((b, q_len, heads * head_dim))
+        weights.matmul(&values)?.transpose(1, 2)?.reshape((b, q_len, heads * head_dim))
     }
 }
 
@@ -100,6 +118,8 @@ struct Attention {
     /// Broadcast to `(b, heads, q_len, k_len)`; constant.
     bias: Option<Tensor>,
     dropout: Option<DropoutMask>,
+    /// The key row each query row reads; `None`: its own.
+    key_rows: Option<Vec<u32>>,
 }
 
 /// A bias tensor's elements and strides, read in place (broadcast dimensions have stride 0).
@@ -122,9 +142,15 @@ struct HeadContext<'a, T> {
     scale: T,
     bias: Option<&'a BiasView<'a, T>>,
     dropout: Option<&'a DropoutMask>,
+    key_rows: Option<&'a [u32]>,
 }
 
 impl<T: Real> HeadContext<'_, T> {
+    /// The row of the keys and values that query row `sentence` attends to.
+    fn key_row(&self, sentence: usize) -> usize {
+        self.key_rows.map_or(sentence, |rows| rows[sentence] as usize)
+    }
+
     /// `weights = softmax(scale · q kᵀ + bias)` for head `head` of sentence `sentence`.
     fn weights(&self, weights: &mut [T], q: &[T], k: &[T], sentence: usize, head: usize) {
         let d = self.dims;
@@ -183,10 +209,11 @@ fn forward<T: Real>(q: &[T], k: &[T], v: &[T], ctx: &HeadContext<T>) -> Vec<T> {
         let (mut weights, mut dropped) = (vec![T::zero(); s_size], vec![T::zero(); s_size]);
         for head in 0..d.heads {
             let index = sentence * d.heads + head;
+            let key_index = ctx.key_row(sentence) * d.heads + head;
             let (q, k, v) = (
                 &q[index * q_size..][..q_size],
-                &k[index * k_size..][..k_size],
-                &v[index * k_size..][..k_size],
+                &k[key_index * k_size..][..k_size],
+                &v[key_index * k_size..][..k_size],
             );
             ctx.weights(&mut weights, q, k, sentence, head);
             ctx.drop(&mut dropped, &weights, index * s_size);
@@ -354,6 +381,7 @@ impl Attention {
             scale: T::from_f64(self.scale),
             bias: view.as_ref(),
             dropout: self.dropout.as_ref(),
+            key_rows: self.key_rows.as_deref(),
         };
         Ok(f(&ctx))
     }
@@ -417,6 +445,9 @@ impl CustomOp3 for Attention {
         _out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.key_rows.is_some() {
+            bail!("attention: no backward pass through shared key rows (incremental decoding is inference only)")
+        }
         let [dq, dk, dv] = match q.dtype() {
             DType::F32 => self.backward_tensors::<f32>(q, k, v, grad)?,
             DType::F64 => self.backward_tensors::<f64>(q, k, v, grad)?,
@@ -471,7 +502,7 @@ mod tests {
             random((2, 3, 5, 4), 3).unwrap(),
         );
         let mask = mask(2 * 3 * 5 * 5);
-        let got = attention(&q, &k, &v, 0.5, Some(&bias()), Some(&mask)).unwrap();
+        let got = attention(&q, &k, &v, 0.5, Some(&bias()), Some(&mask), None).unwrap();
         assert_eq!(got.dims(), [2, 5, 12]);
         assert!(max_diff(&got, &reference(&q, &k, &v, 0.5, &bias(), &mask)).unwrap() < 1e-12);
     }
@@ -484,7 +515,7 @@ mod tests {
             random((2, 3, 5, 4), 5).unwrap(),
             random((2, 3, 5, 4), 6).unwrap(),
         );
-        let got = attention(&q, &k, &v, 0.5, None, None).unwrap();
+        let got = attention(&q, &k, &v, 0.5, None, None, None).unwrap();
         let zero = Tensor::zeros((1, 1, 1, 5), DType::F64, &Device::Cpu).unwrap();
         let keep_all = DropoutMask::new(vec![true; 2 * 3 * 2 * 5], 1.0);
         assert!(max_diff(&got, &reference(&q, &k, &v, 0.5, &zero, &keep_all)).unwrap() < 1e-12);
@@ -502,9 +533,32 @@ mod tests {
         let tokens = Tensor::new(&[[4u32, 5, 6, 7, 8], [4, 5, 0, 0, 0]], &Device::Cpu).unwrap();
         let padding = padding_bias(&tokens, 0, DType::F64).unwrap();
         let mask = mask(2 * 3 * 5);
-        let got = attention(&q, &k, &v, 0.3, Some(&padding), Some(&mask)).unwrap();
+        let got = attention(&q, &k, &v, 0.3, Some(&padding), Some(&mask), None).unwrap();
         assert_eq!(got.dims(), [2, 1, 36]);
         assert!(max_diff(&got, &reference(&q, &k, &v, 0.3, &padding, &mask)).unwrap() < 1e-12);
+    }
+
+    /// Query rows reading shared key rows (`key_rows`) get what the gathered keys give, one
+    /// query (a decoding step) or several; a row index out of range is an error.
+    #[test]
+    fn shared_key_rows_match_gathered_keys() {
+        let key_rows = [1u32, 0, 1];
+        let index = Tensor::new(&key_rows, &Device::Cpu).unwrap();
+        let (k, v) = (random((2, 3, 5, 12), 15).unwrap(), random((2, 3, 5, 12), 16).unwrap());
+        let (gathered_k, gathered_v) =
+            (k.index_select(&index, 0).unwrap(), v.index_select(&index, 0).unwrap());
+        let tokens =
+            Tensor::new(&[[4u32, 5, 6, 7, 8], [4, 5, 6, 0, 0], [4, 5, 0, 0, 0]], &Device::Cpu).unwrap();
+        let padding = padding_bias(&tokens, 0, DType::F64).unwrap();
+        for q_len in [1, 2] {
+            let q = random((3, 3, q_len, 12), 14).unwrap();
+            let got = attention(&q, &k, &v, 0.3, Some(&padding), None, Some(&key_rows)).unwrap();
+            let want = attention(&q, &gathered_k, &gathered_v, 0.3, Some(&padding), None, None).unwrap();
+            assert!(max_diff(&got, &want).unwrap() < 1e-12, "q_len {q_len}");
+        }
+        let q = random((3, 3, 1, 12), 14).unwrap();
+        assert!(attention(&q, &k, &v, 0.3, None, None, Some(&[0, 2, 1])).is_err());
+        assert!(attention(&q, &k, &v, 0.3, None, None, None).is_err());
     }
 
     #[test]
@@ -515,7 +569,8 @@ mod tests {
         let (bias, mask) = (bias(), mask(2 * 3 * 5 * 5));
         let probe = random((2, 5, 12), 10).unwrap();
         check_gradients(&[&q, &k, &v], || {
-            (attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), 0.7, Some(&bias), Some(&mask))? * &probe)?
+            (attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), 0.7, Some(&bias), Some(&mask), None)?
+                * &probe)?
                 .sum_all()
         })
         .unwrap();
@@ -532,7 +587,7 @@ mod tests {
         let bias = Var::from_tensor(&random((1, 2, 3, 3), 4).unwrap()).unwrap();
         let probe = random((1, 3, 8), 5).unwrap();
         check_gradients(&[&bias], || {
-            (attention(&q, &k, &v, 0.5, Some(bias.as_tensor()), None)? * &probe)?.sum_all()
+            (attention(&q, &k, &v, 0.5, Some(bias.as_tensor()), None, None)? * &probe)?.sum_all()
         })
         .unwrap();
     }

@@ -170,11 +170,7 @@ impl<'a, Id: Copy> RunningBatch<'a, Id> {
         self.rows.retain(|row| !row.ended);
         match (&mut self.decoding, keep.is_empty()) {
             (_, true) => self.decoding = None,
-            (Some((memory, cache)), false) => {
-                let keep = Tensor::new(keep.as_slice(), memory.hidden.device())?;
-                *memory = memory.select_rows(&keep)?;
-                cache.select_rows(&keep)?;
-            }
+            (Some((memory, cache)), false) => self.model.select_rows(memory, cache, &keep)?,
             (None, false) => {}
         }
         Ok(())

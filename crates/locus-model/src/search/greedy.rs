@@ -145,8 +145,7 @@ fn decode_checking_every(
             if 4 * (rows.len() - still_going.len()) >= rows.len() {
                 pending.read_into(&rows, &mut outputs)?;
                 let keep = Tensor::new(still_going.as_slice(), device)?;
-                memory = memory.select_rows(&keep)?;
-                cache.select_rows(&keep)?;
+                model.select_rows(&mut memory, &mut cache, &still_going)?;
                 max_lens_on_device = max_lens_on_device.index_select(&keep, 0)?;
                 going = going.index_select(&keep, 0)?;
                 step_input = step_input.index_select(&keep, 0)?;

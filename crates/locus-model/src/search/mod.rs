@@ -94,17 +94,14 @@ pub struct Seq2SeqScorer<'a> {
     model: &'a Seq2Seq,
     memory: Memory,
     cache: DecoderCache,
-    /// The source sentence each row decodes (its row in the encoded batch).
-    row_sources: Vec<u32>,
 }
 
 impl<'a> Seq2SeqScorer<'a> {
     /// Encodes `src` (`(b_sz, src_len)` right-padded ids, each row ending in EOS); row `i`
     /// starts as sentence `i`.
     pub fn new(model: &'a Seq2Seq, src: &Tensor) -> Result<Self> {
-        let row_sources = (0..src.dim(0)? as u32).collect();
         let memory = phases::encoding(|| model.encode(src, None))?.detach();
-        Ok(Self { model, memory, cache: model.new_cache(), row_sources })
+        Ok(Self { model, memory, cache: model.new_cache() })
     }
 
     fn device(&self) -> &Device {
@@ -124,20 +121,9 @@ impl Scorer for Seq2SeqScorer<'_> {
         Ok(logits.detach())
     }
 
-    /// Reorders the self-attention cache; the encoder memory and the cross-attention keys
-    /// and values are copied only when some row now decodes another source than the row in
-    /// its place did (sentences finishing, or beam search's first step widening each sentence
-    /// to its beam), not when beam search reorders hypotheses within each sentence.
+    /// Reorders the self-attention cache; the hypotheses of one source share its encoder
+    /// memory and cross-attention keys and values ([`Seq2Seq::select_rows`]).
     fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
-        let row_sources: Vec<u32> = rows.iter().map(|&row| self.row_sources[row as usize]).collect();
-        let rows = Tensor::from_slice(rows, rows.len(), self.device())?;
-        if row_sources == self.row_sources {
-            self.cache.select_self_rows(&rows)?;
-        } else {
-            self.memory = self.memory.select_rows(&rows)?;
-            self.cache.select_rows(&rows)?;
-            self.row_sources = row_sources;
-        }
-        Ok(())
+        self.model.select_rows(&mut self.memory, &mut self.cache, rows)
     }
 }
