@@ -73,7 +73,8 @@ impl DecoderCache {
         self.origins.iter().any(|&origin| origin > 0).then_some(self.origins.as_slice())
     }
 
-    /// The memory row each batch row reads, if some row reads another than its own.
+    /// The memory row each batch row reads, once rows have been selected; `None` until then,
+    /// while row `i` reads memory row `i`.
     pub fn memory_rows(&self) -> Option<&[u32]> {
         self.memory_rows.as_deref()
     }
