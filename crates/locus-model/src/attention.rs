@@ -22,23 +22,16 @@ use crate::positional::{LayerPositions, RelativeIds, RelativePositions};
 
 /// Projected keys and values, split into heads: each `(b_sz, n_heads, seq_len, head_dim)`.
 ///
-/// In incremental decoding the decoder keeps one per layer and grows it by one position per
-/// step ([`KeyValues::append`]); cross-attention computes it once from the encoder output.
+/// In incremental decoding the decoder keeps the self-attention ones of every position so far
+/// in a [`SelfKeyValues`](crate::kv_cache::SelfKeyValues), which grows by one position per
+/// step; cross-attention computes them once from the encoder output.
 #[derive(Debug, Clone)]
 pub struct KeyValues {
-    keys: Tensor,
-    values: Tensor,
+    pub(crate) keys: Tensor,
+    pub(crate) values: Tensor,
 }
 
 impl KeyValues {
-    /// Concatenates `new` after `self` along the sequence axis.
-    pub fn append(&self, new: &KeyValues) -> candle_core::Result<KeyValues> {
-        Ok(KeyValues {
-            keys: Tensor::cat(&[&self.keys, &new.keys], 2)?,
-            values: Tensor::cat(&[&self.values, &new.values], 2)?,
-        })
-    }
-
     /// Keeps the batch rows `rows` (a `u32` index tensor), in that order: beam search's
     /// reordering, and finished sentences leaving the batch.
     pub fn select_rows(&self, rows: &Tensor) -> candle_core::Result<KeyValues> {
@@ -59,20 +52,6 @@ impl KeyValues {
             keys: Tensor::cat(&[keys, other_keys], 0)?,
             values: Tensor::cat(&[values, other_values], 0)?,
         })
-    }
-
-    /// `rows` rows of zero keys and values as long as `self`: the self-attention positions
-    /// before a joining sentence's first token, which it never attends to.
-    pub fn zero_rows(&self, rows: usize) -> candle_core::Result<KeyValues> {
-        let (_, n_heads, len, head_dim) = self.keys.dims4()?;
-        let zeros = Tensor::zeros((rows, n_heads, len, head_dim), self.keys.dtype(), self.keys.device())?;
-        Ok(KeyValues { keys: zeros.clone(), values: zeros })
-    }
-
-    /// The positions from `first` on.
-    pub fn drop_positions_before(&self, first: usize) -> candle_core::Result<KeyValues> {
-        let len = self.len() - first;
-        Ok(KeyValues { keys: self.keys.narrow(2, first, len)?, values: self.values.narrow(2, first, len)? })
     }
 
     /// The device the keys and values are on.

@@ -10,6 +10,7 @@ use crate::config::ModelConfig;
 use crate::dropout::DropoutRng;
 use crate::error::Result;
 use crate::feed_forward::FeedForward;
+use crate::kv_cache::SelfKeyValues;
 use crate::linear::Quantization;
 use crate::mask::{causal_bias, start_bias};
 use crate::norm::LayerNorm;
@@ -18,10 +19,10 @@ use crate::residual::Residual;
 use crate::stack::{SequenceStarts, Stack};
 
 /// What one decoder layer remembers between incremental steps.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct LayerCache {
     /// Self-attention keys (already rotated, with RoPE) and values of every position so far.
-    self_kv: Option<KeyValues>,
+    self_kv: Option<SelfKeyValues>,
     /// Cross-attention keys and values of the encoder output, computed at the first step.
     cross_kv: Option<KeyValues>,
 }
@@ -41,7 +42,7 @@ pub struct LayerCache {
 /// would alone.
 ///
 /// [`PositionalEncoding::ragged_frame`]: crate::positional::PositionalEncoding::ragged_frame
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DecoderCache {
     layers: Vec<LayerCache>,
     offset: usize,
@@ -55,7 +56,7 @@ impl DecoderCache {
     /// An empty cache for a decoder of `n_layers` layers.
     pub fn new(n_layers: usize) -> Self {
         Self {
-            layers: vec![LayerCache::default(); n_layers],
+            layers: (0..n_layers).map(|_| LayerCache::default()).collect(),
             offset: 0,
             origins: Vec::new(),
             memory_rows: None,
@@ -89,26 +90,24 @@ impl DecoderCache {
     /// the caller narrows its [`Memory`](crate::Memory) to the same rows
     /// ([`Seq2Seq::select_rows`](crate::Seq2Seq::select_rows) does both).
     pub fn select_rows(&mut self, rows: &[u32]) -> candle_core::Result<Option<Vec<u32>>> {
+        let held = self.layers.first().and_then(|layer| layer.self_kv.as_ref()).map(SelfKeyValues::rows);
+        if let (Some(held), Some(&row)) =
+            (held.or(self.memory_rows.as_ref().map(Vec::len)), rows.iter().max())
+        {
+            if row as usize >= held {
+                candle_core::bail!("decoder cache: row {row} of {held}")
+            }
+        }
         let memory_rows: Vec<u32> = rows
             .iter()
             .map(|&row| self.memory_rows.as_ref().map_or(row, |read| read[row as usize]))
             .collect();
-        if let Some(device) = self.device() {
-            let rows = Tensor::new(rows, &device)?;
-            for kv in self.layers.iter_mut().filter_map(|layer| layer.self_kv.as_mut()) {
-                *kv = kv.select_rows(&rows)?;
-            }
+        let dropped = self.select_origins(rows);
+        for kv in self.layers.iter_mut().filter_map(|layer| layer.self_kv.as_mut()) {
+            kv.select(rows, dropped)?;
         }
         self.memory_rows = Some(memory_rows);
-        self.select_origins(rows)?;
         self.narrow_memory()
-    }
-
-    /// The device of the cached tensors, if any are cached.
-    fn device(&self) -> Option<candle_core::Device> {
-        let layer = self.layers.first()?;
-        let kv = layer.self_kv.as_ref().or(layer.cross_kv.as_ref())?;
-        Some(kv.device().clone())
     }
 
     /// Narrows the cross-attention keys and values to the memory rows still read, if that is
@@ -159,10 +158,11 @@ impl DecoderCache {
                 "joining a cache that has decoded a step needs the cross-attention keys and values"
             )
         };
-        let rows = self.layers.first().and_then(|layer| layer.self_kv.as_ref()).map_or(0, KeyValues::rows);
+        let rows =
+            self.layers.first().and_then(|layer| layer.self_kv.as_ref()).map_or(0, SelfKeyValues::rows);
         for (layer, cross) in self.layers.iter_mut().zip(cross) {
             if let Some(kv) = &mut layer.self_kv {
-                *kv = kv.cat_rows(&kv.zero_rows(joining)?)?;
+                kv.add_zero_rows(joining)?;
             }
             if let Some(kv) = &mut layer.cross_kv {
                 *kv = kv.cat_rows(&cross)?;
@@ -173,21 +173,17 @@ impl DecoderCache {
         Ok(())
     }
 
-    /// Keeps the origins of `rows` and drops the positions before the earliest of them.
-    fn select_origins(&mut self, rows: &[u32]) -> candle_core::Result<()> {
+    /// Keeps the origins of `rows`, counted from the earliest of them; returns how many
+    /// leading positions no kept row attends to any more, which the caller drops.
+    fn select_origins(&mut self, rows: &[u32]) -> usize {
         if self.origins.is_empty() {
-            return Ok(());
+            return 0;
         }
         self.origins = rows.iter().map(|&row| self.origins[row as usize]).collect();
         let earliest = self.origins.iter().copied().min().unwrap_or(0);
-        if earliest > 0 {
-            for kv in self.layers.iter_mut().filter_map(|layer| layer.self_kv.as_mut()) {
-                *kv = kv.drop_positions_before(earliest)?;
-            }
-            self.offset -= earliest;
-            self.origins.iter_mut().for_each(|origin| *origin -= earliest);
-        }
-        Ok(())
+        self.offset -= earliest;
+        self.origins.iter_mut().for_each(|origin| *origin -= earliest);
+        earliest
     }
 }
 
@@ -258,13 +254,15 @@ impl DecoderLayer {
         mut maps: Option<&mut AttentionMaps>,
     ) -> candle_core::Result<Tensor> {
         let xs = self.residual.apply(&self.self_attn_norm, xs, rng.as_deref_mut(), |h, rng| {
-            let mut kv = self.self_attn.key_values(h, positions)?;
-            if let Some(cache) = cache.as_deref_mut() {
-                if let Some(past) = &cache.self_kv {
-                    kv = past.append(&kv)?;
+            let new = self.self_attn.key_values(h, positions)?;
+            let kv = match cache.as_deref_mut().map(|cache| &mut cache.self_kv) {
+                Some(Some(past)) => past.append(&new)?,
+                Some(empty) => {
+                    *empty = Some(SelfKeyValues::new(&new)?);
+                    new
                 }
-                cache.self_kv = Some(kv.detach());
-            }
+                None => new,
+            };
             let record = maps.as_deref_mut().map(|maps| &mut maps.decoder);
             self.self_attn.forward(h, &kv, None, Some(self_bias), positions, rng, record)
         })?;

@@ -21,6 +21,7 @@ pub mod encoder;
 pub mod error;
 pub mod feed_forward;
 pub mod init;
+pub mod kv_cache;
 pub mod linear;
 pub mod mask;
 pub mod norm;

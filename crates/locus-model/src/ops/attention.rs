@@ -8,7 +8,7 @@
 //! FlashAttention does), and writes its output with the heads already merged.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::dropout::{apply_dropout, DropoutMask};
@@ -28,7 +28,9 @@ use super::softmax::softmax_last_dim;
 ///
 /// # Shapes
 /// - `queries`: `(b, heads, q_len, head_dim)`; `keys`, `values`: `(b, heads, k_len, head_dim)`,
-///   or `(rows, heads, k_len, head_dim)` with `key_rows` (`b` indices below `rows`);
+///   or `(rows, heads, k_len, head_dim)` with `key_rows` (`b` indices below `rows`); on the
+///   CPU they are read in place when each head's `k_len × head_dim` block is contiguous (a
+///   decoding cache's buffers, which keep room for more positions after each block);
 /// - `bias`: broadcastable to `(b, heads, q_len, k_len)`;
 /// - `dropout`: a mask over `(b, heads, q_len, k_len)`;
 /// - returns `(b, q_len, heads · head_dim)`: the heads merged.
@@ -60,7 +62,7 @@ pub fn attention(
             dropout: dropout.cloned(),
             key_rows: key_rows.map(<[u32]>::to_vec),
         };
-        queries.contiguous()?.apply_op3(&keys.contiguous()?, &values.contiguous()?, op)
+        queries.contiguous()?.apply_op3(&with_contiguous_blocks(keys)?, &with_contiguous_blocks(values)?, op)
     } else {
         let (keys, values) = match key_rows {
             Some(key_rows) => {
@@ -136,6 +138,62 @@ impl<T: Real> BiasView<'_, T> {
     }
 }
 
+/// `xs` itself when each `(row, head)` block of its `(rows, heads, len, width)` elements is
+/// contiguous, else a contiguous copy.
+fn with_contiguous_blocks(xs: &Tensor) -> Result<Tensor> {
+    if has_contiguous_blocks(xs.layout()) {
+        Ok(xs.clone())
+    } else {
+        xs.contiguous()
+    }
+}
+
+/// Whether each `(row, head)` block of a `(rows, heads, len, width)` layout is contiguous.
+fn has_contiguous_blocks(layout: &Layout) -> bool {
+    match (layout.dims(), layout.stride()) {
+        (&[_, _, len, width], &[_, _, len_stride, width_stride]) => {
+            (width <= 1 || width_stride == 1) && (len <= 1 || len_stride == width)
+        }
+        _ => false,
+    }
+}
+
+/// Keys or values read block by block: the `k_len × head_dim` elements of each `(row, head)`
+/// are contiguous, the blocks may lie anywhere (a decoding cache's buffers keep room for more
+/// positions after each).
+#[derive(Clone, Copy)]
+struct Blocks<'a, T> {
+    data: &'a [T],
+    row_stride: usize,
+    head_stride: usize,
+    size: usize,
+}
+
+impl<'a, T: WithDType> Blocks<'a, T> {
+    /// The blocks of a tensor's storage read through its layout, which must have contiguous
+    /// blocks ([`has_contiguous_blocks`]).
+    fn in_place(storage: &'a CpuStorage, layout: &Layout) -> Result<Self> {
+        let (dims, strides) = (layout.dims(), layout.stride());
+        if !has_contiguous_blocks(layout) {
+            bail!("attention: keys or values {dims:?} with strides {strides:?} are not contiguous per head")
+        }
+        let data = &storage.as_slice::<T>()?[layout.start_offset()..];
+        let blocks = Self { data, row_stride: strides[0], head_stride: strides[1], size: dims[2] * dims[3] };
+        let last = (dims[0].saturating_sub(1) * blocks.row_stride
+            + dims[1].saturating_sub(1) * blocks.head_stride)
+            + blocks.size;
+        if last > data.len() {
+            bail!("attention: keys or values {dims:?} with strides {strides:?} overrun their storage")
+        }
+        Ok(blocks)
+    }
+
+    /// Head `head` of row `row`.
+    fn block(&self, row: usize, head: usize) -> &'a [T] {
+        &self.data[row * self.row_stride + head * self.head_stride..][..self.size]
+    }
+}
+
 /// Everything one head's computation reads, besides its queries, keys and values.
 struct HeadContext<'a, T> {
     dims: Dims,
@@ -201,20 +259,16 @@ impl<T: Real> HeadContext<'_, T> {
     }
 }
 
-fn forward<T: Real>(q: &[T], k: &[T], v: &[T], ctx: &HeadContext<T>) -> Vec<T> {
+fn forward<T: Real>(q: &[T], k: Blocks<T>, v: Blocks<T>, ctx: &HeadContext<T>) -> Vec<T> {
     let d = ctx.dims;
-    let (q_size, k_size, s_size) = (d.q_len * d.head_dim, d.k_len * d.head_dim, d.q_len * d.k_len);
+    let (q_size, s_size) = (d.q_len * d.head_dim, d.q_len * d.k_len);
     let mut out = vec![T::zero(); d.b * d.q_len * d.heads * d.head_dim];
     out.par_chunks_mut(d.q_len * d.heads * d.head_dim).enumerate().for_each(|(sentence, out)| {
         let (mut weights, mut dropped) = (vec![T::zero(); s_size], vec![T::zero(); s_size]);
         for head in 0..d.heads {
             let index = sentence * d.heads + head;
-            let key_index = ctx.key_row(sentence) * d.heads + head;
-            let (q, k, v) = (
-                &q[index * q_size..][..q_size],
-                &k[key_index * k_size..][..k_size],
-                &v[key_index * k_size..][..k_size],
-            );
+            let key_row = ctx.key_row(sentence);
+            let (q, k, v) = (&q[index * q_size..][..q_size], k.block(key_row, head), v.block(key_row, head));
             ctx.weights(&mut weights, q, k, sentence, head);
             ctx.drop(&mut dropped, &weights, index * s_size);
             let out = &mut out[head * d.head_dim..];
@@ -424,11 +478,11 @@ impl CustomOp3 for Attention {
     ) -> Result<(CpuStorage, Shape)> {
         let out = match q {
             CpuStorage::F32(_) => {
-                let (q, k, v) = (contiguous(q, q_l)?, contiguous(k, k_l)?, contiguous(v, v_l)?);
+                let (q, k, v) = (contiguous(q, q_l)?, Blocks::in_place(k, k_l)?, Blocks::in_place(v, v_l)?);
                 CpuStorage::F32(self.with_context(|ctx| forward::<f32>(q, k, v, ctx))?)
             }
             CpuStorage::F64(_) => {
-                let (q, k, v) = (contiguous(q, q_l)?, contiguous(k, k_l)?, contiguous(v, v_l)?);
+                let (q, k, v) = (contiguous(q, q_l)?, Blocks::in_place(k, k_l)?, Blocks::in_place(v, v_l)?);
                 CpuStorage::F64(self.with_context(|ctx| forward::<f64>(q, k, v, ctx))?)
             }
             other => bail!("attention: unsupported dtype {:?}", other.dtype()),
@@ -559,6 +613,53 @@ mod tests {
         let q = random((3, 3, 1, 12), 14).unwrap();
         assert!(attention(&q, &k, &v, 0.3, None, None, Some(&[0, 2, 1])).is_err());
         assert!(attention(&q, &k, &v, 0.3, None, None, None).is_err());
+    }
+
+    /// Keys and values read in place from buffers with room for more positions (a decoding
+    /// cache's) give exactly what their contiguous copies give; keys whose heads are not
+    /// contiguous (transposed) are copied first and give the same.
+    #[test]
+    fn keys_read_in_place_from_larger_buffers_match_contiguous_keys() {
+        let (k_buffer, v_buffer) = (random((3, 3, 9, 12), 21).unwrap(), random((3, 3, 9, 12), 22).unwrap());
+        let padding = padding_bias(
+            &Tensor::new(&[[4u32, 5, 6, 7, 8], [4, 5, 6, 0, 0]], &Device::Cpu).unwrap(),
+            0,
+            DType::F64,
+        )
+        .unwrap();
+        for (first_row, first_position) in [(0, 0), (1, 3)] {
+            let view = |buffer: &Tensor| {
+                buffer.narrow(0, first_row, 2).unwrap().narrow(2, first_position, 5).unwrap()
+            };
+            let (k, v) = (view(&k_buffer), view(&v_buffer));
+            assert!(!k.is_contiguous() && has_contiguous_blocks(k.layout()));
+            for q_len in [1, 2] {
+                let q = random((2, 3, q_len, 12), 23).unwrap();
+                let got = attention(&q, &k, &v, 0.3, Some(&padding), None, None).unwrap();
+                let want = attention(
+                    &q,
+                    &k.contiguous().unwrap(),
+                    &v.contiguous().unwrap(),
+                    0.3,
+                    Some(&padding),
+                    None,
+                    None,
+                )
+                .unwrap();
+                assert_eq!(
+                    max_diff(&got, &want).unwrap(),
+                    0.0,
+                    "rows from {first_row}, positions from {first_position}, q_len {q_len}"
+                );
+            }
+        }
+        let q = random((2, 3, 1, 12), 24).unwrap();
+        let k = random((2, 3, 12, 5), 25).unwrap().transpose(2, 3).unwrap();
+        assert!(!has_contiguous_blocks(k.layout()));
+        let v = random((2, 3, 5, 12), 26).unwrap();
+        let got = attention(&q, &k, &v, 0.3, None, None, None).unwrap();
+        let want = attention(&q, &k.contiguous().unwrap(), &v, 0.3, None, None, None).unwrap();
+        assert_eq!(max_diff(&got, &want).unwrap(), 0.0);
     }
 
     #[test]
