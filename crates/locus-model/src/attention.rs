@@ -17,7 +17,7 @@ use candle_nn::{Init, VarBuilder};
 use crate::config::ModelConfig;
 use crate::dropout::{Dropout, DropoutRng};
 use crate::linear::{Linear, Quantization};
-use crate::ops::{attention, softmax_last_dim};
+use crate::ops::{attention, softmax_last_dim, KeyRows};
 use crate::positional::{LayerPositions, RelativeIds, RelativePositions};
 
 /// Projected keys and values, split into heads: each `(b_sz, n_heads, seq_len, head_dim)`.
@@ -156,8 +156,8 @@ impl MultiHeadAttention {
     /// `positions` rotates the queries (RoPE) and adds relative vectors (Shaw et al.). With
     /// `record`, the attention probabilities (before dropout) are pushed onto it; they are then
     /// composed from candle operations, since the fused [`attention`] does not return them.
-    /// With `key_rows`, row `i` of `xs` attends to row `key_rows[i]` of `kv` (rows decoding
-    /// one source share its cross-attention keys and values).
+    /// With `key_rows`, the rows of `xs` attend to other rows of `kv` than their own
+    /// ([`KeyRows`]).
     ///
     /// # Shapes
     /// - `xs`: `(b_sz, q_len, d_model)`;
@@ -170,7 +170,7 @@ impl MultiHeadAttention {
         &self,
         xs: &Tensor,
         kv: &KeyValues,
-        key_rows: Option<&[u32]>,
+        key_rows: Option<KeyRows>,
         bias: Option<&Tensor>,
         positions: LayerPositions,
         rng: Option<&mut DropoutRng>,
@@ -192,7 +192,10 @@ impl MultiHeadAttention {
                 let gathered;
                 let kv = match key_rows {
                     Some(key_rows) => {
-                        gathered = kv.select_rows(&Tensor::new(key_rows, xs.device())?)?;
+                        gathered = KeyValues {
+                            keys: key_rows.gather(&kv.keys)?,
+                            values: key_rows.gather(&kv.values)?,
+                        };
                         &gathered
                     }
                     None => kv,

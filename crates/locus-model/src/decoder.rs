@@ -10,10 +10,11 @@ use crate::config::ModelConfig;
 use crate::dropout::DropoutRng;
 use crate::error::Result;
 use crate::feed_forward::FeedForward;
-use crate::kv_cache::SelfKeyValues;
+use crate::kv_cache::{HeldKeyValues, SelfKeyValues};
 use crate::linear::Quantization;
 use crate::mask::{causal_bias, start_bias};
 use crate::norm::LayerNorm;
+use crate::ops::KeyRows;
 use crate::positional::{LayerPositions, Span};
 use crate::residual::Residual;
 use crate::stack::{SequenceStarts, Stack};
@@ -255,16 +256,16 @@ impl DecoderLayer {
     ) -> candle_core::Result<Tensor> {
         let xs = self.residual.apply(&self.self_attn_norm, xs, rng.as_deref_mut(), |h, rng| {
             let new = self.self_attn.key_values(h, positions)?;
-            let kv = match cache.as_deref_mut().map(|cache| &mut cache.self_kv) {
+            let record = maps.as_deref_mut().map(|maps| &mut maps.decoder);
+            let held = match cache.as_deref_mut().map(|cache| &mut cache.self_kv) {
                 Some(Some(past)) => past.append(&new)?,
                 Some(empty) => {
                     *empty = Some(SelfKeyValues::new(&new)?);
-                    new
+                    HeldKeyValues { kv: new, key_rows: None }
                 }
-                None => new,
+                None => HeldKeyValues { kv: new, key_rows: None },
             };
-            let record = maps.as_deref_mut().map(|maps| &mut maps.decoder);
-            self.self_attn.forward(h, &kv, None, Some(self_bias), positions, rng, record)
+            self.self_attn.forward(h, &held.kv, held.key_rows, Some(self_bias), positions, rng, record)
         })?;
         let xs = self.residual.apply(&self.cross_attn_norm, &xs, rng.as_deref_mut(), |h, rng| {
             let kv = match cache {
@@ -278,7 +279,8 @@ impl DecoderLayer {
             };
             let record = maps.map(|maps| &mut maps.cross);
             let bias = Some(memory.padding_bias);
-            self.cross_attn.forward(h, &kv, memory.rows, bias, LayerPositions::default(), rng, record)
+            let key_rows = memory.rows.map(KeyRows::PerRow);
+            self.cross_attn.forward(h, &kv, key_rows, bias, LayerPositions::default(), rng, record)
         })?;
         self.residual.apply(&self.ffn_norm, &xs, rng, |h, rng| self.ffn.forward(h, rng))
     }

@@ -1,34 +1,49 @@
 //! The self-attention cache of incremental decoding: the keys and values of every position
-//! decoded so far, in buffers with room for more, written in place.
+//! decoded so far, in buffers with room for more, written in place and never reordered.
 //!
 //! Concatenating each step's keys and values onto the cache (`Tensor::cat`) copied the whole
 //! cache at every step, and beam search's reordering gathered it into a fresh, zero-filled
 //! tensor (`index_select`): with the page faults of those fresh tensors, about a fifth of
 //! beam-4 decoding in the profile of issue 21's note (2026-12-07). Here a step writes its
-//! positions into the buffers' room, the attention op reads the buffers through their strides
-//! ([`ops::attention`](crate::ops::attention)), and a reordering copies the positions held
-//! into a second pair of buffers, which the two then swap, so that the next reordering writes
-//! into the first pair again.
+//! positions into the buffers' room, and the attention op reads the buffers in place.
+//!
+//! A reordering moves an index, not the keys and values (FasterTransformer's cache
+//! indirection): for each row and position, the buffer row that holds it. Row `i` always
+//! writes its new positions into buffer row `i`, which is free from the current position on:
+//! every row's positions so far lie before it. The buffers move only when they must grow
+//! (more positions or more rows) or drop leading positions, and each row's positions are
+//! then copied into its own buffer row.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, InplaceOp2, Layout, Result, Tensor};
 use rayon::prelude::*;
 
 use crate::attention::KeyValues;
+use crate::ops::KeyRows;
 
 /// Positions the buffers hold at first; they grow by half when full.
 const FIRST_CAPACITY: usize = 16;
 
-/// A self-attention cache: keys and values `(rows, heads, len, head_dim)` held in buffers of
-/// `(row_capacity, heads, capacity, head_dim)`.
+/// A self-attention cache: keys and values of `rows` rows and `len` positions, held in
+/// buffers of `(row_capacity, heads, capacity, head_dim)`.
 #[derive(Debug)]
 pub struct SelfKeyValues {
-    /// Rows `..rows` and positions `..len` of each buffer hold the cache.
     buffers: KeyValues,
-    /// Buffers the next reordering writes into; `None` until the first.
-    spare: Option<KeyValues>,
+    /// Row `i`'s position `p` lies in buffer row `sources[i * capacity + p]`; `None` while
+    /// every row's positions lie in its own buffer row.
+    sources: Option<Vec<u32>>,
     rows: usize,
     len: usize,
+}
+
+/// Every position of a [`SelfKeyValues`], read in place: the buffers' first positions, and
+/// where each row's lie.
+#[derive(Debug)]
+pub struct HeldKeyValues<'a> {
+    /// `(rows, heads, len, head_dim)` views of the buffers; with `key_rows`, of all their rows.
+    pub kv: KeyValues,
+    /// Where each row's positions lie, once rows have been reordered.
+    pub key_rows: Option<KeyRows<'a>>,
 }
 
 impl SelfKeyValues {
@@ -36,14 +51,14 @@ impl SelfKeyValues {
     pub fn new(first: &KeyValues) -> Result<Self> {
         let (rows, _, len, _) = first.keys.dims4()?;
         let buffers = buffers_like(first, rows, grown(len))?;
-        let mut cache = Self { buffers, spare: None, rows, len: 0 };
+        let mut cache = Self { buffers, sources: None, rows, len: 0 };
         cache.write(first)?;
         Ok(cache)
     }
 
     /// Writes `new` (as many rows as the cache) after the positions held and returns every
-    /// position held, read in place. Full buffers are first copied into larger ones.
-    pub fn append(&mut self, new: &KeyValues) -> Result<KeyValues> {
+    /// position held. Full buffers are first copied into larger ones.
+    pub fn append(&mut self, new: &KeyValues) -> Result<HeldKeyValues<'_>> {
         let rows = new.keys.dim(0)?;
         if rows != self.rows {
             bail!("self-attention cache: {rows} new rows for a cache of {} rows", self.rows)
@@ -52,7 +67,6 @@ impl SelfKeyValues {
         if needed > self.capacity() {
             let every_row: Vec<u32> = (0..self.rows as u32).collect();
             self.move_to(buffers_like(new, self.row_capacity(), grown(needed))?, &every_row, 0)?;
-            self.spare = None;
         }
         self.write(new)?;
         self.held()
@@ -60,17 +74,29 @@ impl SelfKeyValues {
 
     /// Keeps the rows `rows` (repeats allowed), in that order, and the positions from `first`
     /// on: beam search's reordering, finished sentences leaving the batch, and positions no
-    /// row attends to any more.
+    /// row attends to any more. Only the index moves, unless positions are dropped or there
+    /// are more rows than the buffers hold.
     pub fn select(&mut self, rows: &[u32], first: usize) -> Result<()> {
         if first > self.len {
             bail!("self-attention cache: dropping {first} positions of {}", self.len)
         }
-        let target = match self.spare.take() {
-            Some(spare) if spare.rows() >= rows.len() && spare.keys.dim(2)? >= self.capacity() => spare,
-            _ => buffers_like(&self.buffers, rows.len().max(self.row_capacity()), self.capacity())?,
-        };
-        let previous = self.move_to(target, rows, first)?;
-        self.spare = Some(previous);
+        if let Some(&row) = rows.iter().find(|&&row| row as usize >= self.rows) {
+            bail!("self-attention cache: row {row} of {}", self.rows)
+        }
+        if first > 0 || rows.len() > self.row_capacity() {
+            let row_capacity = rows.len().max(self.row_capacity());
+            return self.move_to(buffers_like(&self.buffers, row_capacity, self.capacity())?, rows, first);
+        }
+        let capacity = self.capacity();
+        let mut sources = vec![0; self.row_capacity() * capacity];
+        for (new, &row) in sources.chunks_exact_mut(capacity).zip(rows) {
+            match &self.sources {
+                Some(old) => new[..self.len].copy_from_slice(&old[row as usize * capacity..][..self.len]),
+                None => new[..self.len].fill(row),
+            }
+        }
+        self.sources = Some(sources);
+        self.rows = rows.len();
         Ok(())
     }
 
@@ -78,10 +104,11 @@ impl SelfKeyValues {
     /// sentence's first token, which it never attends to.
     pub fn add_zero_rows(&mut self, joining: usize) -> Result<()> {
         let rows = self.rows + joining;
-        if rows > self.row_capacity() {
+        if rows > self.row_capacity() || self.sources.is_some() {
+            // Buffer rows past the rows held may hold positions some row reads.
             let every_row: Vec<u32> = (0..self.rows as u32).collect();
-            self.move_to(buffers_like(&self.buffers, rows, self.capacity())?, &every_row, 0)?;
-            self.spare = None;
+            let row_capacity = rows.max(self.row_capacity());
+            self.move_to(buffers_like(&self.buffers, row_capacity, self.capacity())?, &every_row, 0)?;
         }
         let (_, heads, capacity, head_dim) = self.buffers.keys.dims4()?;
         let zeros =
@@ -113,32 +140,50 @@ impl SelfKeyValues {
         self.buffers.device()
     }
 
-    /// Every position held, read in place: views of the buffers.
-    fn held(&self) -> Result<KeyValues> {
-        let view = |buffer: &Tensor| buffer.narrow(0, 0, self.rows)?.narrow(2, 0, self.len);
-        Ok(KeyValues { keys: view(&self.buffers.keys)?, values: view(&self.buffers.values)? })
+    /// Every position held, read in place.
+    fn held(&self) -> Result<HeldKeyValues<'_>> {
+        let rows = if self.sources.is_some() { self.row_capacity() } else { self.rows };
+        let view = |buffer: &Tensor| buffer.narrow(0, 0, rows)?.narrow(2, 0, self.len);
+        let kv = KeyValues { keys: view(&self.buffers.keys)?, values: view(&self.buffers.values)? };
+        let key_rows = self.sources.as_ref().map(|sources| KeyRows::PerPosition {
+            rows: &sources[..self.rows * self.capacity()],
+            stride: self.capacity(),
+        });
+        Ok(HeldKeyValues { kv, key_rows })
     }
 
-    /// Writes `new` after the positions held.
+    /// Writes `new` after the positions held, each row into its own buffer row.
     fn write(&mut self, new: &KeyValues) -> Result<()> {
         for (buffer, new) in [(&self.buffers.keys, &new.keys), (&self.buffers.values, &new.values)] {
             buffer.narrow(0, 0, self.rows)?.slice_set(&new.contiguous()?, 2, self.len)?;
         }
-        self.len += new.len();
+        let (capacity, end) = (self.capacity(), self.len + new.len());
+        if let Some(sources) = &mut self.sources {
+            for (row, sources) in sources.chunks_exact_mut(capacity).take(self.rows).enumerate() {
+                sources[self.len..end].fill(row as u32);
+            }
+        }
+        self.len = end;
         Ok(())
     }
 
-    /// Copies the rows `rows` and the positions from `first` on into `target`, which become
-    /// the buffers; returns the buffers they replace.
-    fn move_to(&mut self, target: KeyValues, rows: &[u32], first: usize) -> Result<KeyValues> {
-        if let Some(&row) = rows.iter().find(|&&row| row as usize >= self.rows) {
-            bail!("self-attention cache: row {row} of {}", self.rows)
+    /// Copies the positions from `first` on of the rows `rows` into `target`, each into its
+    /// own buffer row; `target` becomes the buffers.
+    fn move_to(&mut self, target: KeyValues, rows: &[u32], first: usize) -> Result<()> {
+        let (len, capacity) = (self.len - first, self.capacity());
+        // For each kept row, the buffer row of each position it keeps.
+        let mut sources = Vec::with_capacity(rows.len() * len);
+        for &row in rows {
+            match &self.sources {
+                Some(old) => sources.extend_from_slice(&old[row as usize * capacity..][first..self.len]),
+                None => sources.extend(std::iter::repeat_n(row, len)),
+            }
         }
-        let len = self.len - first;
-        gather(&target.keys, &self.buffers.keys, rows, first, len)?;
-        gather(&target.values, &self.buffers.values, rows, first, len)?;
-        (self.rows, self.len) = (rows.len(), len);
-        Ok(std::mem::replace(&mut self.buffers, target))
+        let copy = Copy { rows: rows.len(), sources: &sources, first, len };
+        copy.apply(&target.keys, &self.buffers.keys)?;
+        copy.apply(&target.values, &self.buffers.values)?;
+        (self.buffers, self.sources, self.rows, self.len) = (target, None, rows.len(), len);
+        Ok(())
     }
 
     fn capacity(&self) -> usize {
@@ -163,34 +208,38 @@ fn buffers_like(like: &KeyValues, rows: usize, capacity: usize) -> Result<KeyVal
     Ok(KeyValues { keys: zeros()?, values: zeros()? })
 }
 
-/// Copies positions `first..first + len` of `source`'s rows `rows` to positions `..len` of
-/// `target`'s first `rows.len()` rows. Both are whole buffers `(rows, heads, capacity,
-/// head_dim)`. On the CPU each block is one copy ([`GatherPositions`]); elsewhere candle
-/// gathers the rows and writes them in.
-fn gather(target: &Tensor, source: &Tensor, rows: &[u32], first: usize, len: usize) -> Result<()> {
-    if source.device().is_cpu() {
-        target.inplace_op2(source, &GatherPositions { rows, first, len })
-    } else {
-        gather_composed(target, source, rows, first, len)
-    }
-}
-
-/// [`gather`] from candle operations.
-fn gather_composed(target: &Tensor, source: &Tensor, rows: &[u32], first: usize, len: usize) -> Result<()> {
-    let index = Tensor::new(rows, source.device())?;
-    let held = source.index_select(&index, 0)?.narrow(2, first, len)?.contiguous()?;
-    target.narrow(0, 0, rows.len())?.slice_set(&held, 2, 0)
-}
-
-/// [`gather`] on the CPU: one copy per block of `len × head_dim` elements, rows in parallel.
-struct GatherPositions<'a> {
-    rows: &'a [u32],
+/// Copies positions `first..first + len` of source buffer rows into positions `..len` of a
+/// target's first `rows` rows: target row `i`'s position `p` from source row
+/// `sources[i * len + p]`. Both are whole buffers `(rows, heads, capacity, head_dim)`.
+struct Copy<'a> {
+    rows: usize,
+    sources: &'a [u32],
     first: usize,
     len: usize,
 }
 
-impl GatherPositions<'_> {
-    fn copy<T: Copy + Send + Sync>(
+impl Copy<'_> {
+    /// Copies `source` into `target`: on the CPU one copy per position and head
+    /// ([`InplaceOp2`]), elsewhere candle gathers the positions and writes them in.
+    fn apply(&self, target: &Tensor, source: &Tensor) -> Result<()> {
+        if source.device().is_cpu() {
+            target.inplace_op2(source, self)
+        } else {
+            self.composed(target, source)
+        }
+    }
+
+    /// [`apply`](Self::apply) from candle operations.
+    fn composed(&self, target: &Tensor, source: &Tensor) -> Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        let key_rows = KeyRows::PerPosition { rows: self.sources, stride: self.len };
+        let held = key_rows.gather(&source.narrow(2, self.first, self.len)?)?;
+        target.narrow(0, 0, self.rows)?.slice_set(&held, 2, 0)
+    }
+
+    fn copy<T: std::marker::Copy + Send + Sync>(
         &self,
         target: &mut [T],
         target_layout: &Layout,
@@ -200,24 +249,25 @@ impl GatherPositions<'_> {
         let (Some((target_start, target_end)), Some((source_start, source_end))) =
             (target_layout.contiguous_offsets(), source_layout.contiguous_offsets())
         else {
-            bail!("gather-positions: the buffers must be contiguous")
+            bail!("kv-cache copy: the buffers must be contiguous")
         };
         let (
             &[target_rows, heads, target_capacity, width],
             &[source_rows, source_heads, source_capacity, source_width],
         ) = (target_layout.dims(), source_layout.dims())
         else {
-            bail!("gather-positions: buffers {:?} and {:?}", target_layout.dims(), source_layout.dims())
+            bail!("kv-cache copy: buffers {:?} and {:?}", target_layout.dims(), source_layout.dims())
         };
         let fits = heads == source_heads
             && width == source_width
-            && self.rows.len() <= target_rows
-            && self.rows.iter().all(|&row| (row as usize) < source_rows)
+            && self.sources.len() == self.rows * self.len
+            && self.rows <= target_rows
+            && self.sources.iter().all(|&row| (row as usize) < source_rows)
             && self.first + self.len <= source_capacity
             && self.len <= target_capacity;
         if !fits {
             bail!(
-                "gather-positions: rows {:?}, positions {}..{} from {:?} into {:?}",
+                "kv-cache copy: {} rows, positions {}..{} from {:?} into {:?}",
                 self.rows,
                 self.first,
                 self.first + self.len,
@@ -225,23 +275,31 @@ impl GatherPositions<'_> {
                 target_layout.dims()
             )
         }
+        if self.len == 0 {
+            return Ok(());
+        }
         let (target, source) = (&mut target[target_start..target_end], &source[source_start..source_end]);
-        let (target_row, source_row, block) =
-            (heads * target_capacity * width, heads * source_capacity * width, self.len * width);
-        target.par_chunks_mut(target_row).zip(self.rows.par_iter()).for_each(|(target, &row)| {
-            let source = &source[row as usize * source_row..][..source_row];
-            for head in 0..heads {
-                target[head * target_capacity * width..][..block]
-                    .copy_from_slice(&source[(head * source_capacity + self.first) * width..][..block]);
-            }
-        });
+        let source_row = heads * source_capacity * width;
+        target
+            .par_chunks_mut(heads * target_capacity * width)
+            .zip(self.sources.par_chunks(self.len))
+            .for_each(|(target, sources)| {
+                for head in 0..heads {
+                    let target = &mut target[head * target_capacity * width..][..self.len * width];
+                    for (p, (target, &row)) in target.chunks_exact_mut(width).zip(sources).enumerate() {
+                        let at =
+                            row as usize * source_row + (head * source_capacity + self.first + p) * width;
+                        target.copy_from_slice(&source[at..][..width]);
+                    }
+                }
+            });
         Ok(())
     }
 }
 
-impl InplaceOp2 for GatherPositions<'_> {
+impl InplaceOp2 for Copy<'_> {
     fn name(&self) -> &'static str {
-        "locus-gather-positions"
+        "locus-kv-cache-copy"
     }
 
     fn cpu_fwd(
@@ -264,9 +322,7 @@ impl InplaceOp2 for GatherPositions<'_> {
             (CpuStorage::BF16(target), CpuStorage::BF16(source)) => {
                 self.copy(target, target_layout, source, source_layout)
             }
-            (target, source) => {
-                bail!("gather-positions: dtypes {:?} and {:?}", target.dtype(), source.dtype())
-            }
+            (target, source) => bail!("kv-cache copy: dtypes {:?} and {:?}", target.dtype(), source.dtype()),
         }
     }
 }
@@ -291,10 +347,13 @@ mod tests {
         address(a) == address(b)
     }
 
-    /// The cache's keys and values as contiguous tensors.
+    /// The cache's keys and values as each row reads them, contiguous.
     fn held(cache: &SelfKeyValues) -> (Tensor, Tensor) {
-        let held = cache.held().unwrap();
-        (held.keys.contiguous().unwrap(), held.values.contiguous().unwrap())
+        let HeldKeyValues { kv, key_rows } = cache.held().unwrap();
+        match key_rows {
+            Some(key_rows) => (key_rows.gather(&kv.keys).unwrap(), key_rows.gather(&kv.values).unwrap()),
+            None => (kv.keys.contiguous().unwrap(), kv.values.contiguous().unwrap()),
+        }
     }
 
     fn assert_holds(cache: &SelfKeyValues, keys: &Tensor, values: &Tensor, context: &str) {
@@ -317,7 +376,7 @@ mod tests {
         for step in 1..20u64 {
             let before = cache.buffers.keys.clone();
             let new = key_values(2, 1, 1 + step);
-            let returned = cache.append(&new).unwrap();
+            let returned = cache.append(&new).unwrap().kv;
             keys = Tensor::cat(&[&keys, &new.keys], 2).unwrap();
             values = Tensor::cat(&[&values, &new.values], 2).unwrap();
             assert_holds(&cache, &keys, &values, &format!("step {step}"));
@@ -329,8 +388,8 @@ mod tests {
     }
 
     /// Reordering (repeats, fewer rows, more rows than the buffers hold) and dropping leading
-    /// positions hold what gathering and narrowing the whole tensors holds, through the spare
-    /// buffers' swaps; appends after a reordering go on in place.
+    /// positions hold what gathering and narrowing the whole tensors holds; a reordering that
+    /// drops nothing, within the buffers' rows, moves no key, and appends go on in place.
     #[test]
     fn selections_hold_the_gathered_rows_and_positions() {
         let first = key_values(3, 4, 1);
@@ -343,7 +402,12 @@ mod tests {
             let len = keys.dim(2).unwrap() - first;
             keys = keys.index_select(&index, 0).unwrap().narrow(2, first, len).unwrap();
             values = values.index_select(&index, 0).unwrap().narrow(2, first, len).unwrap();
+            let before = cache.buffers.keys.clone();
+            let row_capacity = cache.row_capacity();
             cache.select(rows, first).unwrap();
+            let moved = first > 0 || rows.len() > row_capacity;
+            assert_eq!(!same_storage(&before, &cache.buffers.keys), moved, "selection {step}");
+            assert_eq!(cache.sources.is_none(), moved, "selection {step}");
             assert_holds(&cache, &keys, &values, &format!("selection {step}"));
             let new = key_values(rows.len(), 1, 10 + step as u64);
             let before = cache.buffers.keys.clone();
@@ -377,15 +441,16 @@ mod tests {
         assert_holds(&cache, &with_zeros(&first.keys), &with_zeros(&first.values), "grown buffers");
     }
 
-    /// The composed gather (other devices) copies what the CPU one copies.
+    /// The composed copy (other devices) copies what the CPU one copies.
     #[test]
-    fn the_composed_gather_matches_the_cpu_one() {
+    fn the_composed_copy_matches_the_cpu_one() {
         let source = random((3, 2, 6, 3), 1).unwrap();
-        let (rows, first, len) = ([2u32, 0, 2, 1], 1, 4);
+        let sources = [2u32, 0, 2, 1, 0, 0, 0, 0, 2, 2, 1, 0, 1, 1, 1, 1];
+        let copy = Copy { rows: 4, sources: &sources, first: 1, len: 4 };
         let by_op = Tensor::zeros((5, 2, 7, 3), DType::F64, &Device::Cpu).unwrap();
         let composed = by_op.zeros_like().unwrap();
-        gather(&by_op, &source, &rows, first, len).unwrap();
-        gather_composed(&composed, &source, &rows, first, len).unwrap();
+        copy.apply(&by_op, &source).unwrap();
+        copy.composed(&composed, &source).unwrap();
         let (by_op, composed) = (
             by_op.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
             composed.flatten_all().unwrap().to_vec1::<f64>().unwrap(),

@@ -19,16 +19,16 @@ use super::softmax::softmax_last_dim;
 /// Attention of `queries` over `keys` and `values`, head by head.
 ///
 /// `scale` multiplies the scores (usually `1 / sqrt(head_dim)`); `bias` is added to them
-/// before the softmax; `dropout` masks the weights. With `key_rows`, row `i` of the queries
-/// attends to row `key_rows[i]` of the keys and values: the hypotheses of one sentence share
-/// its cross-attention keys and values (incremental decoding, which is inference only: the
-/// fused op has no backward pass through shared rows, and says so if asked for one). A bias
+/// before the softmax; `dropout` masks the weights. With `key_rows`, query rows read other
+/// rows of the keys and values than their own ([`KeyRows`]: incremental decoding, which is
+/// inference only: the fused op has no backward pass through them, and says so if asked for
+/// one). A bias
 /// that needs a gradient (a learned one, as T5's) makes the op fall back to composed candle
 /// operations.
 ///
 /// # Shapes
 /// - `queries`: `(b, heads, q_len, head_dim)`; `keys`, `values`: `(b, heads, k_len, head_dim)`,
-///   or `(rows, heads, k_len, head_dim)` with `key_rows` (`b` indices below `rows`); on the
+///   or `(rows, heads, k_len, head_dim)` with `key_rows` (indices below `rows`); on the
 ///   CPU they are read in place when each head's `k_len × head_dim` block is contiguous (a
 ///   decoding cache's buffers, which keep room for more positions after each block);
 /// - `bias`: broadcastable to `(b, heads, q_len, k_len)`;
@@ -41,36 +41,35 @@ pub fn attention(
     scale: f64,
     bias: Option<&Tensor>,
     dropout: Option<&DropoutMask>,
-    key_rows: Option<&[u32]>,
+    key_rows: Option<KeyRows>,
 ) -> Result<Tensor> {
     let (b, heads, q_len, head_dim) = queries.dims4()?;
     let (rows, k_len) = (keys.dim(0)?, keys.dim(2)?);
-    let rows_fit = match key_rows {
-        Some(key_rows) => key_rows.len() == b && key_rows.iter().all(|&row| (row as usize) < rows),
-        None => rows == b,
-    };
+    let rows_fit = key_rows.map_or(rows == b, |key_rows| key_rows.fits(b, k_len, rows));
     if !rows_fit || keys.dims() != [rows, heads, k_len, head_dim] || values.dims() != keys.dims() {
         bail!("attention: queries {:?}, keys {:?}, values {:?}", queries.dims(), keys.dims(), values.dims())
     }
     let bias = bias.map(|bias| bias.broadcast_as((b, heads, q_len, k_len))).transpose()?;
     let constant_bias = bias.as_ref().is_none_or(|bias| !bias.track_op() && bias.dtype() == queries.dtype());
-    if is_fused(queries) && constant_bias && dropout.is_none_or(DropoutMask::is_on_host) {
+    let fused = is_fused(queries) && constant_bias && dropout.is_none_or(DropoutMask::is_on_host);
+    // The fused op follows keys position by position for one query only.
+    let in_place = match key_rows {
+        Some(KeyRows::PerPosition { .. }) => fused && q_len == 1,
+        _ => fused,
+    };
+    if in_place {
         let op = Attention {
             dims: Dims { b, heads, q_len, k_len, head_dim },
             scale,
             bias,
             dropout: dropout.cloned(),
-            key_rows: key_rows.map(<[u32]>::to_vec),
+            key_rows: key_rows.map(OwnedKeyRows::from),
         };
         queries.contiguous()?.apply_op3(&with_contiguous_blocks(keys)?, &with_contiguous_blocks(values)?, op)
+    } else if let Some(key_rows) = key_rows {
+        let bias = bias.as_ref();
+        attention(queries, &key_rows.gather(keys)?, &key_rows.gather(values)?, scale, bias, dropout, None)
     } else {
-        let (keys, values) = match key_rows {
-            Some(key_rows) => {
-                let key_rows = Tensor::new(key_rows, keys.device())?;
-                (keys.index_select(&key_rows, 0)?, values.index_select(&key_rows, 0)?)
-            }
-            None => (keys.clone(), values.clone()),
-        };
         let mut scores = (queries * scale)?.matmul(&keys.t()?)?;
         if let Some(bias) = bias {
             scores = (scores + bias)?;
@@ -79,7 +78,93 @@ pub fn attention(
         if let Some(mask) = dropout {
             weights = apply_dropout(&weights, mask)?;
         }
-        weights.matmul(&values)?.transpose(1, 2)?.reshape((b, q_len, heads * head_dim))
+        weights.matmul(values)?.transpose(1, 2)?.reshape((b, q_len, heads * head_dim))
+    }
+}
+
+/// Which rows of the keys and values the query rows read, when not their own.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyRows<'a> {
+    /// Query row `i` reads key row `rows[i]`: the hypotheses of one sentence share its
+    /// cross-attention keys and values.
+    PerRow(&'a [u32]),
+    /// Query row `i` reads position `p` from key row `rows[i * stride + p]`: a decoding cache
+    /// whose reorderings move this index instead of the keys and values
+    /// ([`SelfKeyValues`](crate::kv_cache::SelfKeyValues)).
+    PerPosition {
+        /// `(query rows, stride)`, row-major; positions from `k_len` on are not read.
+        rows: &'a [u32],
+        /// Positions per query row in `rows`.
+        stride: usize,
+    },
+}
+
+impl KeyRows<'_> {
+    /// Whether `b` query rows over `k_len` positions read key rows below `held` only.
+    fn fits(&self, b: usize, k_len: usize, held: usize) -> bool {
+        let below = |rows: &[u32]| rows.iter().all(|&row| (row as usize) < held);
+        match *self {
+            KeyRows::PerRow(rows) => rows.len() == b && below(rows),
+            KeyRows::PerPosition { rows, stride } => {
+                k_len <= stride
+                    && rows.len() == b * stride
+                    && rows.chunks_exact(stride).all(|row| below(&row[..k_len]))
+            }
+        }
+    }
+
+    /// The rows of `xs` (keys or values, `(rows, heads, k_len, head_dim)`) as the query rows
+    /// read them, gathered into `(b, heads, k_len, head_dim)`.
+    pub fn gather(&self, xs: &Tensor) -> Result<Tensor> {
+        match *self {
+            KeyRows::PerRow(rows) => xs.index_select(&Tensor::new(rows, xs.device())?, 0),
+            KeyRows::PerPosition { rows, stride } => {
+                let (held, heads, k_len, head_dim) = xs.dims4()?;
+                let b = rows.len() / stride;
+                let index: Vec<u32> = rows
+                    .chunks_exact(stride)
+                    .flat_map(|row| (0..k_len).map(move |p| row[p] * k_len as u32 + p as u32))
+                    .collect();
+                let by_position =
+                    xs.transpose(1, 2)?.contiguous()?.reshape((held * k_len, heads * head_dim))?;
+                by_position
+                    .index_select(&Tensor::new(index, xs.device())?, 0)?
+                    .reshape((b, k_len, heads, head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            }
+        }
+    }
+}
+
+/// [`KeyRows`] kept by the op.
+#[derive(Debug)]
+struct OwnedKeyRows {
+    rows: Vec<u32>,
+    /// `None` for [`KeyRows::PerRow`].
+    stride: Option<usize>,
+}
+
+impl From<KeyRows<'_>> for OwnedKeyRows {
+    fn from(key_rows: KeyRows) -> Self {
+        match key_rows {
+            KeyRows::PerRow(rows) => Self { rows: rows.to_vec(), stride: None },
+            KeyRows::PerPosition { rows, stride } => Self { rows: rows.to_vec(), stride: Some(stride) },
+        }
+    }
+}
+
+impl OwnedKeyRows {
+    /// The key row query row `row` reads ([`KeyRows::PerRow`]; its first position's row
+    /// otherwise).
+    fn row(&self, row: usize) -> usize {
+        self.rows[row * self.stride.unwrap_or(1)] as usize
+    }
+
+    /// The key row of each of the `k_len` positions query row `row` reads
+    /// ([`KeyRows::PerPosition`] only).
+    fn positions(&self, row: usize, k_len: usize) -> Option<&[u32]> {
+        self.stride.map(|stride| &self.rows[row * stride..][..k_len])
     }
 }
 
@@ -120,8 +205,8 @@ struct Attention {
     /// Broadcast to `(b, heads, q_len, k_len)`; constant.
     bias: Option<Tensor>,
     dropout: Option<DropoutMask>,
-    /// The key row each query row reads; `None`: its own.
-    key_rows: Option<Vec<u32>>,
+    /// The key rows each query row reads; `None`: its own.
+    key_rows: Option<OwnedKeyRows>,
 }
 
 /// A bias tensor's elements and strides, read in place (broadcast dimensions have stride 0).
@@ -166,6 +251,7 @@ struct Blocks<'a, T> {
     data: &'a [T],
     row_stride: usize,
     head_stride: usize,
+    width: usize,
     size: usize,
 }
 
@@ -178,7 +264,13 @@ impl<'a, T: WithDType> Blocks<'a, T> {
             bail!("attention: keys or values {dims:?} with strides {strides:?} are not contiguous per head")
         }
         let data = &storage.as_slice::<T>()?[layout.start_offset()..];
-        let blocks = Self { data, row_stride: strides[0], head_stride: strides[1], size: dims[2] * dims[3] };
+        let blocks = Self {
+            data,
+            row_stride: strides[0],
+            head_stride: strides[1],
+            width: dims[3],
+            size: dims[2] * dims[3],
+        };
         let last = (dims[0].saturating_sub(1) * blocks.row_stride
             + dims[1].saturating_sub(1) * blocks.head_stride)
             + blocks.size;
@@ -192,6 +284,11 @@ impl<'a, T: WithDType> Blocks<'a, T> {
     fn block(&self, row: usize, head: usize) -> &'a [T] {
         &self.data[row * self.row_stride + head * self.head_stride..][..self.size]
     }
+
+    /// Position `position` of head `head` of row `row`.
+    fn position(&self, row: usize, head: usize, position: usize) -> &'a [T] {
+        &self.data[row * self.row_stride + head * self.head_stride + position * self.width..][..self.width]
+    }
 }
 
 /// Everything one head's computation reads, besides its queries, keys and values.
@@ -200,23 +297,22 @@ struct HeadContext<'a, T> {
     scale: T,
     bias: Option<&'a BiasView<'a, T>>,
     dropout: Option<&'a DropoutMask>,
-    key_rows: Option<&'a [u32]>,
+    key_rows: Option<&'a OwnedKeyRows>,
 }
 
-impl<T: Real> HeadContext<'_, T> {
-    /// The row of the keys and values that query row `sentence` attends to.
+impl<'k, T: Real> HeadContext<'_, T> {
+    /// The row of the keys and values that query row `sentence` reads, unless it reads them
+    /// position by position ([`OwnedKeyRows::positions`]).
     fn key_row(&self, sentence: usize) -> usize {
-        self.key_rows.map_or(sentence, |rows| rows[sentence] as usize)
+        self.key_rows.map_or(sentence, |rows| rows.row(sentence))
     }
 
-    /// `weights = softmax(scale · q kᵀ + bias)` for head `head` of sentence `sentence`.
+    /// `weights = softmax(scale · q kᵀ + bias)` for head `head` of sentence `sentence`, from
+    /// its block of keys `k`.
     fn weights(&self, weights: &mut [T], q: &[T], k: &[T], sentence: usize, head: usize) {
         let d = self.dims;
         if d.q_len == 1 {
-            weights
-                .iter_mut()
-                .zip(k.chunks_exact(d.head_dim))
-                .for_each(|(w, key)| *w = self.scale * dot(q, key));
+            self.single_query_weights(weights, q, k.chunks_exact(d.head_dim), sentence, head);
         } else {
             matmul(
                 weights,
@@ -229,7 +325,27 @@ impl<T: Real> HeadContext<'_, T> {
                 false,
                 Threads::One,
             );
+            self.normalize(weights, sentence, head);
         }
+    }
+
+    /// [`weights`](Self::weights) of a single query, its keys given one by one (wherever
+    /// they lie).
+    fn single_query_weights(
+        &self,
+        weights: &mut [T],
+        q: &[T],
+        keys: impl Iterator<Item = &'k [T]>,
+        sentence: usize,
+        head: usize,
+    ) {
+        weights.iter_mut().zip(keys).for_each(|(w, key)| *w = self.scale * dot(q, key));
+        self.normalize(weights, sentence, head);
+    }
+
+    /// Adds the bias to the scores `weights` and takes their softmax, row by row.
+    fn normalize(&self, weights: &mut [T], sentence: usize, head: usize) {
+        let d = self.dims;
         for (i, row) in weights.chunks_exact_mut(d.k_len).enumerate() {
             if let Some(bias) = self.bias {
                 row.iter_mut().enumerate().for_each(|(j, s)| *s += bias.at(sentence, head, i, j));
@@ -259,22 +375,35 @@ impl<T: Real> HeadContext<'_, T> {
     }
 }
 
-fn forward<T: Real>(q: &[T], k: Blocks<T>, v: Blocks<T>, ctx: &HeadContext<T>) -> Vec<T> {
+fn forward<'a, T: Real>(q: &[T], k: Blocks<'a, T>, v: Blocks<'a, T>, ctx: &HeadContext<T>) -> Vec<T> {
     let d = ctx.dims;
     let (q_size, s_size) = (d.q_len * d.head_dim, d.q_len * d.k_len);
     let mut out = vec![T::zero(); d.b * d.q_len * d.heads * d.head_dim];
     out.par_chunks_mut(d.q_len * d.heads * d.head_dim).enumerate().for_each(|(sentence, out)| {
         let (mut weights, mut dropped) = (vec![T::zero(); s_size], vec![T::zero(); s_size]);
+        // Keys read position by position (a reordered decoding cache, one query), else by blocks.
+        let positions = ctx.key_rows.and_then(|key_rows| key_rows.positions(sentence, d.k_len));
+        let row = ctx.key_row(sentence);
         for head in 0..d.heads {
             let index = sentence * d.heads + head;
-            let key_row = ctx.key_row(sentence);
-            let (q, k, v) = (&q[index * q_size..][..q_size], k.block(key_row, head), v.block(key_row, head));
-            ctx.weights(&mut weights, q, k, sentence, head);
-            ctx.drop(&mut dropped, &weights, index * s_size);
+            let q = &q[index * q_size..][..q_size];
             let out = &mut out[head * d.head_dim..];
-            if d.q_len == 1 {
-                weighted_sum(&mut out[..d.head_dim], &dropped, v);
+            if let Some(rows) = positions {
+                let at = |blocks: Blocks<'a, T>| {
+                    rows.iter().enumerate().map(move |(p, &row)| blocks.position(row as usize, head, p))
+                };
+                ctx.single_query_weights(&mut weights, q, at(k), sentence, head);
+                ctx.drop(&mut dropped, &weights, index * s_size);
+                weighted_sum(&mut out[..d.head_dim], &dropped, at(v));
+            } else if d.q_len == 1 {
+                let (k, v) = (k.block(row, head), v.block(row, head));
+                ctx.single_query_weights(&mut weights, q, k.chunks_exact(d.head_dim), sentence, head);
+                ctx.drop(&mut dropped, &weights, index * s_size);
+                weighted_sum(&mut out[..d.head_dim], &dropped, v.chunks_exact(d.head_dim));
             } else {
+                let (k, v) = (k.block(row, head), v.block(row, head));
+                ctx.weights(&mut weights, q, k, sentence, head);
+                ctx.drop(&mut dropped, &weights, index * s_size);
                 matmul(
                     out,
                     d.merged_matrix(),
@@ -316,10 +445,10 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 }
 
 /// `out = Σⱼ weights[j] · rows[j]`, with `rows` the `weights.len()` rows of `out.len()`
-/// elements laid end to end: one query's context from its weights and the values.
-fn weighted_sum<T: Real>(out: &mut [T], weights: &[T], rows: &[T]) {
+/// elements: one query's context from its weights and the values.
+fn weighted_sum<'a, T: Real>(out: &mut [T], weights: &[T], rows: impl Iterator<Item = &'a [T]>) {
     out.fill(T::zero());
-    for (&weight, row) in weights.iter().zip(rows.chunks_exact(out.len())) {
+    for (&weight, row) in weights.iter().zip(rows) {
         out.iter_mut().zip(row).for_each(|(o, &x)| *o += weight * x);
     }
 }
@@ -435,7 +564,7 @@ impl Attention {
             scale: T::from_f64(self.scale),
             bias: view.as_ref(),
             dropout: self.dropout.as_ref(),
-            key_rows: self.key_rows.as_deref(),
+            key_rows: self.key_rows.as_ref(),
         };
         Ok(f(&ctx))
     }
@@ -516,7 +645,7 @@ mod tests {
     use super::*;
     use crate::mask::{causal_bias, padding_bias};
     use crate::testing::{check_gradients, max_diff, random};
-    use candle_core::{Device, Var};
+    use candle_core::{Device, IndexOp, Var};
 
     /// Padding (sentence 1 has 3 real keys of 5) plus a causal bias, as in a decoder.
     fn bias() -> Tensor {
@@ -606,13 +735,68 @@ mod tests {
         let padding = padding_bias(&tokens, 0, DType::F64).unwrap();
         for q_len in [1, 2] {
             let q = random((3, 3, q_len, 12), 14).unwrap();
-            let got = attention(&q, &k, &v, 0.3, Some(&padding), None, Some(&key_rows)).unwrap();
+            let got =
+                attention(&q, &k, &v, 0.3, Some(&padding), None, Some(KeyRows::PerRow(&key_rows))).unwrap();
             let want = attention(&q, &gathered_k, &gathered_v, 0.3, Some(&padding), None, None).unwrap();
             assert!(max_diff(&got, &want).unwrap() < 1e-12, "q_len {q_len}");
         }
         let q = random((3, 3, 1, 12), 14).unwrap();
-        assert!(attention(&q, &k, &v, 0.3, None, None, Some(&[0, 2, 1])).is_err());
+        assert!(attention(&q, &k, &v, 0.3, None, None, Some(KeyRows::PerRow(&[0, 2, 1]))).is_err());
         assert!(attention(&q, &k, &v, 0.3, None, None, None).is_err());
+    }
+
+    /// Query rows reading each position from its own key row (`KeyRows::PerPosition`) get
+    /// what the keys gathered position by position give, in place (one query) or gathered
+    /// first (two); a row out of range, or a table too short, is an error.
+    #[test]
+    fn per_position_key_rows_match_keys_gathered_by_position() {
+        let (k, v) = (random((3, 2, 4, 12), 31).unwrap(), random((3, 2, 4, 12), 32).unwrap());
+        // Three query rows, a stride of 6 positions of which 4 are read.
+        let table = [2u32, 0, 1, 1, 9, 9, 0, 0, 0, 0, 9, 9, 1, 2, 2, 0, 9, 9];
+        let gathered = |xs: &Tensor| {
+            let rows: Vec<Tensor> = table
+                .chunks_exact(6)
+                .map(|row| {
+                    let positions: Vec<Tensor> =
+                        (0..4).map(|p| xs.i((row[p] as usize, .., p..p + 1, ..)).unwrap()).collect();
+                    Tensor::cat(&positions, 1).unwrap()
+                })
+                .collect();
+            Tensor::stack(&rows, 0).unwrap()
+        };
+        let key_rows = KeyRows::PerPosition { rows: &table, stride: 6 };
+        assert_eq!(max_diff(&key_rows.gather(&k).unwrap(), &gathered(&k)).unwrap(), 0.0);
+        let tokens = Tensor::new(&[[4u32, 5, 6, 7], [4, 5, 6, 0], [4, 5, 0, 0]], &Device::Cpu).unwrap();
+        let padding = padding_bias(&tokens, 0, DType::F64).unwrap();
+        for q_len in [1, 2] {
+            let q = random((3, 2, q_len, 12), 33).unwrap();
+            let got = attention(&q, &k, &v, 0.3, Some(&padding), None, Some(key_rows)).unwrap();
+            let want = attention(&q, &gathered(&k), &gathered(&v), 0.3, Some(&padding), None, None).unwrap();
+            assert!(max_diff(&got, &want).unwrap() < 1e-12, "q_len {q_len}");
+        }
+        let q = random((3, 2, 1, 12), 33).unwrap();
+        let mut out_of_range = table;
+        out_of_range[3] = 3;
+        assert!(attention(
+            &q,
+            &k,
+            &v,
+            0.3,
+            None,
+            None,
+            Some(KeyRows::PerPosition { rows: &out_of_range, stride: 6 })
+        )
+        .is_err());
+        assert!(attention(
+            &q,
+            &k,
+            &v,
+            0.3,
+            None,
+            None,
+            Some(KeyRows::PerPosition { rows: &table[..12], stride: 6 })
+        )
+        .is_err());
     }
 
     /// Keys and values read in place from buffers with room for more positions (a decoding

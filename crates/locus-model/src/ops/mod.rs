@@ -21,7 +21,7 @@ pub(crate) mod rows;
 mod softmax;
 pub(crate) mod sum_exp;
 
-pub use attention::attention;
+pub use attention::{attention, KeyRows};
 pub use cross_entropy::{smoothed_cross_entropy_rows, CrossEntropyLoss};
 pub use dropout::{apply_dropout, DropoutMask};
 pub use int8::Int8Linear;
