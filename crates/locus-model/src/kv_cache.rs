@@ -74,8 +74,8 @@ impl SelfKeyValues {
 
     /// Keeps the rows `rows` (repeats allowed), in that order, and the positions from `first`
     /// on: beam search's reordering, finished sentences leaving the batch, and positions no
-    /// row attends to any more. Only the index moves, unless positions are dropped or there
-    /// are more rows than the buffers hold.
+    /// row attends to any more. Only the index moves (nothing, when the leading rows are kept
+    /// in place), unless positions are dropped or there are more rows than the buffers hold.
     pub fn select(&mut self, rows: &[u32], first: usize) -> Result<()> {
         if first > self.len {
             bail!("self-attention cache: dropping {first} positions of {}", self.len)
@@ -86,6 +86,11 @@ impl SelfKeyValues {
         if first > 0 || rows.len() > self.row_capacity() {
             let row_capacity = rows.len().max(self.row_capacity());
             return self.move_to(buffers_like(&self.buffers, row_capacity, self.capacity())?, rows, first);
+        }
+        let leading_rows = rows.iter().enumerate().all(|(i, &row)| row as usize == i);
+        if self.sources.is_none() && leading_rows {
+            self.rows = rows.len();
+            return Ok(());
         }
         let capacity = self.capacity();
         let mut sources = vec![0; self.row_capacity() * capacity];
@@ -123,16 +128,6 @@ impl SelfKeyValues {
     /// Number of rows held.
     pub fn rows(&self) -> usize {
         self.rows
-    }
-
-    /// Number of positions held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no position is held.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The device of the buffers.
@@ -389,15 +384,24 @@ mod tests {
 
     /// Reordering (repeats, fewer rows, more rows than the buffers hold) and dropping leading
     /// positions hold what gathering and narrowing the whole tensors holds; a reordering that
-    /// drops nothing, within the buffers' rows, moves no key, and appends go on in place.
+    /// drops nothing, within the buffers' rows, moves an index and no key (nothing at all
+    /// when it keeps leading rows of buffers without an index), and appends go on in place.
     #[test]
     fn selections_hold_the_gathered_rows_and_positions() {
         let first = key_values(3, 4, 1);
         let mut cache = SelfKeyValues::new(&first).unwrap();
         let (mut keys, mut values) = (first.keys.clone(), first.values.clone());
-        let selections: [(&[u32], usize); 5] =
-            [(&[2, 2, 0], 0), (&[1, 0, 0, 2, 1, 2], 1), (&[5, 4], 0), (&[0, 1, 1], 2), (&[2, 0, 1], 0)];
-        for (step, (rows, first)) in selections.into_iter().enumerate() {
+        // Rows, leading positions dropped, and whether the cache reads through an index after.
+        let selections: [(&[u32], usize, bool); 7] = [
+            (&[0, 1], 0, false),
+            (&[1, 1, 0], 0, true),
+            (&[1, 0, 0, 2, 1, 2], 1, false),
+            (&[5, 4], 0, true),
+            (&[0, 1, 1], 2, false),
+            (&[0, 1], 0, false),
+            (&[1, 0], 0, true),
+        ];
+        for (step, (rows, first, indexed)) in selections.into_iter().enumerate() {
             let index = Tensor::new(rows, &Device::Cpu).unwrap();
             let len = keys.dim(2).unwrap() - first;
             keys = keys.index_select(&index, 0).unwrap().narrow(2, first, len).unwrap();
@@ -407,7 +411,7 @@ mod tests {
             cache.select(rows, first).unwrap();
             let moved = first > 0 || rows.len() > row_capacity;
             assert_eq!(!same_storage(&before, &cache.buffers.keys), moved, "selection {step}");
-            assert_eq!(cache.sources.is_none(), moved, "selection {step}");
+            assert_eq!(cache.sources.is_some(), indexed, "selection {step}");
             assert_holds(&cache, &keys, &values, &format!("selection {step}"));
             let new = key_values(rows.len(), 1, 10 + step as u64);
             let before = cache.buffers.keys.clone();
@@ -417,7 +421,7 @@ mod tests {
             values = Tensor::cat(&[&values, &new.values], 2).unwrap();
             assert_holds(&cache, &keys, &values, &format!("append after selection {step}"));
         }
-        assert!(cache.select(&[3], 0).is_err());
+        assert!(cache.select(&[2], 0).is_err());
         assert!(cache.select(&[0], 9).is_err());
     }
 
