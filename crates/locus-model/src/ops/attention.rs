@@ -777,26 +777,10 @@ mod tests {
         let q = random((3, 2, 1, 12), 33).unwrap();
         let mut out_of_range = table;
         out_of_range[3] = 3;
-        assert!(attention(
-            &q,
-            &k,
-            &v,
-            0.3,
-            None,
-            None,
-            Some(KeyRows::PerPosition { rows: &out_of_range, stride: 6 })
-        )
-        .is_err());
-        assert!(attention(
-            &q,
-            &k,
-            &v,
-            0.3,
-            None,
-            None,
-            Some(KeyRows::PerPosition { rows: &table[..12], stride: 6 })
-        )
-        .is_err());
+        let refused = |rows: &[u32]| {
+            attention(&q, &k, &v, 0.3, None, None, Some(KeyRows::PerPosition { rows, stride: 6 })).is_err()
+        };
+        assert!(refused(&out_of_range) && refused(&table[..12]));
     }
 
     /// Keys and values read in place from buffers with room for more positions (a decoding
