@@ -32,8 +32,8 @@ pub struct KeyValues {
 }
 
 impl KeyValues {
-    /// Keeps the batch rows `rows` (a `u32` index tensor), in that order: beam search's
-    /// reordering, and finished sentences leaving the batch.
+    /// Keeps the batch rows `rows` (a `u32` index tensor), in that order: cross-attention
+    /// keys and values narrowed to the sources still decoded.
     pub fn select_rows(&self, rows: &Tensor) -> candle_core::Result<KeyValues> {
         Ok(KeyValues { keys: self.keys.index_select(rows, 0)?, values: self.values.index_select(rows, 0)? })
     }

@@ -2,9 +2,9 @@
 //! decoded so far, in buffers with room for more, written in place and never reordered.
 //!
 //! Concatenating each step's keys and values onto the cache (`Tensor::cat`) copied the whole
-//! cache at every step, and beam search's reordering gathered it into a fresh, zero-filled
-//! tensor (`index_select`): with the page faults of those fresh tensors, about a fifth of
-//! beam-4 decoding in the profile of issue 21's note (2026-12-07). Here a step writes its
+//! cache at every step (5.3% of beam-4 decoding in the profile of issue 21's note of
+//! 2026-12-07), and beam search's reordering gathered it into a fresh tensor that
+//! `index_select` zero-fills first (5.0%, plus memsets and page faults). Here a step writes its
 //! positions into the buffers' room, and the attention op reads the buffers in place.
 //!
 //! A reordering moves an index, not the keys and values (FasterTransformer's cache
@@ -174,7 +174,7 @@ impl SelfKeyValues {
                 None => sources.extend(std::iter::repeat_n(row, len)),
             }
         }
-        let copy = Copy { rows: rows.len(), sources: &sources, first, len };
+        let copy = PositionCopy { rows: rows.len(), sources: &sources, first, len };
         copy.apply(&target.keys, &self.buffers.keys)?;
         copy.apply(&target.values, &self.buffers.values)?;
         (self.buffers, self.sources, self.rows, self.len) = (target, None, rows.len(), len);
@@ -206,14 +206,14 @@ fn buffers_like(like: &KeyValues, rows: usize, capacity: usize) -> Result<KeyVal
 /// Copies positions `first..first + len` of source buffer rows into positions `..len` of a
 /// target's first `rows` rows: target row `i`'s position `p` from source row
 /// `sources[i * len + p]`. Both are whole buffers `(rows, heads, capacity, head_dim)`.
-struct Copy<'a> {
+struct PositionCopy<'a> {
     rows: usize,
     sources: &'a [u32],
     first: usize,
     len: usize,
 }
 
-impl Copy<'_> {
+impl PositionCopy<'_> {
     /// Copies `source` into `target`: on the CPU one copy per position and head
     /// ([`InplaceOp2`]), elsewhere candle gathers the positions and writes them in.
     fn apply(&self, target: &Tensor, source: &Tensor) -> Result<()> {
@@ -234,7 +234,7 @@ impl Copy<'_> {
         target.narrow(0, 0, self.rows)?.slice_set(&held, 2, 0)
     }
 
-    fn copy<T: std::marker::Copy + Send + Sync>(
+    fn copy<T: Copy + Send + Sync>(
         &self,
         target: &mut [T],
         target_layout: &Layout,
@@ -292,7 +292,7 @@ impl Copy<'_> {
     }
 }
 
-impl InplaceOp2 for Copy<'_> {
+impl InplaceOp2 for PositionCopy<'_> {
     fn name(&self) -> &'static str {
         "locus-kv-cache-copy"
     }
@@ -450,7 +450,7 @@ mod tests {
     fn the_composed_copy_matches_the_cpu_one() {
         let source = random((3, 2, 6, 3), 1).unwrap();
         let sources = [2u32, 0, 2, 1, 0, 0, 0, 0, 2, 2, 1, 0, 1, 1, 1, 1];
-        let copy = Copy { rows: 4, sources: &sources, first: 1, len: 4 };
+        let copy = PositionCopy { rows: 4, sources: &sources, first: 1, len: 4 };
         let by_op = Tensor::zeros((5, 2, 7, 3), DType::F64, &Device::Cpu).unwrap();
         let composed = by_op.zeros_like().unwrap();
         copy.apply(&by_op, &source).unwrap();
