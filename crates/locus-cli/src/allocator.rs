@@ -1,12 +1,15 @@
-//! The process's allocator, and its settings for training.
+//! The process's allocator, and its settings.
 //!
 //! By default glibc serves blocks above a dynamic threshold with `mmap` and gives freed memory
-//! back to the kernel, and every training step frees and reallocates tensors of many MB: the
-//! page faults, page clearing and TLB shootdowns this causes cost about a fifth of a CPU
-//! training step (measured with `perf` and `locus bench train`: 2,450 → 3,000 tokens/s on
-//! `configs/bench-cpu.toml`). Training therefore serves blocks up to 32 MiB (glibc's maximum)
-//! from the heap and never trims it. Decoding keeps glibc's defaults: it showed no gain there
-//! (greedy test_2016_flickr: 211 sentences/s before, 200 after, within the noise).
+//! back to the kernel, and every training step or decoding step frees and reallocates tensors
+//! of up to many MB: the page faults, page clearing and TLB shootdowns this causes cost about a
+//! fifth of a CPU training step (measured with `perf` and `locus bench train`: 2,450 → 3,000
+//! tokens/s on `configs/bench-cpu.toml`), and 9% of greedy decoding once decoding had got
+//! faster (`perf record` of `locus bench translate` on test_2016_flickr, 2026-12-07). Every
+//! command therefore serves blocks up to 32 MiB (glibc's maximum) from the heap and never
+//! trims it ([`keep_freed_memory`]): greedy decoding of test_2016_flickr in batches of 100
+//! went from 483–497 to 508–532 sentences/s (3 alternated pairs), beam 4 from 191–193 to
+//! 196–197, with peak RSS 0.30 → 0.33 and 0.35 → 0.44 GiB.
 //!
 //! Blocks above 32 MiB (the logits of a large batch and their gradients: positions ×
 //! vocabulary) are still mapped afresh each time, and faulting them in 4 KiB page by 4 KiB page
@@ -25,16 +28,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 #[cfg(target_os = "linux")]
 /// Blocks of at least this size are mapped directly: glibc's largest `M_MMAP_THRESHOLD`, so
-/// smaller blocks stay on the heap that [`tune_for_training`] keeps.
+/// smaller blocks stay on the heap that [`keep_freed_memory`] keeps.
 const LARGE_BLOCK: usize = 32 << 20;
 
 #[cfg(target_os = "linux")]
-/// Whether directly mapped blocks ask for transparent huge pages (set by [`tune_for_training`]).
+/// Whether directly mapped blocks ask for transparent huge pages (set by [`use_huge_pages`]).
 static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
 
 #[cfg(target_os = "linux")]
 /// glibc's `malloc` for blocks under [`LARGE_BLOCK`]; `mmap` and `munmap` above it, with
-/// transparent huge pages once [`tune_for_training`] has run.
+/// transparent huge pages once [`use_huge_pages`] has run.
 pub struct Allocator;
 
 #[cfg(target_os = "linux")]
@@ -67,8 +70,8 @@ fn map(size: usize) -> *mut u8 {
 }
 
 #[cfg(target_os = "linux")]
-/// Asks for transparent huge pages on a mapping of ours during training. Only a hint: a
-/// kernel that refuses it still serves the memory in small pages.
+/// Asks for transparent huge pages on a mapping of ours during training ([`use_huge_pages`]).
+/// Only a hint: a kernel that refuses it still serves the memory in small pages.
 fn advise_huge_pages(ptr: *mut libc::c_void, size: usize) {
     if HUGE_PAGES.load(Ordering::Relaxed) {
         // SAFETY: `ptr..ptr + size` is a mapping this allocator made.
@@ -144,17 +147,21 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
-/// Tunes glibc's `malloc` for training, and asks for huge pages on the largest blocks (the
-/// `malloc` settings are a no-op on other C libraries).
-pub fn tune_for_training() {
-    #[cfg(target_os = "linux")]
-    HUGE_PAGES.store(true, Ordering::Relaxed);
+/// Keeps freed memory in glibc's heap: blocks up to 32 MiB come from it, and it is never
+/// trimmed (a no-op on other C libraries).
+pub fn keep_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: `mallopt` only sets allocator parameters, which glibc reads under its own lock.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
+}
+
+/// Asks for transparent huge pages on the blocks this allocator maps itself, for training.
+pub fn use_huge_pages() {
+    #[cfg(target_os = "linux")]
+    HUGE_PAGES.store(true, Ordering::Relaxed);
 }
 
 #[cfg(all(test, target_os = "linux"))]

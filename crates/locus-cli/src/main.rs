@@ -21,7 +21,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// glibc's allocator, with huge pages for the largest blocks in training (see [`allocator`]).
+/// glibc's allocator, keeping freed memory, with huge pages for the largest blocks in training
+/// (see [`allocator`]).
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: allocator::Allocator = allocator::Allocator;
@@ -93,6 +94,7 @@ impl Command {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let mut cli = Cli::parse();
     let threads = cli.threads.or_else(job::threads_per_local_rank);
     if let Some(workers) = cli.command.workers_mut() {

@@ -203,7 +203,7 @@ fn gib(bytes: Option<u64>) -> Option<f64> {
 }
 
 fn train(args: TrainBenchArgs) -> Result<()> {
-    crate::allocator::tune_for_training();
+    crate::allocator::use_huge_pages();
     let mut job = Job::join()?;
     let device = job.open_device(&args.device)?;
     let (config, bench) = job.run(|| {

@@ -79,7 +79,7 @@ fn watch_signals(signal: &Arc<AtomicUsize>, second_exits: bool) -> Result<()> {
 
 /// Trains and prints where the checkpoints went.
 pub fn run(args: TrainArgs) -> Result<()> {
-    crate::allocator::tune_for_training();
+    crate::allocator::use_huge_pages();
     let mut job = Job::join()?;
     let device = job.open_device(&args.device)?;
     let signal = Arc::new(AtomicUsize::new(0));
