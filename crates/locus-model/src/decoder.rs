@@ -84,7 +84,8 @@ impl DecoderCache {
     /// Keeps the batch rows `rows` (repeats allowed), in that order. The self-attention keys
     /// and values are gathered; the cross-attention ones, which depend on the source alone,
     /// stay where they are: each kept row reads the memory row it read before. Positions that
-    /// no kept row attends to any more (before every kept row's origin) are dropped.
+    /// no kept row attends to any more (before every kept row's origin) are dropped once they
+    /// are half of those held.
     ///
     /// When fewer than half of the memory rows are still read, the cross-attention keys and
     /// values are narrowed to those, and their indices (in increasing order) are returned:
@@ -163,7 +164,7 @@ impl DecoderCache {
             self.layers.first().and_then(|layer| layer.self_kv.as_ref()).map_or(0, SelfKeyValues::rows);
         for (layer, cross) in self.layers.iter_mut().zip(cross) {
             if let Some(kv) = &mut layer.self_kv {
-                kv.add_zero_rows(joining)?;
+                kv.add_rows(joining)?;
             }
             if let Some(kv) = &mut layer.cross_kv {
                 *kv = kv.cat_rows(&cross)?;
@@ -174,14 +175,19 @@ impl DecoderCache {
         Ok(())
     }
 
-    /// Keeps the origins of `rows`, counted from the earliest of them; returns how many
-    /// leading positions no kept row attends to any more, which the caller drops.
+    /// Keeps the origins of `rows`; returns how many leading positions the caller drops:
+    /// those no kept row attends to any more, once they are at least half of the positions
+    /// held (dropping moves the whole cache, while keeping them costs only their share of each
+    /// step's attention). The origins are then counted from the first position kept.
     fn select_origins(&mut self, rows: &[u32]) -> usize {
         if self.origins.is_empty() {
             return 0;
         }
         self.origins = rows.iter().map(|&row| self.origins[row as usize]).collect();
         let earliest = self.origins.iter().copied().min().unwrap_or(0);
+        if 2 * earliest < self.offset {
+            return 0;
+        }
         self.offset -= earliest;
         self.origins.iter_mut().for_each(|origin| *origin -= earliest);
         earliest

@@ -105,21 +105,23 @@ impl SelfKeyValues {
         Ok(())
     }
 
-    /// Adds `joining` rows of zeros after the rows held: the positions before a joining
-    /// sentence's first token, which it never attends to.
-    pub fn add_zero_rows(&mut self, joining: usize) -> Result<()> {
+    /// Adds `joining` rows after the rows held, for sentences joining the batch. Their
+    /// positions so far are whatever their buffer rows hold there (zeros, or keys and values
+    /// of rows that left), which they never attend to: the decoder hides the keys before a
+    /// row's first token ([`DecoderCache::join`](crate::DecoderCache::join)), so those get
+    /// weight 0. Nothing moves unless the buffers must grow.
+    pub fn add_rows(&mut self, joining: usize) -> Result<()> {
         let rows = self.rows + joining;
-        if rows > self.row_capacity() || self.sources.is_some() {
-            // Buffer rows past the rows held may hold positions some row reads.
+        if rows > self.row_capacity() {
             let every_row: Vec<u32> = (0..self.rows as u32).collect();
-            let row_capacity = rows.max(self.row_capacity());
-            self.move_to(buffers_like(&self.buffers, row_capacity, self.capacity())?, &every_row, 0)?;
+            self.move_to(buffers_like(&self.buffers, grown(rows), self.capacity())?, &every_row, 0)?;
         }
-        let (_, heads, capacity, head_dim) = self.buffers.keys.dims4()?;
-        let zeros =
-            Tensor::zeros((joining, heads, capacity, head_dim), self.buffers.keys.dtype(), self.device())?;
-        for buffer in [&self.buffers.keys, &self.buffers.values] {
-            buffer.narrow(0, 0, rows)?.slice_set(&zeros, 0, self.rows)?;
+        let (capacity, len) = (self.capacity(), self.len);
+        if let Some(sources) = &mut self.sources {
+            // Each joining row's positions are its own buffer row's, where it writes from now on.
+            for (row, sources) in sources.chunks_exact_mut(capacity).enumerate().take(rows).skip(self.rows) {
+                sources[..len].fill(row as u32);
+            }
         }
         self.rows = rows;
         Ok(())
@@ -190,7 +192,7 @@ impl SelfKeyValues {
     }
 }
 
-/// The capacity of buffers that must hold `needed` positions.
+/// The capacity of buffers that must hold `needed` positions or rows.
 fn grown(needed: usize) -> usize {
     FIRST_CAPACITY.max(needed + needed / 2)
 }
@@ -425,24 +427,45 @@ mod tests {
         assert!(cache.select(&[0], 9).is_err());
     }
 
-    /// Joining rows are zeros in every position, also in buffers whose rows held other keys
-    /// before, and the rows held are untouched.
+    /// Joining rows leave the rows held untouched and hold their own positions from the next
+    /// append on, whether the cache reads through an index (nothing moves), has room for
+    /// them without one (nothing moves) or must grow its rows (by half: later joins fit).
     #[test]
-    fn joining_rows_are_zeros() {
+    fn joining_rows_keep_the_rows_held_and_hold_their_own_appends() {
         let first = key_values(4, 3, 1);
         let mut cache = SelfKeyValues::new(&first).unwrap();
         cache.select(&[1, 3], 0).unwrap();
-        cache.select(&[0, 1], 0).unwrap();
-        cache.add_zero_rows(2).unwrap();
-        let kept = Tensor::new(&[1u32, 3], &Device::Cpu).unwrap();
-        let zeros = Tensor::zeros((2, 2, 3, 3), DType::F64, &Device::Cpu).unwrap();
-        let with_zeros = |t: &Tensor| Tensor::cat(&[&t.index_select(&kept, 0).unwrap(), &zeros], 0).unwrap();
-        assert_holds(&cache, &with_zeros(&first.keys), &with_zeros(&first.values), "within the buffers");
-        cache.add_zero_rows(3).unwrap();
-        assert_eq!(cache.rows(), 7);
-        let zeros = Tensor::zeros((5, 2, 3, 3), DType::F64, &Device::Cpu).unwrap();
-        let with_zeros = |t: &Tensor| Tensor::cat(&[&t.index_select(&kept, 0).unwrap(), &zeros], 0).unwrap();
-        assert_holds(&cache, &with_zeros(&first.keys), &with_zeros(&first.values), "grown buffers");
+        cache.select(&[1, 0], 0).unwrap();
+        let kept = Tensor::new(&[3u32, 1], &Device::Cpu).unwrap();
+        let mut expected = [&first.keys, &first.values].map(|t| t.index_select(&kept, 0).unwrap());
+        let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        for (joining, seed, moves) in [(2, 10, false), (3, 20, true), (1, 30, false)] {
+            let before = cache.buffers.keys.clone();
+            cache.add_rows(joining).unwrap();
+            assert_eq!(same_storage(&before, &cache.buffers.keys), !moves, "joining {joining}");
+            let rows = expected[0].dim(0).unwrap();
+            let new = key_values(rows + joining, 1, seed);
+            cache.append(&new).unwrap();
+            let (keys, values_held) = held(&cache);
+            for ((got, want), new) in
+                [keys, values_held].iter().zip(&mut expected).zip([&new.keys, &new.values])
+            {
+                // The rows held keep their positions and gain the new one.
+                let want_now = Tensor::cat(&[&*want, &new.narrow(0, 0, rows).unwrap()], 2).unwrap();
+                assert_eq!(values(&got.narrow(0, 0, rows).unwrap()), values(&want_now), "joining {joining}");
+                // The joining rows' earlier positions are hidden from them: only their new
+                // one is theirs.
+                let last = got.dim(2).unwrap() - 1;
+                let joined = got.narrow(0, rows, joining).unwrap().narrow(2, last, 1).unwrap();
+                assert_eq!(
+                    values(&joined),
+                    values(&new.narrow(0, rows, joining).unwrap()),
+                    "joining {joining}"
+                );
+                *want = got.narrow(0, 0, rows + joining).unwrap();
+            }
+        }
+        assert_eq!(cache.row_capacity(), 16);
     }
 
     /// The composed copy (other devices) copies what the CPU one copies.

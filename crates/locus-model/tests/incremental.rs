@@ -343,14 +343,14 @@ pub fn encoder_is_relative(cfg: &ModelConfig) -> bool {
 /// end a row (most seeds of fairseq's initialisation never choose EOS in so few steps).
 const EOS_SEED_OFFSET: u64 = 60;
 
-/// Sentences join a running batch at steps 0, 2, 3 and 6 and leave it as they end (by their
+/// Sentences join a running batch at steps 0, 2, 3, 6 and 10 and leave it as they end (by their
 /// limits, by EOS, one at once with a limit of 0), so that rows decode at different positions
 /// side by side, ended rows are dropped and the positions before every remaining row's start
 /// are forgotten. Every sentence must still get the hypothesis greedy search gives it alone:
 /// the same tokens, the same log-probability up to the rounding of batched products.
 #[test]
 fn continuous_batching_decodes_every_sentence_as_alone_for_every_variant() {
-    let sources: [&[u32]; 7] = [
+    let sources: [&[u32]; 8] = [
         &[5, 9, 12, 7, 20, 4, 4, 17, 9],
         &[15, 3, 8],
         &[11],
@@ -358,11 +358,13 @@ fn continuous_batching_decodes_every_sentence_as_alone_for_every_variant() {
         &[19, 8],
         &[7, 16, 10, 22],
         &[4],
+        &[9, 14, 3, 18],
     ];
-    let max_lens = [9, 3, 12, 0, 7, 14, 5];
-    let min_lens = [0, 2, 0, 0, 4, 0, 5];
-    // Who joins before which step.
-    let joins: [(usize, &[usize]); 4] = [(0, &[0, 1]), (2, &[2]), (3, &[3, 4, 5]), (6, &[6])];
+    let max_lens = [9, 3, 12, 0, 7, 14, 5, 12];
+    let min_lens = [0, 2, 0, 0, 4, 0, 5, 8];
+    // Who joins before which step. The last one outlives the others (its min_len), so that
+    // the positions before it are dropped once they are half of those held.
+    let joins: [(usize, &[usize]); 5] = [(0, &[0, 1]), (2, &[2]), (3, &[3, 4, 5]), (6, &[6]), (10, &[7])];
     let padded = |ids: &[usize]| {
         let width = ids.iter().map(|&i| sources[i].len() + 1).max().unwrap();
         let rows: Vec<u32> = ids
@@ -384,7 +386,7 @@ fn continuous_batching_decodes_every_sentence_as_alone_for_every_variant() {
         let mut batch = RunningBatch::new(&model);
         let mut got = vec![None; sources.len()];
         let mut step = 0;
-        while step < 7 || !batch.is_empty() {
+        while step <= 10 || !batch.is_empty() {
             if let Some((_, ids)) = joins.iter().find(|(at, _)| *at == step) {
                 let admissions: Vec<_> = ids
                     .iter()
