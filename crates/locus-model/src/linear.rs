@@ -83,8 +83,8 @@ impl Linear {
     }
 
     /// This layer for decoding: with [`Quantization::None`], its weight in the layout the fused
-    /// op reads fastest when decoding ([`ops::decoding_layout`]: a column-major copy on the
-    /// CPU); with [`Quantization::Int8`], quantized. The copy does not follow later updates of
+    /// op reads fastest when decoding ([`ops::decoding_layout`]: packed in panels on the CPU);
+    /// with [`Quantization::Int8`], quantized. The copy does not follow later updates of
     /// the weight.
     ///
     /// # Errors
@@ -159,18 +159,23 @@ mod tests {
         }
     }
 
-    /// The copy for inference holds the same weight in column-major storage, and the same bias.
+    /// The copy for inference holds the weight packed for decoding, and the same bias, and
+    /// computes the same layer in every form (plain, split into heads, with ReLU).
     #[test]
-    fn the_inference_copy_stores_the_weight_by_columns() {
-        let layer = Linear {
-            weights: Weights::Float { weight: random((3, 4), 1).unwrap(), bias: random(3, 2).unwrap() },
-        };
-        let copy = layer.for_inference(Quantization::None).unwrap();
+    fn the_inference_copy_packs_the_weight_and_computes_the_same_layer() -> candle_core::Result<()> {
+        let layer = Linear { weights: Weights::Float { weight: random((4, 3), 1)?, bias: random(4, 2)? } };
+        let copy = layer.for_inference(Quantization::None)?;
         let ((weight, bias), (copy_weight, copy_bias)) = (float(&layer), float(&copy));
-        assert!(weight.is_contiguous());
-        assert!(!copy_weight.is_contiguous() && copy_weight.t().unwrap().is_contiguous());
-        assert_eq!(copy_weight.to_vec2::<f64>().unwrap(), weight.to_vec2::<f64>().unwrap());
-        assert_eq!(copy_bias.to_vec1::<f64>().unwrap(), bias.to_vec1::<f64>().unwrap());
+        assert_eq!((weight.dims(), copy_weight.dims()), (&[4, 3][..], &[1, 3, 64][..]));
+        assert_eq!(copy_bias.to_vec1::<f64>()?, bias.to_vec1::<f64>()?);
+        let xs = random((2, 5, 3), 3)?;
+        let same = |a: Tensor, b: Tensor| -> candle_core::Result<()> {
+            assert!(crate::testing::max_diff(&a, &b)? < 1e-12);
+            Ok(())
+        };
+        same(layer.forward(&xs)?, copy.forward(&xs)?)?;
+        same(layer.forward_heads(&xs, 2)?, copy.forward_heads(&xs, 2)?)?;
+        same(layer.forward_relu(&xs, None)?, copy.forward_relu(&xs, None)?)
     }
 
     /// The int8 copy gives the float layer's outputs within quantization error, in every

@@ -84,6 +84,9 @@ struct Embeddings {
     source: Tensor,
     target: Tensor,
     output: Tensor,
+    /// Zeros, when `output` is packed for decoding ([`decoding_layout`](crate::ops::decoding_layout)),
+    /// which takes its number of channels from a bias.
+    output_bias: Option<Tensor>,
     /// `output` quantized, in a model quantized for decoding.
     output_int8: Option<Arc<Int8Linear>>,
 }
@@ -97,12 +100,19 @@ impl Embeddings {
         };
         if cfg.tie_embeddings {
             let shared = table("embed.weight", cfg.d_model)?;
-            Ok(Self { source: shared.clone(), target: shared.clone(), output: shared, output_int8: None })
+            Ok(Self {
+                source: shared.clone(),
+                target: shared.clone(),
+                output: shared,
+                output_bias: None,
+                output_int8: None,
+            })
         } else {
             Ok(Self {
                 source: table("encoder.embed.weight", cfg.encoder_positional().token_width(cfg.d_model))?,
                 target: table("decoder.embed.weight", cfg.decoder_positional().token_width(cfg.d_model))?,
                 output: table("output_projection.weight", cfg.d_model)?,
+                output_bias: None,
                 output_int8: None,
             })
         }
@@ -149,11 +159,10 @@ impl Seq2Seq {
     }
 
     /// A copy of this model for decoding. With [`Quantization::None`], on the CPU, every linear
-    /// layer's weight and the output projection are copied into column-major storage
-    /// ([`decoding_layout`](crate::ops::decoding_layout)), which the fused products read
-    /// fastest at the few rows of a decoding step (a greedy step over 8 sentences of the
-    /// quickstart's model, on one thread: 3.1-3.8 ms before, 2.8-2.9 ms after, 2026-12-07); it
-    /// computes what this model computes (up to the rounding of a different summation order).
+    /// layer's weight and the output projection are copied into panels of 64 output channels
+    /// ([`decoding_layout`](crate::ops::decoding_layout)), which the fused products read in
+    /// order, the fastest layout at the few rows of a decoding step; it computes what this
+    /// model computes (up to the rounding of a different summation order).
     /// With [`Quantization::Int8`], those weights are quantized instead ([`Int8Linear`]), and
     /// the products are int8 ones. The other parameters are shared. The copy does not follow
     /// later updates of the copied weights: it is for a model that no longer trains.
@@ -162,10 +171,14 @@ impl Seq2Seq {
     /// Out of memory for the copies; int8 on a device other than the CPU.
     pub fn for_inference(&self, quantization: Quantization) -> Result<Self> {
         let embeddings = match quantization {
-            Quantization::None => Embeddings {
-                output: crate::ops::decoding_layout(&self.embeddings.output)?,
-                ..self.embeddings.clone()
-            },
+            Quantization::None => {
+                let output = crate::ops::decoding_layout(&self.embeddings.output)?;
+                let output_bias = match output.rank() {
+                    2 => None,
+                    _ => Some(Tensor::zeros(self.vocab_size, output.dtype(), output.device())?),
+                };
+                Embeddings { output, output_bias, ..self.embeddings.clone() }
+            }
             Quantization::Int8 => Embeddings {
                 output_int8: Some(Arc::new(Int8Linear::quantize(&self.embeddings.output, None)?)),
                 ..self.embeddings.clone()
@@ -279,9 +292,10 @@ impl Seq2Seq {
 
     /// Projects decoder states onto the vocabulary.
     fn project(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(match &self.embeddings.output_int8 {
-            Some(output) => output.forward(hidden, false)?,
-            None => crate::ops::linear_without_bias(hidden, &self.embeddings.output)?,
+        Ok(match (&self.embeddings.output_int8, &self.embeddings.output_bias) {
+            (Some(output), _) => output.forward(hidden, false)?,
+            (None, Some(bias)) => crate::ops::linear(hidden, &self.embeddings.output, bias)?,
+            (None, None) => crate::ops::linear_without_bias(hidden, &self.embeddings.output)?,
         })
     }
 

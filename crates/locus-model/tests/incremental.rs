@@ -110,7 +110,7 @@ fn encoder_without_positions_is_permutation_equivariant() {
     assert!(max_abs_diff(&hidden.index_select(&order, 0).unwrap(), &hidden_permuted) > 1e-3);
 }
 
-/// The copy for inference (column-major weights) computes the model's logits up to rounding
+/// The copy for inference (weights packed for decoding) computes the model's logits up to rounding
 /// and finds the same greedy and beam outputs, for every encoding.
 #[test]
 fn the_inference_copy_decodes_as_the_model_for_every_variant() {

@@ -16,7 +16,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result,
 use rayon::prelude::*;
 
 use super::dropout::{apply_dropout, DropoutMask};
-use super::matmul::{matmul, Strided, Threads};
+use super::matmul::{matmul, matmul_panels, Strided, Threads, PANEL};
 use super::rows::{column_sums, contiguous, is_fused, row_len, with_elements, Real};
 
 /// `xs · weightᵀ + bias` over the last dimension of `xs`.
@@ -49,6 +49,8 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 pub fn linear_without_bias(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
     if is_fused(xs) && weight.dtype() == xs.dtype() {
         xs.contiguous()?.apply_op2(&weight_operand(weight)?, Linear { epilogue: Epilogue::None })
+    } else if weight.rank() != 2 {
+        bail!("linear: a weight packed for decoding takes f32 or f64 inputs on the CPU")
     } else {
         let mut dims = xs.dims().to_vec();
         let in_dim = dims.pop().unwrap_or(1);
@@ -95,9 +97,9 @@ pub fn linear_heads(xs: &Tensor, weight: &Tensor, bias: &Tensor, heads: usize) -
     }
 }
 
-/// `weight` as the fused op takes it: row-major (contiguous), or column-major (its transpose is
-/// contiguous: the layout [`Seq2Seq::for_inference`](crate::Seq2Seq::for_inference) gives
-/// weights), which is read where it lies; any other layout is copied into row-major.
+/// `weight` as the fused op takes it: row-major (contiguous), column-major (its transpose is
+/// contiguous), or packed for decoding ([`decoding_layout`]), each read where it lies; any
+/// other layout is copied into row-major.
 fn weight_operand(weight: &Tensor) -> Result<Tensor> {
     if weight.is_contiguous() || (weight.rank() == 2 && weight.t()?.is_contiguous()) {
         Ok(weight.clone())
@@ -106,28 +108,42 @@ fn weight_operand(weight: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// The 2-D `weight` laid out as the products of a decoding step read it fastest. On the CPU,
-/// a copy in column-major storage, still shaped `(out, in)`: at the few rows of a decoding
-/// step, `gemm` reads a column-major weight where it lies, while it packs a row-major one into
-/// a scratch buffer at every call (a 256×1,024 product of 8 rows took half the time
-/// column-major on this machine's AVX-512 cores, measured with `gemm` 0.19 alone). On other
-/// devices, whose products are candle's, the weight itself.
+/// The 2-D `weight` laid out as the products of decoding read it fastest. On the CPU, packed
+/// in panels of 64 output channels (`gemm`'s tile height): a contiguous tensor
+/// `(panels, in, 64)` holding channel `o`'s weight for input `i` at `[o / 64, i, o % 64]`, the
+/// last panel padded with zero channels; [`linear`], [`linear_heads`] and [`linear_relu`]
+/// take it in place of the weight (the bias gives the number of channels), and products read
+/// it panel by panel, in order ([`matmul_panels`] says why and how much faster that is). On
+/// other devices, whose products are candle's, the weight itself.
+///
+/// A packed weight is for decoding only: it has no gradient.
 pub fn decoding_layout(weight: &Tensor) -> Result<Tensor> {
     if !weight.device().is_cpu() {
         return Ok(weight.clone());
     }
-    weight.t()?.contiguous()?.t()
+    let (out_dim, in_dim) = weight.dims2()?;
+    let padded = weight.pad_with_zeros(0, 0, out_dim.div_ceil(PANEL) * PANEL - out_dim)?;
+    padded.reshape((out_dim.div_ceil(PANEL), PANEL, in_dim))?.transpose(1, 2)?.contiguous()
 }
 
-/// The elements of a weight given to the op ([`weight_operand`]) and where its `(out, in)`
-/// entries lie among them.
+/// A weight as the product reads it: a strided matrix `(out, in)`, or panels
+/// ([`decoding_layout`]).
+enum Operand<'a, T> {
+    Matrix(&'a [T], Strided),
+    Panels(&'a [T]),
+}
+
+/// The elements of a weight given to the op ([`weight_operand`]) and how they are laid out.
 fn weight_matrix<'a, T: WithDType>(
     storage: &'a CpuStorage,
     layout: &Layout,
     sizes: Sizes,
-) -> Result<(&'a [T], Strided)> {
+) -> Result<Operand<'a, T>> {
+    if layout.shape().rank() == 3 {
+        return Ok(Operand::Panels(contiguous(storage, layout)?));
+    }
     if layout.is_contiguous() {
-        return Ok((contiguous(storage, layout)?, sizes.weight()));
+        return Ok(Operand::Matrix(contiguous(storage, layout)?, sizes.weight()));
     }
     let (out_dim, in_dim) = (sizes.out_dim, sizes.in_dim);
     if layout.stride() != [1, out_dim] {
@@ -142,7 +158,7 @@ fn weight_matrix<'a, T: WithDType>(
             start + out_dim * in_dim
         )
     };
-    Ok((elements, Strided { rows: out_dim, cols: in_dim, row_stride: 1, col_stride: out_dim }))
+    Ok(Operand::Matrix(elements, Strided { rows: out_dim, cols: in_dim, row_stride: 1, col_stride: out_dim }))
 }
 
 /// [`linear`] from candle operations, for devices and dtypes without the fused kernel.
@@ -236,8 +252,16 @@ struct Sizes {
 }
 
 impl Sizes {
-    fn of(xs: &Shape, weight: &Shape) -> Result<Self> {
-        let (out_dim, in_dim) = weight.dims2()?;
+    /// The sizes of `xs` times `weight`: a matrix `(out, in)`, or panels `(panels, in, 64)`
+    /// whose number of channels is the bias's.
+    fn of(xs: &Shape, weight: &Shape, bias: Option<&Shape>) -> Result<Self> {
+        let (out_dim, in_dim) = match (weight.dims(), bias.map(Shape::dims)) {
+            (&[panels, in_dim, PANEL], Some(&[out_dim])) if out_dim.div_ceil(PANEL) == panels => {
+                (out_dim, in_dim)
+            }
+            (&[_, _, _], bias) => bail!("linear: packed weight {weight:?} with bias {bias:?}"),
+            _ => weight.dims2()?,
+        };
         Ok(Self { rows: xs.elem_count() / in_dim.max(1), in_dim, out_dim })
     }
 
@@ -259,7 +283,7 @@ impl Linear {
     fn forward<T: Real>(
         &self,
         xs: &[T],
-        (weight, weight_m): (&[T], Strided),
+        weight: Operand<T>,
         bias: Option<&[T]>,
         sizes: Sizes,
         time: usize,
@@ -268,19 +292,24 @@ impl Linear {
         if let Some(bias) = bias {
             ys.par_chunks_mut(sizes.out_dim).for_each(|row| row.copy_from_slice(bias));
         }
-        let weight_t = weight_m.t();
         let accumulate = bias.is_some();
-        matmul(
-            &mut ys,
-            sizes.output(),
-            xs,
-            sizes.input(),
-            weight,
-            weight_t,
-            T::one(),
-            accumulate,
-            Threads::All,
-        );
+        match weight {
+            Operand::Matrix(weight, weight_m) => matmul(
+                &mut ys,
+                sizes.output(),
+                xs,
+                sizes.input(),
+                weight,
+                weight_m.t(),
+                T::one(),
+                accumulate,
+                Threads::All,
+            ),
+            Operand::Panels(panels) => {
+                let Sizes { rows, in_dim, out_dim } = sizes;
+                matmul_panels(&mut ys, xs, panels, rows, in_dim, out_dim, accumulate, Threads::All)
+            }
+        }
         match &self.epilogue {
             Epilogue::None => ys,
             Epilogue::Relu(dropout) => {
@@ -302,7 +331,10 @@ impl Linear {
         ys: &Tensor,
         grad: &Tensor,
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let sizes = Sizes::of(xs.shape(), weight.shape())?;
+        if weight.rank() != 2 {
+            bail!("linear: a weight packed for decoding has no gradient")
+        }
+        let sizes = Sizes::of(xs.shape(), weight.shape(), None)?;
         let product_grad = match &self.epilogue {
             Epilogue::None => None,
             Epilogue::Relu(dropout) => Some(with_elements::<T, _>(grad, |grads| {
@@ -370,7 +402,7 @@ impl Linear {
         bias: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
         let in_dim = row_len(xs_l.shape())?;
-        let sizes = Sizes::of(xs_l.shape(), weight_l.shape())?;
+        let sizes = Sizes::of(xs_l.shape(), weight_l.shape(), bias.map(|(_, bias_l)| bias_l.shape()))?;
         let dims = xs_l.shape().dims();
         let time = match self.epilogue {
             Epilogue::Heads(heads) if dims.len() == 3 && sizes.out_dim % heads == 0 => dims[1],
@@ -506,7 +538,7 @@ mod tests {
         assert!(max_diff(&got, &want).unwrap() < 1e-12);
     }
 
-    /// Few rows (a decoding step, through `matmul`'s column-major path) and many rows.
+    /// Few rows (a decoding step, through `matmul`'s few-rows path) and many rows.
     #[test]
     fn without_bias_matches_candle_matmul() {
         let weight = random((37, 19), 1).unwrap();
@@ -519,20 +551,26 @@ mod tests {
         }
     }
 
-    /// A column-major weight ([`decoding_layout`], read in place) gives the products a row-major
-    /// one gives, through every entry point, at decoding's few rows and at many.
+    /// A weight packed in panels ([`decoding_layout`]: two panels, the second partial) gives
+    /// the products the weight gives, through every entry point that takes a bias, at
+    /// decoding's few rows and at many; without a bias, or asked for a gradient, it is an error.
     #[test]
-    fn column_major_weights_give_the_same_products() {
-        let (weight, bias) = (random((6, 4), 1).unwrap(), random(6, 2).unwrap());
-        let by_columns = decoding_layout(&weight).unwrap();
-        assert!(!by_columns.is_contiguous() && by_columns.t().unwrap().is_contiguous());
+    fn packed_weights_give_the_same_products() {
+        let (weight, bias) = (random((70, 4), 1).unwrap(), random(70, 2).unwrap());
+        let packed = decoding_layout(&weight).unwrap();
+        assert_eq!(packed.dims(), [2, 4, PANEL]);
+        // Channel 69 for input 3: the 6th channel of the second panel.
+        let entry = |t: &Tensor, index: &[usize]| {
+            index.iter().fold(t.clone(), |t, &i| t.get(i).unwrap()).to_scalar::<f64>().unwrap()
+        };
+        assert_eq!(entry(&packed, &[1, 3, 5]), entry(&weight, &[69, 3]));
+        assert_eq!(entry(&packed, &[1, 3, 6]), 0.0);
         for rows in [1, 8, 70] {
             let xs = random((rows, 1, 4), 3).unwrap();
             let pairs = [
-                (linear(&xs, &weight, &bias), linear(&xs, &by_columns, &bias)),
-                (linear_relu(&xs, &weight, &bias, None), linear_relu(&xs, &by_columns, &bias, None)),
-                (linear_heads(&xs, &weight, &bias, 3), linear_heads(&xs, &by_columns, &bias, 3)),
-                (linear_without_bias(&xs, &weight), linear_without_bias(&xs, &by_columns)),
+                (linear(&xs, &weight, &bias), linear(&xs, &packed, &bias)),
+                (linear_relu(&xs, &weight, &bias, None), linear_relu(&xs, &packed, &bias, None)),
+                (linear_heads(&xs, &weight, &bias, 2), linear_heads(&xs, &packed, &bias, 2)),
             ];
             for (i, (want, got)) in pairs.into_iter().enumerate() {
                 let (want, got) = (want.unwrap(), got.unwrap());
@@ -540,6 +578,12 @@ mod tests {
                 assert!(max_diff(&got, &want).unwrap() < 1e-12, "entry point {i}, {rows} rows");
             }
         }
+        let xs = random((3, 4), 4).unwrap();
+        assert!(linear_without_bias(&xs, &packed).is_err());
+        assert!(linear(&xs, &packed, &random(6, 2).unwrap()).is_err());
+        let var = Var::from_tensor(&xs).unwrap();
+        let ys = linear(var.as_tensor(), &packed, &bias).unwrap();
+        assert!(ys.sum_all().unwrap().backward().is_err());
     }
 
     #[test]
