@@ -108,7 +108,7 @@ impl SelfKeyValues {
     /// Adds `joining` rows after the rows held, for sentences joining the batch. Their
     /// positions so far are whatever their buffer rows hold there (zeros, or keys and values
     /// of rows that left), which they never attend to: the decoder hides the keys before a
-    /// row's first token ([`DecoderCache::join`](crate::DecoderCache::join)), so those get
+    /// row's first token ([`DecoderCache::join`](crate::decoder::DecoderCache::join)), so those get
     /// weight 0. Nothing moves unless the buffers must grow.
     pub fn add_rows(&mut self, joining: usize) -> Result<()> {
         let rows = self.rows + joining;

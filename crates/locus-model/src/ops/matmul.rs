@@ -144,12 +144,9 @@ pub(crate) const PANEL: usize = 64;
 /// last panel padded to `PANEL` channels). `dst` is `rows × out` and `lhs` `rows × in`, both
 /// row-major and contiguous; with `accumulate`, the product is added to `dst`.
 ///
-/// One `gemm` per panel, which reads its panel where it lies: a product streams `W` in order,
-/// page after page, where a column-major `W` has `gemm` jump a whole column (4 KiB at 1,024
-/// channels) from one input to the next, which the hardware prefetchers do not follow across
-/// pages. At the few rows of a decoding step, which stream the weights more than they
-/// compute, that made the products of the quickstart model's decoder 1.3-1.4× as fast at 8-32
-/// rows, and 0.96-1.02× at 64-900 (one thread, `gemm` 0.19 with AVX-512, 2026-12-07).
+/// One `gemm` per panel, which reads its panel where it lies, so that a product streams `W`
+/// in order ([`decoding_layout`](super::decoding_layout) says why); with [`Threads::All`], the
+/// panels are shared among candle's threads.
 ///
 /// # Panics
 /// If a slice is too short for its matrix.
