@@ -7,9 +7,10 @@
 //! tokens/s on `configs/bench-cpu.toml`), and 9% of greedy decoding once decoding had got
 //! faster (`perf record` of `locus bench translate` on test_2016_flickr, 2026-12-07). Every
 //! command therefore serves blocks up to 32 MiB (glibc's maximum) from the heap and never
-//! trims it ([`keep_freed_memory`]): greedy decoding of test_2016_flickr in batches of 100
-//! went from 483–497 to 508–532 sentences/s (3 alternated pairs), beam 4 from 191–193 to
-//! 196–197, with peak RSS 0.30 → 0.33 and 0.35 → 0.44 GiB.
+//! trims it ([`keep_freed_memory`]): `locus bench translate` of test_2016_flickr in batches of
+//! 100, the build before and after alternated 3 times, went from 486–514 to 513–543
+//! sentences/s greedy and from 183–191 to 195–199 with beam 4, peak RSS 0.30 → 0.33 and
+//! 0.35 → 0.45 GiB (README, Performance).
 //!
 //! Blocks above 32 MiB (the logits of a large batch and their gradients: positions ×
 //! vocabulary) are still mapped afresh each time, and faulting them in 4 KiB page by 4 KiB page
