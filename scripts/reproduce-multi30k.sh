@@ -11,12 +11,14 @@
 # with the higher validation BLEU (beam 5) gives the reported row; both are in the log.
 #
 # Usage: scripts/reproduce-multi30k.sh [CONFIG ...] [-- LOCUS TRAIN ARGUMENTS]
-# (e.g. `-- --set train.max_steps=200`: arguments after `--` go to every `locus train`).
-# Environment: LOCUS_BIN, a `locus` binary to use instead of building the release one;
-# LOCUS_RESULTS_DIR, where runs and results go (default runs/reproduce-multi30k); LOCUS_README,
-# the file whose table is rewritten (default README.md). A second run continues (or reuses) each
-# config's training. Each config's row is kept in $LOCUS_RESULTS_DIR/rows/, and the table is
-# rebuilt from all rows there. CI runs a smoke version with a tiny model (.ci/run).
+# (e.g. `-- --set model.positional.kind="rope"`: arguments after `--` go to every `locus train`
+# and are the row's "changes"). Environment: LOCUS_BIN, a `locus` binary to use instead of
+# building the release one; LOCUS_RESULTS_DIR, where runs go (default runs/reproduce-multi30k);
+# LOCUS_README, the file whose table is updated (default README.md).
+# A row is keyed by its config and changes: a run trains into its own directory (the config's
+# name, then the changes when there are any), a second run with the same key continues (or
+# reuses) its training, and its row replaces the table's row with that key; rows with other
+# keys stay. CI runs a smoke version with a tiny model (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +38,25 @@ if [[ ${#configs[@]} -eq 0 ]]; then
 fi
 results=${LOCUS_RESULTS_DIR:-runs/reproduce-multi30k}
 readme=${LOCUS_README:-README.md}
-mkdir -p "$results/rows"
+rows=$(mktemp)
+trap 'rm -f "$rows"' EXIT
+
+# The row's "changes" cell: each argument after `--` but `--set` in backquotes (a `|` in a
+# Markdown table cell is written `\|`), or "—" for the config as committed.
+changes="—"
+if [[ ${#train_args[@]} -gt 0 ]]; then
+  changes=$(printf '%s\n' "${train_args[@]}" | grep -vx -- --set | sed 's/|/\\|/g; s/.*/`&`/' | paste -sd ' ')
+fi
+# The run directory's suffix: the changes in characters safe in a file name, or their hash
+# when that would make the name too long.
+suffix=""
+if [[ ${#train_args[@]} -gt 0 ]]; then
+  suffix=$(printf '%s ' "${train_args[@]}" | sed 's/--set //g; s/ *$//; s/[^A-Za-z0-9._=-]/_/g')
+  if [[ ${#suffix} -gt 120 ]]; then
+    suffix=$(printf '%s\n' "${train_args[@]}" | sha1sum | cut -c1-12)
+  fi
+  suffix="+$suffix"
+fi
 
 scripts/get-multi30k.sh
 locus=${LOCUS_BIN:-target/release/locus}
@@ -54,7 +74,7 @@ json_field() { grep -- "$3" "$1" | tail -n 1 | sed -n "s/.*\"$2\":\([-0-9.e]*\).
 
 for config in "${configs[@]}"; do
   name=$(basename "$config" .toml)
-  run="$results/$name"
+  run="$results/$name$suffix"
   # multi30k-<src>-<tgt>[-tok]
   pair=${name#multi30k-}
   src=${pair%%-*}
@@ -126,28 +146,37 @@ for config in "${configs[@]}"; do
   tokens_per_s=$(json_field "$metrics" tokens_per_s '"event":"train"')
   # As trained: `--set` may have changed the config's encoding.
   positional=$(sed -n '/^\[model.positional\]/,/^\[/s/^kind = "\(.*\)"/\1/p' "$run/config.toml")
-  printf '| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %.0f min | %.0f | `%s` |\n' \
-    "$name" "$src→$tgt" "$positional" "$chosen_label" "${cells[0]}" "${cells[1]}" "${cells[2]}" \
-    "${published[$name]:-}" "$steps" "$(awk -v s="$train_s" 'BEGIN { print s / 60 }')" \
-    "$tokens_per_s" "$signature" > "$results/rows/$name.md"
+  row=$(printf '| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f min | %.0f | `%s` |' \
+    "$name" "$changes" "$src→$tgt" "$positional" "$chosen_label" "${cells[0]}" "${cells[1]}" \
+    "${cells[2]}" "${published[$name]:-}" "$steps" \
+    "$(awk -v s="$train_s" 'BEGIN { print s / 60 }')" "$tokens_per_s" "$signature")
+  echo "$row" >> "$rows"
   echo "== $name: done in $(( (finished - started) / 60 )) min (training $(awk -v s="$train_s" 'BEGIN { printf "%.0f", s / 60 }') min) =="
-  cat "$results/rows/$name.md"
+  echo "$row"
 done
 
-# The table in $readme, between its markers, from every row this results directory holds.
-table=$(mktemp)
-{
-  echo '<!-- results: written by scripts/reproduce-multi30k.sh; do not edit by hand -->'
-  echo '| config | pair | PE | checkpoint | test2016 | test2017 | mscoco2017 | published test2016 | updates | training | tokens/s | BLEU signature |'
-  echo '| --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |'
-  cat "$results"/rows/*.md
-  echo '<!-- results: end -->'
-} > "$table"
-awk -v table="$table" '
-  /^<!-- results: written by/ { while ((getline line < table) > 0) print line; skipping = 1; next }
-  /^<!-- results: end -->/ { skipping = 0; next }
-  !skipping { print }
+# The table in $readme, between its markers: each new row replaces the row with its config and
+# changes (the first two cells), or is added at the end; the other rows stay.
+header='| config | changes | pair | PE | checkpoint | test2016 | test2017 | mscoco2017 | published test2016 | updates | training | tokens/s | BLEU signature |'
+awk -v rows="$rows" -v header="$header" '
+  function key(line, cells) { split(line, cells, " \\| "); return cells[1] " | " cells[2] }
+  BEGIN { while ((getline line < rows) > 0) { fresh[key(line)] = line; order[++n] = key(line) } }
+  /^<!-- results: written by/ {
+    print; print header
+    print "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |"
+    inside = 1; next
+  }
+  inside && /^<!-- results: end -->/ {
+    for (i = 1; i <= n; i++) if (!(order[i] in written)) { print fresh[order[i]]; written[order[i]] = 1 }
+    inside = 0; print; next
+  }
+  inside && /^\| `/ {
+    k = key($0)
+    if (k in fresh) { if (!(k in written)) print fresh[k]; written[k] = 1 } else print
+    next
+  }
+  inside { next }
+  { print }
 ' "$readme" > "$readme.new"
 mv "$readme.new" "$readme"
-rm -f "$table"
-echo "$readme: Results table rewritten from $results/rows/"
+echo "$readme: Results table updated with $(wc -l < "$rows") row(s)"
