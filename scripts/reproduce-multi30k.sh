@@ -151,7 +151,7 @@ for config in "${configs[@]}"; do
     "${cells[2]}" "${published[$name]:-}" "$steps" \
     "$(awk -v s="$train_s" 'BEGIN { print s / 60 }')" "$tokens_per_s" "$signature")
   echo "$row" >> "$rows"
-  echo "== $name: done in $(( (finished - started) / 60 )) min (training $(awk -v s="$train_s" 'BEGIN { printf "%.0f", s / 60 }') min) =="
+  echo "== $name: done in $(awk -v s=$((finished - started)) 'BEGIN { printf "%.0f", s / 60 }') min (training $(awk -v s="$train_s" 'BEGIN { printf "%.0f", s / 60 }') min) =="
   echo "$row"
 done
 
