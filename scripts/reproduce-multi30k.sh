@@ -11,7 +11,7 @@
 # with the higher validation BLEU (beam 5) gives the reported row; both are in the log.
 #
 # Usage: scripts/reproduce-multi30k.sh [CONFIG ...] [-- LOCUS TRAIN ARGUMENTS]
-# (e.g. `-- --set model.positional.kind="rope"`: arguments after `--` go to every `locus train`
+# (e.g. `-- --set 'model.positional.kind="rope"'`: arguments after `--` go to every `locus train`
 # and are the row's "changes"). Environment: LOCUS_BIN, a `locus` binary to use instead of
 # building the release one; LOCUS_RESULTS_DIR, where runs go (default runs/reproduce-multi30k);
 # LOCUS_README, the file whose table is updated (default README.md).
